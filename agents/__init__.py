@@ -1,0 +1,1 @@
+"""PPO agents and their networks; they land with the PPO issue."""
