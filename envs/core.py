@@ -26,8 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-import importlib
-render = importlib.import_module(".render", __package__) if False else None  # TEMP
+from . import render
 from .config import AUTORESET_MODES, CoinRunConfig, resolve_device
 from .levels import generate_levels, place_coins
 from .rng import random_bits

@@ -1,0 +1,217 @@
+"""The Gymnasium contract, vector/single equivalence, determinism and argument errors."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+import coinrun_mg  # noqa: F401  (registers the environments)
+from coinrun_mg.envs.core import INFO_KEYS, CoinRunCore
+from coinrun_mg.envs.gym_env import CoinRunEnv, CoinRunVectorEnv
+
+ENV_ID = "coinrun_mg/CoinRun-v0"
+
+
+@pytest.mark.parametrize("obs_mode", ["symbolic", "pixels"])
+def test_gymnasium_checker_passes(obs_mode):
+    env = gym.make(ENV_ID, obs_mode=obs_mode, render_mode="rgb_array")
+    check_env(env.unwrapped)
+    obs, info = env.reset(seed=1)
+    assert env.observation_space.contains(obs)
+    assert set(INFO_KEYS) <= set(info)
+    frame = env.render()
+    assert frame.ndim == 3 and frame.shape[2] == 3 and frame.shape[0] >= 256
+
+
+def test_make_vec_uses_the_native_vector_env():
+    venv = gym.make_vec(ENV_ID, num_envs=4, device="cpu", obs_mode="symbolic")
+    assert isinstance(venv.unwrapped, CoinRunVectorEnv)
+    assert venv.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
+    obs, info = venv.reset(seed=0)
+    assert obs.shape == (4, 13, 13, 10) and obs.dtype == np.uint8
+    assert venv.observation_space.contains(obs)
+    for key in INFO_KEYS:
+        assert info[key].shape == (4,) and info["_" + key].all()
+    obs, reward, terminated, truncated, info = venv.step(venv.action_space.sample())
+    assert reward.dtype == np.float32 and terminated.dtype == bool and truncated.dtype == bool
+    assert isinstance(venv.unwrapped.core, CoinRunCore)
+    venv.close()
+
+
+def test_device_auto_resolves():
+    venv = gym.make_vec(ENV_ID, num_envs=2, device="auto")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert venv.unwrapped.core.device.type == expected
+
+
+def _rollout_single(seed, actions):
+    env = CoinRunEnv(obs_mode="symbolic")
+    obs, info = env.reset(seed=seed)
+    out = [(obs, 0.0, False, False, info)]
+    for a in actions:
+        obs, r, te, tr, info = env.step(int(a))
+        out.append((obs, r, te, tr, info))
+        if te or tr:
+            obs, info = env.reset()
+            out.append((obs, 0.0, False, False, info))
+    return out
+
+
+def test_single_env_matches_the_vector_slice():
+    """Env i of a vector env seeded s plays exactly what a single env seeded s + i plays."""
+    rng = np.random.default_rng(0)
+    n, steps, seed = 3, 300, 40
+    actions = rng.integers(0, 15, size=(steps, n))
+    venv = CoinRunVectorEnv(num_envs=n, device="cpu", obs_mode="symbolic")
+    obs, info = venv.reset(seed=seed)
+    vec = [[(obs[i], 0.0, False, False, {k: info[k][i] for k in INFO_KEYS})] for i in range(n)]
+    restarting = np.zeros(n, dtype=bool)
+    for t in range(steps):
+        step_actions = actions[t].copy()
+        obs, r, te, tr, info = venv.step(step_actions)
+        for i in range(n):
+            row = (obs[i], float(r[i]), bool(te[i]), bool(tr[i]), {k: info[k][i] for k in INFO_KEYS})
+            vec[i].append(row)
+        restarting = te | tr
+    del restarting
+    for i in range(n):
+        # Replay env i's actions in a single env; NEXT_STEP resets consume an action.
+        single_actions, records = [], vec[i]
+        j = 1
+        while j < len(records):
+            single_actions.append(actions[j - 1, i])
+            if records[j][2] or records[j][3]:
+                j += 2  # the vector env's reset step
+            else:
+                j += 1
+        single = _rollout_single(seed + i, single_actions)
+        vec_rows = [rec for rec in records]
+        assert len(single) >= len(vec_rows) - 1
+        for a, b in zip(vec_rows, single):
+            np.testing.assert_array_equal(a[0], b[0])
+            assert a[1:4] == b[1:4]
+            for k in INFO_KEYS:
+                assert a[4][k] == pytest.approx(b[4][k])
+
+
+def test_same_seed_same_trajectory_and_different_seed_differs():
+    def run(seed):
+        core = CoinRunCore(16, device="cpu")
+        obs, _ = core.reset(seed)
+        gen = torch.Generator().manual_seed(7)
+        frames, rewards, seeds = [obs], [], []
+        for _ in range(200):
+            obs, r, te, tr, info = core.step(torch.randint(0, 15, (16,), generator=gen))
+            frames.append(obs)
+            rewards.append(r)
+            seeds.append(info["level_seed"])
+        return torch.stack(frames), torch.stack(rewards), torch.stack(seeds)
+
+    a, b, c = run(5), run(5), run(6)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(a[2], c[2])
+
+
+def test_levels_follow_num_levels_and_start_level():
+    core = CoinRunCore(64, device="cpu", config=None)
+    core.reset(0)
+    seeds = core.state.level_seed
+    assert int(seeds.unique().numel()) == 64  # unlimited: (almost surely) all distinct
+    from coinrun_mg.envs.config import CoinRunConfig
+
+    core = CoinRunCore(256, CoinRunConfig(num_levels=10, start_level=500), device="cpu")
+    core.reset(0)
+    s = core.state.level_seed
+    assert int(s.min()) >= 500 and int(s.max()) < 510 and int(s.unique().numel()) == 10
+
+
+def test_autoreset_same_step_starts_the_next_level():
+    core = CoinRunCore(8, device="cpu", autoreset="same_step")
+    core.reset(3)
+    first_seeds = core.state.level_seed.clone()
+    for _ in range(400):
+        _, _, te, tr, info = core.step(torch.randint(0, 15, (8,)))
+        done = te | tr
+        if bool(done.any()):
+            i = int(done.nonzero()[0])
+            assert int(info["level_seed"][i]) == int(first_seeds[i])  # info: the ended episode
+            assert int(core.state.level_seed[i]) != int(first_seeds[i])
+            assert int(core.state.steps[i]) == 0
+            return
+    pytest.fail("no episode ended in 400 random steps")
+
+
+# --- bad input -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"rand_fraction": 1.5}, "rand_fraction=1.5"),
+        ({"rand_fraction": -0.1}, "rand_fraction=-0.1"),
+        ({"rand_fraction": float("nan")}, "rand_fraction=nan"),
+        ({"rand_fraction": "2%"}, "rand_fraction='2%'"),
+        ({"obs_mode": "rgb"}, "obs_mode='rgb'"),
+        ({"coin_placement": "left"}, "coin_placement='left'"),
+        ({"distribution_mode": "extreme"}, "distribution_mode='extreme'"),
+        ({"coin_region": (0.5, 0.5)}, r"coin_region=\(0.5, 0.5\)"),
+        ({"coin_region": (0.9, 0.2)}, r"coin_region=\(0.9, 0.2\)"),
+        ({"coin_region": (0.0,)}, r"coin_region=\(0.0,\)"),
+        ({"num_levels": -1}, "num_levels=-1"),
+        ({"start_level": -3}, "start_level=-3"),
+        ({"view_size": 12}, "view_size=12"),
+        ({"max_episode_steps": 0}, "max_episode_steps=0"),
+    ],
+)
+def test_bad_arguments_name_the_parameter(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CoinRunEnv(**kwargs)  # gym.make keeps max_episode_steps for its own TimeLimit
+    if "max_episode_steps" not in kwargs:
+        with pytest.raises(ValueError, match=match):
+            gym.make(ENV_ID, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        gym.make_vec(ENV_ID, num_envs=2, device="cpu", **kwargs)
+
+
+def test_bad_num_envs_and_device():
+    with pytest.raises(ValueError, match="num_envs=0"):
+        gym.make_vec(ENV_ID, num_envs=0, device="cpu")
+    with pytest.raises(ValueError, match="device='tpu'"):
+        gym.make_vec(ENV_ID, num_envs=2, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device='cuda'.*no CUDA"):
+            gym.make_vec(ENV_ID, num_envs=2, device="cuda")
+
+
+def test_bad_actions_and_step_before_reset():
+    venv = CoinRunVectorEnv(num_envs=2, device="cpu")
+    with pytest.raises(RuntimeError, match="before reset"):
+        venv.step(np.array([1, 2]))
+    venv.reset(seed=0)
+    with pytest.raises(ValueError, match="out of range"):
+        venv.step(np.array([0, 15]))
+    with pytest.raises(ValueError, match="shape"):
+        venv.step(np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="dtype float"):
+        venv.step(np.array([0.5, 1.0]))
+    env = CoinRunEnv()
+    with pytest.raises(RuntimeError, match="before reset"):
+        env.step(1)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action=-1"):
+        env.step(-1)
+    with pytest.raises(ValueError, match="action=20"):
+        env.step(20)
+
+
+def test_single_env_refuses_to_step_after_the_end():
+    env = CoinRunEnv(max_episode_steps=3)
+    env.reset(seed=0)
+    for _ in range(3):
+        *_, truncated, _ = env.step(4)
+    assert truncated
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(4)
