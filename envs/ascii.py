@@ -124,7 +124,5 @@ def state_to_ascii(s: EnvState, index: int = 0, top: int | None = None) -> str:
     marks[(int(s.agent_x[index]), int(s.agent_y[index] - AGENT_RY + 1e-3))] = "A"
     rows = []
     for y in range(top, -1, -1):
-        rows.append(
-            "".join(marks.get((x, y), _CHAR_OF[int(grid[x, y])]) for x in range(GRID_W))
-        )
+        rows.append("".join(marks.get((x, y), _CHAR_OF[int(grid[x, y])]) for x in range(GRID_W)))
     return "\n".join(rows)

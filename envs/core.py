@@ -302,7 +302,11 @@ def initial_states(env_key: torch.Tensor, episode: torch.Tensor, config: CoinRun
     )
     s = EnvState.zeros(seeds.shape[0], seeds.device)
     s.grid = levels.grid
-    s.update_bits()
+    s.solid_bits, s.crate_bits, s.danger_bits = (
+        levels.solid_bits,
+        levels.crate_bits,
+        levels.danger_bits,
+    )
     s.level_seed = seeds
     s.theme = levels.theme
     s.coin_x, s.coin_y, s.coin_randomized = coin_x, coin_y, moved
@@ -362,7 +366,7 @@ class CoinRunCore:
         self.device = resolve_device(device)
         self.autoreset = autoreset
         self.check_actions = check_actions
-        # Generate upcoming levels once this many environments are waiting for one.
+        # Generate upcoming levels in chunks of this many environments.
         self.prefetch = max(1, num_envs // 16) if prefetch is None else prefetch
         self.state: EnvState | None = None
         self._upcoming: EnvState | None = None  # each env's next episode, when ready
@@ -412,9 +416,11 @@ class CoinRunCore:
             self._prepare_upcoming(missing)
         s.assign(index, self._upcoming.index(index))
         self._upcoming_ready[index] = False
+        # Top up the bank one chunk at a time, so no single step pays for a whole
+        # batch of levels (right after reset every environment is waiting for one).
         waiting = (~self._upcoming_ready).nonzero().squeeze(1)
         if waiting.numel() >= self.prefetch:
-            self._prepare_upcoming(waiting)
+            self._prepare_upcoming(waiting[: self.prefetch])
 
     def _prepare_upcoming(self, index: torch.Tensor) -> None:
         s = self.state

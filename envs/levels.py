@@ -67,6 +67,9 @@ class Levels:
     """
 
     grid: torch.Tensor  # uint8 [B, W, H]
+    solid_bits: torch.Tensor  # int64 [B, W] (see EnvState)
+    crate_bits: torch.Tensor  # int64 [B, W]
+    danger_bits: torch.Tensor  # int64 [B, W]
     difficulty: torch.Tensor  # int64 [B]
     theme: torch.Tensor  # int64 [B]
     end_x: torch.Tensor  # int64 [B]
@@ -205,11 +208,13 @@ def generate_levels(level_seeds: torch.Tensor, hard: bool) -> Levels:
     _put_barriers(grid, barrier_x, barrier_y)
     grid[torch.arange(b, device=device), end_x, end_y] = EMPTY  # the coin's tile
 
+    masks = _column_bits(ground_h, lava_h, saw_y, step_y, crate_lo, crate_h)
     stand_y = _standing_heights(ground_h, lava_h, saw_y, step_y, crate_h, end_x)
     enemies = _spawn_enemies(key, grid, enemy_row)
     theme = draw(_S_THEME, NUM_THEMES) if hard else torch.zeros_like(key)
     return Levels(
         grid=grid,
+        **masks,
         difficulty=dif,
         theme=theme,
         end_x=end_x,
@@ -266,6 +271,27 @@ def _rasterize(ground_h, lava_h, saw_y, step_y, crate_lo, crate_h) -> torch.Tens
         put(crate_lo + k, crate_h > k, CRATE)
     grid[:, :, ceiling] = WALL
     return grid
+
+
+def _column_bits(ground_h, lava_h, saw_y, step_y, crate_lo, crate_h) -> dict:
+    """The grid's solid, crate and danger tiles as one int64 bit mask per column.
+
+    Built from the column description directly (the same layout ``_rasterize`` draws),
+    which is far cheaper than packing the rasterized grid.
+    """
+    one = torch.ones_like(ground_h)
+
+    def bit(rows):  # a single row's bit, or 0 where rows < 0
+        return torch.where(rows >= 0, one << rows.clamp(min=0), 0)
+
+    def below(rows):  # bits 0 .. rows-1 (all 64 when rows >= 64)
+        return torch.where(rows >= 64, -1, (one << rows.clamp(max=63)) - 1)
+
+    ceiling = one << (GRID_H - 1)
+    solid = below(ground_h) | bit(step_y) | ceiling | 1  # row 0 is the floor everywhere
+    crate = below(crate_h) << crate_lo
+    danger = (below(lava_h) << 1) | bit(saw_y)
+    return dict(solid_bits=solid, crate_bits=crate, danger_bits=danger)
 
 
 def _put_barriers(grid: torch.Tensor, barrier_x: torch.Tensor, barrier_y: torch.Tensor) -> None:

@@ -73,7 +73,13 @@ def test_single_env_matches_the_vector_slice():
         step_actions = actions[t].copy()
         obs, r, te, tr, info = venv.step(step_actions)
         for i in range(n):
-            row = (obs[i], float(r[i]), bool(te[i]), bool(tr[i]), {k: info[k][i] for k in INFO_KEYS})
+            row = (
+                obs[i],
+                float(r[i]),
+                bool(te[i]),
+                bool(tr[i]),
+                {k: info[k][i] for k in INFO_KEYS},
+            )
             vec[i].append(row)
         restarting = te | tr
     del restarting

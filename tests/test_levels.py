@@ -47,8 +47,12 @@ def test_level_structure(hard_levels):
     b = torch.arange(len(seeds))
     assert lv.difficulty.min() == 1 and lv.difficulty.max() == 3
     # Outer walls, floor and the wall beyond the end.
-    assert bool((lv.grid[:, 0, :] < NUM_SOLID).all()) and bool((lv.grid[:, -1, :] < NUM_SOLID).all())
-    assert bool((lv.grid[:, :, 0] < NUM_SOLID).all()) and bool((lv.grid[:, :, GRID_H - 1] < NUM_SOLID).all())
+    assert bool((lv.grid[:, 0, :] < NUM_SOLID).all()) and bool(
+        (lv.grid[:, -1, :] < NUM_SOLID).all()
+    )
+    assert bool((lv.grid[:, :, 0] < NUM_SOLID).all()) and bool(
+        (lv.grid[:, :, GRID_H - 1] < NUM_SOLID).all()
+    )
     right_of_end = lv.grid[b, lv.end_x + 1]  # [B, H]
     assert bool((right_of_end < NUM_SOLID).all())
     # The end tile is open and stands on ground.
@@ -149,7 +153,11 @@ def test_section_placement_is_on_ground_at_a_section_left_edge(hard_levels):
     seeds, lv = hard_levels
     cx, cy, moved = place_coins(lv, seeds, 1.0, "section")
     b = torch.arange(len(seeds))
-    assert bool(((lv.section_x == cx[:, None]) & (lv.section_y == cy[:, None]) & lv.section_valid).any(dim=1).all())
+    assert bool(
+        ((lv.section_x == cx[:, None]) & (lv.section_y == cy[:, None]) & lv.section_valid)
+        .any(dim=1)
+        .all()
+    )
     below = lv.grid[b, cx, cy - 1]
     here = lv.grid[b, cx, cy]
     assert bool((below < NUM_SOLID).all()), "coin not on top of the ground"
@@ -209,3 +217,16 @@ def test_unknown_placement_is_rejected():
 def test_walls_and_stepping_blocks_are_solid_tiles(hard_levels):
     _, lv = hard_levels
     assert int(((lv.grid == WALL) | (lv.grid == 1)).sum()) > 0
+
+
+def test_column_bit_masks_match_the_grid():
+    from coinrun_mg.envs.state import EnvState
+
+    seeds = torch.arange(3000)
+    lv = generate_levels(seeds, hard=True)
+    s = EnvState.zeros(len(seeds), "cpu")
+    s.grid = lv.grid
+    s.update_bits()  # packs the rasterized grid: the slow, obviously-right way
+    assert torch.equal(s.solid_bits, lv.solid_bits)
+    assert torch.equal(s.crate_bits, lv.crate_bits)
+    assert torch.equal(s.danger_bits, lv.danger_bits)
