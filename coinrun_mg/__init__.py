@@ -1,8 +1,10 @@
 """coinrun-mg: CoinRun environments for goal-misgeneralization research.
 
-Importing this package registers the Gymnasium id ``coinrun_mg/CoinRun-v0``. Only the
-entry-point strings are stored, so the environment modules are imported the first
-time ``gymnasium.make`` / ``gymnasium.make_vec`` asks for them, not here.
+Importing this package registers the Gymnasium ids ``coinrun_mg/CoinRun-v0`` (the native
+torch environment) and ``coinrun_mg/ProcgenCoinRun-v0`` (stock procgen CoinRun, needs
+``pip install "coinrun-mg[procgen]"``). Only the entry-point strings are stored, so the
+environment modules (and procgen) are imported the first time ``gymnasium.make`` /
+``gymnasium.make_vec`` asks for them, not here.
 """
 
 from __future__ import annotations
@@ -11,22 +13,36 @@ import gymnasium
 
 __version__ = "0.1.0"
 
-__all__ = ["COINRUN_ENV_ID", "__version__"]
+__all__ = ["COINRUN_ENV_ID", "PROCGEN_COINRUN_ENV_ID", "__version__"]
 
 COINRUN_ENV_ID = "coinrun_mg/CoinRun-v0"
+PROCGEN_COINRUN_ENV_ID = "coinrun_mg/ProcgenCoinRun-v0"
 
 
 def _register_envs() -> None:
-    # Re-importing (e.g. importlib.reload) must not trip Gymnasium's
-    # "overriding environment" warning.
-    if COINRUN_ENV_ID in gymnasium.registry:
-        return
-    gymnasium.register(
-        id=COINRUN_ENV_ID,
-        entry_point="coinrun_mg.envs.gym_env:CoinRunEnv",
-        vector_entry_point="coinrun_mg.envs.gym_env:CoinRunVectorEnv",
-        max_episode_steps=None,
+    specs = (
+        (
+            COINRUN_ENV_ID,
+            "coinrun_mg.envs.gym_env:CoinRunEnv",
+            "coinrun_mg.envs.gym_env:CoinRunVectorEnv",
+        ),
+        (
+            PROCGEN_COINRUN_ENV_ID,
+            "coinrun_mg.envs.procgen_env:ProcgenCoinRunEnv",
+            "coinrun_mg.envs.procgen_env:ProcgenCoinRunVectorEnv",
+        ),
     )
+    for env_id, entry_point, vector_entry_point in specs:
+        # Re-importing (e.g. importlib.reload) must not trip Gymnasium's
+        # "overriding environment" warning.
+        if env_id in gymnasium.registry:
+            continue
+        gymnasium.register(
+            id=env_id,
+            entry_point=entry_point,
+            vector_entry_point=vector_entry_point,
+            max_episode_steps=None,
+        )
 
 
 _register_envs()

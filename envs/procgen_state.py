@@ -1,0 +1,552 @@
+"""Read, edit and write stock procgen CoinRun's serialized state.
+
+``ProcgenGym3Env.callmethod("get_state")`` returns one ``bytes`` per environment and
+``callmethod("set_state", ...)`` loads them back.  This module is the only place in the
+package that knows that format; ``procgen_env.py`` works with the named fields below.
+
+Layout (procgen 0.10.7, checked byte for byte on real states; native little-endian
+4-byte ints and floats, bools written as 4-byte ints, a string is an int length and
+its bytes, a random generator is an int "seeded" flag and its mt19937 state as text)::
+
+    int     version                      0
+    string  game name                    "coinrun"
+    17 ints options                      OPTION_FIELDS (paint_vel_info ... game_n)
+    rng     level_seed_rng               draws the next level seed on every reset
+    rng     rng                          the game's own generator
+    15      game fields                  GAME_FIELDS (reward, done, ..., level_seed,
+                                         ..., cur_time, ...)
+    int     grid_size                    main_width * main_height
+    int     entity count, then 31 fields per entity (ENTITY_DTYPE; the player first)
+    19      scene fields                 SCENE_FIELDS (background, movement, camera)
+    rng     asset_rng
+    9       view fields                  VIEW_FIELDS (main_width, main_height, ...)
+    int w, int h, int count, count ints  the tile grid, index y * w + x, y = 0 at bottom
+    7       CoinRun tail                 TAIL_FIELDS (last_agent_y ... air_control)
+    uint    END_MARKER                   0xCAFECAFE
+
+The names of options 0-8, the level-seed range (13, 14), ``level_seed``, ``cur_time``,
+``timeout`` and the tail were confirmed by varying them; the rest follow procgen's
+serialization order and are kept only so that a state round-trips unchanged.
+
+``CoinRunState.parse`` checks every count and the fixed values it walks past (game
+name, version, 64 x 64 grid, grid size, player first, end marker, nothing left over)
+and raises ``ValueError`` on anything else, so a state from another game or another
+procgen build is refused instead of being edited blindly.
+
+The second half reads the level out of a state: the coin (end) cell, the sections'
+left edges and the safe standing cells, which is what moving the coin needs.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+SERIALIZE_VERSION = 0
+GAME_NAME = "coinrun"
+END_MARKER = 0xCAFECAFE
+GRID_SIZE = 64  # CoinRun's world is 64 x 64 tiles
+
+# --- Grid cell codes -----------------------------------------------------------------
+EMPTY = 100
+COIN = 1
+WALL = 15
+WALL_TOP = 16
+LAVA = 17
+LAVA_TOP = 18
+BARRIER = 19  # invisible enemy barrier at section edges
+SOLID_CELLS = (WALL, WALL_TOP)
+
+# --- Entity types (saws, enemies and crates are entities, not cells) -----------------
+PLAYER = 0
+SAW = 2
+SAW2 = 3
+ENEMY = 5
+ENEMY1 = 6
+ENEMY2 = 7
+CRATE = 20
+HAZARD_TYPES = (SAW, SAW2, ENEMY, ENEMY1, ENEMY2)
+
+FIRST_SECTION_X = 5  # CoinRun's generator starts the first section here
+
+_I, _F = "<i4", "<f4"
+
+
+def _record(fields: list[tuple[str, str]]) -> np.dtype:
+    return np.dtype(fields)
+
+
+OPTIONS_DTYPE = _record(
+    [
+        ("paint_vel_info", _I),
+        ("use_generated_assets", _I),
+        ("use_monochrome_assets", _I),
+        ("restrict_themes", _I),
+        ("use_backgrounds", _I),
+        ("center_agent", _I),
+        ("debug_mode", _I),
+        ("distribution_mode", _I),  # 0 easy, 1 hard
+        ("use_sequential_levels", _I),
+        ("use_easy_jump", _I),
+        ("plain_assets", _I),
+        ("physics_mode", _I),
+        ("grid_step", _I),
+        ("level_seed_low", _I),
+        ("level_seed_high", _I),
+        ("game_type", _I),
+        ("game_n", _I),
+    ]
+)
+GAME_DTYPE = _record(
+    [
+        ("reward", _F),
+        ("done", _I),
+        ("level_complete", _I),
+        ("action", _I),
+        ("timeout", _I),  # the episode ends when cur_time reaches it (kept across resets)
+        ("level_seed", _I),
+        ("prev_level_seed", _I),
+        ("episodes_remaining", _I),
+        ("episode_done", _I),
+        ("last_reward_timer", _I),
+        ("last_reward", _F),
+        ("default_action", _I),
+        ("fixed_asset_seed", _I),
+        ("cur_time", _I),  # steps taken in this episode
+        ("is_waiting_for_step", _I),
+    ]
+)
+ENTITY_DTYPE = _record(
+    [
+        ("x", _F),
+        ("y", _F),
+        ("vx", _F),
+        ("vy", _F),
+        ("rx", _F),
+        ("ry", _F),
+        ("type", _I),
+        ("image_type", _I),
+        ("image_theme", _I),
+        ("render_z", _I),
+        ("will_erase", _I),
+        ("collides_with_entities", _I),
+        ("collision_margin", _F),
+        ("rotation", _F),
+        ("vrot", _F),
+        ("is_reflected", _I),
+        ("fire_time", _I),
+        ("spawn_time", _I),
+        ("life_time", _I),
+        ("expire_time", _I),
+        ("use_abs_coords", _I),
+        ("friction", _F),
+        ("smart_step", _I),
+        ("avoids_collisions", _I),
+        ("auto_erase", _I),
+        ("alpha", _F),
+        ("health", _F),
+        ("theta", _F),
+        ("grow_rate", _F),
+        ("alpha_decay", _F),
+        ("climber_spawn_x", _F),
+    ]
+)
+SCENE_DTYPE = _record(
+    [
+        ("use_procgen_background", _I),
+        ("background_index", _I),
+        ("bg_tile_ratio", _F),
+        ("bg_pct_x", _F),
+        ("char_dim", _F),
+        ("last_move_action", _I),
+        ("move_action", _I),
+        ("special_action", _I),
+        ("mixrate", _F),
+        ("maxspeed", _F),
+        ("max_jump", _F),
+        ("action_vx", _F),
+        ("action_vy", _F),
+        ("action_vrot", _F),
+        ("center_x", _F),
+        ("center_y", _F),
+        ("random_agent_start", _I),
+        ("has_useful_vel_info", _I),
+        ("step_rand_int", _I),
+    ]
+)
+VIEW_DTYPE = _record(
+    [
+        ("main_width", _I),
+        ("main_height", _I),
+        ("out_of_bounds_object", _I),
+        ("unit", _F),
+        ("view_dim", _F),
+        ("x_off", _F),
+        ("y_off", _F),
+        ("visibility", _F),
+        ("min_visibility", _F),
+    ]
+)
+TAIL_DTYPE = _record(
+    [
+        ("last_agent_y", _F),
+        ("wall_theme", _I),
+        ("has_support", _I),
+        ("facing_right", _I),
+        ("is_on_crate", _I),
+        ("gravity", _F),
+        ("air_control", _F),
+    ]
+)
+
+_OPTIONS_AT = 4 + 4 + len(GAME_NAME)  # version, name length, name
+_FIRST_RNG_AT = _OPTIONS_AT + OPTIONS_DTYPE.itemsize
+_MAX_RNG_TEXT = 1 << 16  # an mt19937 state as text is about 7 kB
+_MAX_ENTITIES = 4096
+
+
+def _refuse(problem: str) -> ValueError:
+    return ValueError(
+        f"not a procgen {GAME_NAME} state of the supported layout (procgen 0.10.x): {problem}. "
+        "Pass bytes from ProcgenGym3Env(env_name='coinrun').callmethod('get_state')."
+    )
+
+
+@dataclass
+class RandGenState:
+    """A procgen ``RandGen``: whether it was seeded and its mt19937 state as text."""
+
+    seeded: int
+    text: bytes
+
+
+class _Reader:
+    """Sequential reads that refuse to run past the end of the buffer."""
+
+    def __init__(self, data: bytearray):
+        self.data = data  # records are writable views into it: no copies
+        self.off = 0
+
+    def skip(self, n: int, what: str) -> int:
+        """Advance over ``n`` bytes; returns where they start."""
+        if n < 0 or self.off + n > len(self.data):
+            raise _refuse(
+                f"truncated at byte {self.off} of {len(self.data)} while reading {what} "
+                f"({n} bytes)"
+            )
+        at = self.off
+        self.off += n
+        return at
+
+    def take(self, n: int, what: str) -> bytes:
+        at = self.skip(n, what)
+        return bytes(self.data[at : at + n])
+
+    def int(self, what: str) -> int:
+        return struct.unpack_from("<i", self.data, self.skip(4, what))[0]
+
+    def record(self, dtype: np.dtype, what: str, count: int | None = None) -> np.ndarray:
+        n = 1 if count is None else count
+        at = self.skip(dtype.itemsize * n, what)
+        arr = np.frombuffer(self.data, dtype=dtype, count=n, offset=at)
+        return arr.reshape(()) if count is None else arr
+
+    def rng(self, what: str) -> RandGenState:
+        seeded = self.int(f"{what} flag")
+        if seeded not in (0, 1):
+            raise _refuse(f"{what} flag is {seeded}, expected 0 or 1")
+        n = self.int(f"{what} length")
+        if not 0 < n <= _MAX_RNG_TEXT:
+            raise _refuse(f"{what} state has length {n}, expected 1..{_MAX_RNG_TEXT}")
+        text = self.take(n, what)
+        if not text[:1].isdigit():
+            raise _refuse(f"{what} state does not start with a number")
+        return RandGenState(seeded, text)
+
+
+@dataclass(eq=False)
+class CoinRunState:
+    """One procgen CoinRun state as named, editable fields.
+
+    ``options``, ``game``, ``scene``, ``view`` and ``tail`` are 0-d numpy records (read
+    and write fields by name: ``state.game["cur_time"] = 999``); ``entities`` is a
+    record array with the player at index 0; ``cells`` holds the grid as procgen stores
+    it (index ``y * grid_w + x``) and ``grid`` is the same memory as ``[x, y]``.
+    """
+
+    version: int
+    game_name: str
+    options: np.ndarray
+    level_seed_rng: RandGenState
+    rng: RandGenState
+    game: np.ndarray
+    grid_size: int
+    entities: np.ndarray
+    scene: np.ndarray
+    asset_rng: RandGenState
+    view: np.ndarray
+    grid_w: int
+    grid_h: int
+    cells: np.ndarray
+    tail: np.ndarray
+
+    # -- parsing and writing ---------------------------------------------------------
+    @classmethod
+    def parse(cls, data: bytes | bytearray | memoryview) -> CoinRunState:
+        """Parse the bytes of one state; ``ValueError`` if the layout does not match."""
+        data = bytearray(data)  # a private copy: the parsed fields are views into it
+        r = _Reader(data)
+        version = r.int("version")
+        name_len = r.int("game name length")
+        if not 0 < name_len <= 64:
+            raise _refuse(f"game name length {name_len}")
+        name = r.take(name_len, "game name").decode("ascii", errors="replace")
+        if name != GAME_NAME:
+            raise _refuse(f"it is a state of procgen game {name!r}")
+        if version != SERIALIZE_VERSION:
+            raise _refuse(f"serialization version {version}, expected {SERIALIZE_VERSION}")
+        options = r.record(OPTIONS_DTYPE, "options")
+        level_seed_rng = r.rng("level seed generator")
+        rng = r.rng("game random generator")
+        game = r.record(GAME_DTYPE, "game fields")
+        grid_size = r.int("grid size")
+        count = r.int("entity count")
+        if not 1 <= count <= _MAX_ENTITIES:
+            raise _refuse(f"entity count {count}, expected 1..{_MAX_ENTITIES}")
+        entities = r.record(ENTITY_DTYPE, "entities", count)
+        if entities["type"][0] != PLAYER:
+            raise _refuse(f"the first entity has type {entities['type'][0]}, not the player")
+        scene = r.record(SCENE_DTYPE, "scene fields")
+        asset_rng = r.rng("asset random generator")
+        view = r.record(VIEW_DTYPE, "view fields")
+        if (view["main_width"], view["main_height"]) != (GRID_SIZE, GRID_SIZE):
+            raise _refuse(
+                f"world size {int(view['main_width'])} x {int(view['main_height'])}, "
+                f"expected {GRID_SIZE} x {GRID_SIZE}"
+            )
+        w, h, n = r.int("grid width"), r.int("grid height"), r.int("grid cell count")
+        if (w, h) != (GRID_SIZE, GRID_SIZE) or n != w * h or grid_size != n:
+            raise _refuse(
+                f"grid {w} x {h} with {n} cells (header says {grid_size}), "
+                f"expected {GRID_SIZE} x {GRID_SIZE} = {GRID_SIZE * GRID_SIZE}"
+            )
+        cells = r.record(np.dtype(_I), "grid cells", n)
+        tail = r.record(TAIL_DTYPE, "CoinRun fields")
+        marker = struct.unpack("<I", r.take(4, "end marker"))[0]
+        if marker != END_MARKER:
+            raise _refuse(f"end marker 0x{marker:08X}, expected 0x{END_MARKER:08X}")
+        if r.off != len(data):
+            raise _refuse(f"{len(data) - r.off} unexpected bytes after the end marker")
+        return cls(
+            version=version,
+            game_name=name,
+            options=options,
+            level_seed_rng=level_seed_rng,
+            rng=rng,
+            game=game,
+            grid_size=grid_size,
+            entities=entities,
+            scene=scene,
+            asset_rng=asset_rng,
+            view=view,
+            grid_w=w,
+            grid_h=h,
+            cells=cells,
+            tail=tail,
+        )
+
+    def serialize(self) -> bytes:
+        """The bytes ``set_state`` takes; a parsed, unedited state gives its input back."""
+        if self.cells.size != self.grid_w * self.grid_h:
+            raise ValueError(f"cells has {self.cells.size} entries for a {self.grid_w} x "
+                             f"{self.grid_h} grid")
+        name = self.game_name.encode("ascii")
+        parts = [
+            struct.pack("<ii", self.version, len(name)),
+            name,
+            self.options.tobytes(),
+            _pack_rng(self.level_seed_rng),
+            _pack_rng(self.rng),
+            self.game.tobytes(),
+            struct.pack("<ii", self.grid_size, len(self.entities)),
+            np.ascontiguousarray(self.entities, dtype=ENTITY_DTYPE).tobytes(),
+            self.scene.tobytes(),
+            _pack_rng(self.asset_rng),
+            self.view.tobytes(),
+            struct.pack("<iii", self.grid_w, self.grid_h, self.cells.size),
+            np.ascontiguousarray(self.cells, dtype=_I).tobytes(),
+            self.tail.tobytes(),
+            struct.pack("<I", END_MARKER),
+        ]
+        return b"".join(parts)
+
+    # -- convenient views -------------------------------------------------------------
+    @property
+    def grid(self) -> np.ndarray:
+        """The cells as ``[x, y]`` (a view: writing into it edits the state)."""
+        return self.cells.reshape(self.grid_h, self.grid_w).T
+
+    @property
+    def level_seed(self) -> int:
+        return int(self.game["level_seed"])
+
+    @property
+    def player(self) -> np.ndarray:
+        return self.entities[0]
+
+
+def _pack_rng(g: RandGenState) -> bytes:
+    return struct.pack("<ii", g.seeded, len(g.text)) + g.text
+
+
+def parse_state(data: bytes | bytearray | memoryview) -> CoinRunState:
+    """``CoinRunState.parse``: named fields of one serialized CoinRun state."""
+    return CoinRunState.parse(data)
+
+
+# --------------------------------------------------------------------------------------
+# Per-step fast path: the player's position without a full parse
+# --------------------------------------------------------------------------------------
+
+_GAME_TO_PLAYER = GAME_DTYPE.itemsize + 8  # game fields, grid size, entity count
+_X_AT = ENTITY_DTYPE.fields["x"][1]
+_Y_AT = ENTITY_DTYPE.fields["y"][1]
+_TYPE_AT = ENTITY_DTYPE.fields["type"][1]
+
+
+def player_offset(data) -> int:
+    """Byte offset of the player's entity record in a serialized state.
+
+    It moves from step to step because the generators' text states change length, so
+    it is found from the two generator lengths (three small reads).
+    """
+    first = struct.unpack_from("<i", data, _FIRST_RNG_AT + 4)[0]
+    second_at = _FIRST_RNG_AT + 8 + first
+    second = struct.unpack_from("<i", data, second_at + 4)[0]
+    return second_at + 8 + second + _GAME_TO_PLAYER
+
+
+def player_position(data, size: int | None = None) -> tuple[float, float]:
+    """The player's ``(x, y)`` (box centre, tiles) read straight from state bytes.
+
+    ``data`` is any buffer (``bytes``, a cffi buffer); ``size`` its valid length.  Only
+    the offsets are checked (a full check is ``CoinRunState.parse``), so pass states
+    of a game already validated by a parse.
+    """
+    size = len(data) if size is None else size
+    off = player_offset(data)
+    if off + ENTITY_DTYPE.itemsize > size or off < _FIRST_RNG_AT:
+        raise _refuse(f"player record at byte {off} lies outside the {size}-byte state")
+    if struct.unpack_from("<i", data, off + _TYPE_AT)[0] != PLAYER:
+        raise _refuse("the first entity is not the player")
+    return struct.unpack_from("<ff", data, off + _X_AT)
+
+
+# --------------------------------------------------------------------------------------
+# The level inside a state
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class LevelLayout:
+    """What coin placement needs to know about a freshly generated level.
+
+    ``end_x, end_y``: the coin's cell (the far-right end).  ``sections``: the left edge
+    of every section as the cell where the agent stands there, sorted by x.
+    ``standing``: every safe standing cell from ``FIRST_SECTION_X`` up to the end
+    (exclusive): an empty cell on top of a wall cell that holds no saw, crate or enemy
+    at the start and is not on the floor row (open only in pits, whose floors hold lava,
+    saws or walking enemies); as in the native env, a walking enemy's patrol on flat
+    ground is allowed.  Both are ``int64`` arrays ``[K, 2]``.
+    """
+
+    end_x: int
+    end_y: int
+    sections: np.ndarray
+    standing: np.ndarray
+
+
+def read_layout(state: CoinRunState) -> LevelLayout:
+    """Find the end, the sections and the standing cells of the level in ``state``.
+
+    Section edges come from the ground profile and the invisible barriers.  The
+    generator starts the first section at x = 5 and gives every section a height
+    different from its neighbour's; it puts a barrier in the open cell just left of a
+    section that is higher than the one before (at ``(start - 1, y)``) and one at the
+    right end of every section, at ``(next_start, y)``, which survives only where the
+    next section is lower (a higher one fills it with ground; the last one becomes the
+    coin).  So with ``h(x)`` the first open row of column x (the standing height):
+
+    * a barrier at ``(b, y)`` with ``h(b) < y == h(b + 1)`` starts a section at ``b + 1``
+      (a step up: this is also the first section's barrier at x = 4);
+    * a barrier at ``(b, y)`` with ``h(b - 1) == y > h(b)`` starts one at ``b`` (a step
+      down), standing at ``h(b)``.
+
+    Barriers matching neither pattern are ignored, and a section edge whose standing
+    cell is not an empty cell on a wall, or holds an entity, is dropped.  Over 1,280
+    levels of both modes every barrier matched one pattern (one barrier per section).
+    """
+    grid = state.grid  # [x, y]
+    w, h = grid.shape
+    coin = np.flatnonzero(state.cells == COIN)
+    if len(coin) != 1:
+        raise ValueError(f"expected exactly one coin cell in a fresh level, found {len(coin)}")
+    end_y, end_x = divmod(int(coin[0]), w)
+
+    solid = (grid == WALL) | (grid == WALL_TOP)
+    # Standing height per column: rows 0..h(x)-1 are solid from the floor up.
+    stand_h = np.where(solid.all(axis=1), h, np.argmin(solid, axis=1)).tolist()
+
+    hazards = _entity_cells(state, w, h)
+    occupied = set(hazards)
+    empty_on_wall = np.zeros_like(solid)
+    empty_on_wall[:, 1:] = (grid[:, 1:] == EMPTY) & solid[:, :-1]
+
+    starts: dict[int, int] = {FIRST_SECTION_X: stand_h[FIRST_SECTION_X]}
+    for i in np.flatnonzero(state.cells == BARRIER).tolist():
+        by, bx = divmod(i, w)
+        if bx + 1 < end_x and stand_h[bx] < by == stand_h[bx + 1]:
+            starts[bx + 1] = by
+        elif FIRST_SECTION_X < bx < end_x and stand_h[bx - 1] == by > stand_h[bx]:
+            starts[bx] = stand_h[bx]
+    sections = [
+        (x, y)
+        for x, y in sorted(starts.items())
+        if x < end_x and y < h and empty_on_wall[x, y] and (x, y) not in occupied
+    ]
+
+    safe = empty_on_wall
+    safe[:FIRST_SECTION_X] = False
+    safe[end_x:] = False
+    safe[:, 1] = False  # the floor row is only open in pits (lava, saws or walking enemies)
+    for x, y in hazards:
+        safe[x, y] = False
+    return LevelLayout(
+        end_x=end_x,
+        end_y=end_y,
+        sections=np.asarray(sections, dtype=np.int64).reshape(-1, 2),
+        standing=np.argwhere(safe).astype(np.int64).reshape(-1, 2),
+    )
+
+
+def _entity_cells(state: CoinRunState, w: int, h: int) -> list[tuple[int, int]]:
+    """Cells covered by a saw, an enemy or a crate (not the player) in ``state``."""
+    cells: list[tuple[int, int]] = []
+    e = state.entities
+    kinds = HAZARD_TYPES + (CRATE,)
+    for t, x, y, rx, ry in zip(
+        e["type"][1:].tolist(),
+        e["x"][1:].tolist(),
+        e["y"][1:].tolist(),
+        e["rx"][1:].tolist(),
+        e["ry"][1:].tolist(),
+    ):
+        if t not in kinds:
+            continue
+        x0, x1 = max(math.floor(x - rx + 1e-3), 0), min(math.floor(x + rx - 1e-3), w - 1)
+        y0, y1 = max(math.floor(y - ry + 1e-3), 0), min(math.floor(y + ry - 1e-3), h - 1)
+        cells.extend((cx, cy) for cx in range(x0, x1 + 1) for cy in range(y0, y1 + 1))
+    return cells
