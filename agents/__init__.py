@@ -1,1 +1,40 @@
-"""PPO agents and their networks; they land with the PPO issue."""
+"""PPO agents for CoinRun: config, networks, trainer, checkpoints and policies.
+
+from coinrun_mg.agents import PPOConfig, train, load_policy
+
+config = PPOConfig.from_profile("quick", rand_fraction=0.02, total_steps=1_000_000)
+result = train(config, "runs/quick_f0.02_s1")           # resume=True continues a run
+policy = load_policy("runs/quick_f0.02_s1/checkpoint.pt", device="cpu")
+actions = policy(obs)                                    # uint8 [N, H, W, C] -> int64 [N]
+"""
+
+from .config import PROFILES, PPOConfig
+from .networks import Agent, CompactCNN, ImpalaCNN
+from .ppo import (
+    Policy,
+    TrainingHook,
+    TrainResult,
+    compute_gae,
+    first_episode_stats,
+    load_policy,
+    read_run_config,
+    train,
+)
+from .vec_adapter import VecEnvAdapter
+
+__all__ = [
+    "PROFILES",
+    "Agent",
+    "CompactCNN",
+    "ImpalaCNN",
+    "PPOConfig",
+    "Policy",
+    "TrainResult",
+    "TrainingHook",
+    "VecEnvAdapter",
+    "compute_gae",
+    "first_episode_stats",
+    "load_policy",
+    "read_run_config",
+    "train",
+]

@@ -25,6 +25,8 @@ examples:
   coinrun-mg info                 versions, torch build and devices, registered env ids
   python -m coinrun_mg info       the same, without the console script
   coinrun-mg info --help          help for one subcommand
+  coinrun-mg train --profile quick --rand-fraction 0.02 --total-steps 1000000
+                                  train a PPO agent (see coinrun-mg train --help)
 """
 
 
@@ -102,6 +104,112 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- train ------------------------------------------------------------------------------
+
+TRAIN_EPILOG = """\
+Every PPOConfig field is an option (--field-name); an option given on the command line
+overrides the profile's value.  Logs (TensorBoard), config.json and checkpoint.pt go to
+--run-dir (default: runs/<profile>_f<rand-fraction>_s<seed>).
+
+examples:
+  coinrun-mg train --profile quick --rand-fraction 0.02 --total-steps 3000000 --seed 1
+  coinrun-mg train --profile quick --rand-fraction 0.02 --total-steps 3000000 --seed 1 --resume
+                              continue that run from its last checkpoint (after a kill)
+  coinrun-mg train --run-dir runs/quick_f0.02_s1 --resume --total-steps 6000000
+                              extend a finished run (the config is read from its checkpoint)
+  coinrun-mg train --profile paper --device cuda --rand-fraction 0.02 --total-steps 200000000
+                              the paper's setup (IMPALA CNN on pixels, hard mode): a GPU job
+  coinrun-mg train --profile quick --obs-mode pixels --network impala --num-envs 64
+  coinrun-mg train --profile paper --env-id coinrun_mg/ProcgenCoinRun-v0 --device cpu
+                              train on stock procgen CoinRun through Gymnasium
+  tensorboard --logdir runs   watch the curves
+"""
+
+
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    import dataclasses
+    import typing
+
+    try:
+        from coinrun_mg.agents.config import CHOICES, PROFILES, PPOConfig
+    except Exception as exc:  # keep the other subcommands usable (e.g. `info`)
+        parser.description = f"unavailable: {type(exc).__name__}: {exc}"
+        return
+
+    parser.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        default=None,
+        help="named hyperparameter set: 'quick' (CPU: symbolic view, easy mode, compact CNN) "
+        "or 'paper' (the defaults: IMPALA CNN, pixels, hard mode); default: paper, or with "
+        "--resume the run's own config",
+    )
+    parser.add_argument("--run-dir", default=None, help="directory for logs and checkpoints")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --run-dir from its last checkpoint (starts afresh if none)",
+    )
+    types = typing.get_type_hints(PPOConfig)
+    quick = PROFILES["quick"]
+    group = parser.add_argument_group("PPOConfig fields (defaults: the paper profile)")
+    for field in dataclasses.fields(PPOConfig):
+        name, kind = field.name, types[field.name]
+        default = field.default
+        note = f"default: {default!r}"
+        if name in quick and quick[name] != default:
+            note += f"; quick: {quick[name]!r}"
+        kwargs: dict = {
+            "dest": name,
+            "default": argparse.SUPPRESS,
+            "help": f"{field.metadata.get('help', '')} ({note})",
+        }
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif kind in (int, float, str):
+            kwargs["type"] = kind
+            kwargs["metavar"] = {int: "INT", float: "FLOAT", str: "STR"}[kind]
+            if name in CHOICES:
+                kwargs["choices"] = CHOICES[name]
+                del kwargs["metavar"]
+        else:  # tuple[float, float]
+            kwargs.update(type=float, nargs=2, metavar=("LO", "HI"))
+        group.add_argument("--" + name.replace("_", "-"), **kwargs)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from coinrun_mg.agents.config import PPOConfig, field_names
+    from coinrun_mg.agents.ppo import read_run_config, train
+
+    overrides = {name: getattr(args, name) for name in field_names() if hasattr(args, name)}
+    if "coin_region" in overrides:
+        overrides["coin_region"] = tuple(overrides["coin_region"])
+    try:
+        profile = args.profile or "paper"
+        config = PPOConfig.from_profile(profile, **overrides)
+        run_dir = Path(args.run_dir or f"runs/{profile}_f{config.rand_fraction:g}_s{config.seed}")
+        saved = read_run_config(run_dir) if args.resume else None
+        if saved is not None and args.profile is None:
+            config = saved.replace(**overrides)  # the run's own config, plus what was given
+        what = "resuming" if saved is not None else "training"
+        print(
+            f"{what} {run_dir}: {config.total_steps} steps, {config.obs_mode} observations, "
+            f"{config.network} network, rand_fraction={config.rand_fraction:g}, "
+            f"device={config.device} (tensorboard --logdir {run_dir})",
+            flush=True,
+        )
+        result = train(config, run_dir, resume=args.resume)
+    except ValueError as exc:
+        print(f"coinrun-mg train: error: {exc}", file=sys.stderr)
+        return 2
+    coin_rate = result.stats.get("charts/coin_rate")
+    tail = f", last coin rate {coin_rate:.2f}" if coin_rate is not None else ""
+    print(f"done: {result.global_step} steps{tail}; checkpoint {result.checkpoint}")
+    return 0
+
+
 # --- registry of subcommands ------------------------------------------------------------
 
 COMMANDS: dict[str, Command] = {
@@ -109,6 +217,12 @@ COMMANDS: dict[str, Command] = {
         help="print versions, the torch build and devices, and the registered env ids",
         add_arguments=_add_info_arguments,
         run=_run_info,
+    ),
+    "train": Command(
+        help="train a PPO agent (TensorBoard logs, checkpoints, exact --resume)",
+        add_arguments=_add_train_arguments,
+        run=_run_train,
+        epilog=TRAIN_EPILOG,
     ),
 }
 

@@ -1,0 +1,319 @@
+"""PPO configuration: one frozen dataclass, its validation and the named profiles.
+
+``PPOConfig()`` holds the Procgen / Langosco et al. (2022) hyperparameters (IMPALA CNN on
+64x64 pixels, hard mode, 64 envs x 256 steps, minibatch 8192, gamma 0.999, ...).  Named
+profiles change a few fields:
+
+* ``paper`` -- exactly the defaults: a GPU workload (about 46 training steps/s on a
+  2-core CPU).  The paper trained for 80M-200M steps; Procgen's easy budget is 25M.
+* ``quick`` -- what a CPU can train in minutes: the 13x13 symbolic view, easy mode, the
+  compact CNN, 512 envs x 64 steps, 8 minibatches, gamma 0.99.  Starting values, to be
+  tuned against the learning-curve benchmark.
+
+Every field has a ``help`` text in its metadata; the ``coinrun-mg train`` command builds
+its ``--field-name`` options from them.  Invalid values raise ``ValueError`` naming the
+field, the value and what is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from coinrun_mg.envs.config import DISTRIBUTION_MODES, OBS_MODES, CoinRunConfig
+from coinrun_mg.envs.levels import COIN_PLACEMENTS
+
+from .networks import NETWORKS
+
+NATIVE_ENV = "native"
+
+# Fields a resumed run may change: they steer bookkeeping, not the learning itself
+# (``total_steps`` does move the learning-rate schedule: a longer run is a different run
+# from then on, which is the point of extending it).
+RESUMABLE_FIELDS = frozenset(
+    {
+        "total_steps",
+        "device",
+        "torch_threads",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "eval_every",
+        "progress_bar",
+    }
+)
+
+# Fields that become CoinRun environment kwargs (``CoinRunConfig``).
+ENV_FIELDS = (
+    "rand_fraction",
+    "coin_placement",
+    "coin_region",
+    "num_levels",
+    "start_level",
+    "obs_mode",
+    "distribution_mode",
+    "view_size",
+    "max_episode_steps",
+)
+
+# Fields whose values come from a fixed list (the CLI turns them into `choices`).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "coin_placement": COIN_PLACEMENTS,
+    "obs_mode": OBS_MODES,
+    "distribution_mode": DISTRIBUTION_MODES,
+    "network": NETWORKS,
+}
+
+
+def _f(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Everything a PPO run depends on.  Defaults: the Procgen paper's settings."""
+
+    # --- run ---------------------------------------------------------------------------
+    seed: int = _f(1, "seed of the network init, the action sampling and the env level keys")
+    device: str = _f("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
+    total_steps: int = _f(
+        25_000_000, "environment steps to train for (rounded up to whole iterations)"
+    )
+    torch_threads: int = _f(0, "torch CPU threads (0: leave torch's default)")
+
+    # --- environment -------------------------------------------------------------------
+    env_id: str = _f(
+        NATIVE_ENV,
+        "'native': the batched torch CoinRun, stepped on the device; or a Gymnasium vector "
+        "env id (e.g. coinrun_mg/ProcgenCoinRun-v0) made with gymnasium.make_vec",
+    )
+    rand_fraction: float = _f(0.0, "fraction of training levels whose coin is moved")
+    coin_placement: str = _f("section", "how a moved coin is placed")
+    coin_region: tuple[float, float] = _f(
+        (0.0, 1.0), "(lo, hi) fractions of the level length where a moved coin may go"
+    )
+    num_levels: int = _f(0, "number of distinct training levels (0: unlimited)")
+    start_level: int = _f(0, "first level seed")
+    obs_mode: str = _f("pixels", "observation: 64x64 RGB pixels or the symbolic view")
+    distribution_mode: str = _f("hard", "procgen distribution mode")
+    view_size: int = _f(13, "side of the symbolic view in tiles (odd)")
+    max_episode_steps: int = _f(1000, "episode step limit (a timeout counts as episode end)")
+
+    # --- network -----------------------------------------------------------------------
+    network: str = _f("impala", "IMPALA CNN (pixels) or the compact CNN (symbolic view)")
+    impala_scale: int = _f(1, "channel multiplier of the IMPALA CNN (the paper also used 4)")
+
+    # --- PPO ---------------------------------------------------------------------------
+    num_envs: int = _f(64, "parallel environments")
+    num_steps: int = _f(256, "steps per environment per rollout")
+    learning_rate: float = _f(5e-4, "Adam learning rate")
+    anneal_lr: bool = _f(True, "decay the learning rate linearly to 0")
+    adam_eps: float = _f(1e-5, "Adam epsilon")
+    gamma: float = _f(0.999, "discount factor")
+    gae_lambda: float = _f(0.95, "GAE lambda")
+    update_epochs: int = _f(3, "passes over each rollout")
+    minibatch_size: int = _f(8192, "transitions per minibatch (must divide envs x steps)")
+    norm_adv: bool = _f(True, "normalize advantages per minibatch")
+    clip_coef: float = _f(0.2, "PPO clipping coefficient (policy and value)")
+    clip_vloss: bool = _f(True, "clip the value loss as in the PPO paper's code")
+    ent_coef: float = _f(0.01, "entropy bonus coefficient")
+    vf_coef: float = _f(0.5, "value loss coefficient")
+    max_grad_norm: float = _f(0.5, "gradient-norm clipping threshold")
+    norm_reward: bool = _f(True, "divide rewards by the running std of discounted returns")
+    reward_clip: float = _f(10.0, "clip normalized rewards to [-reward_clip, reward_clip]")
+
+    # --- logging and checkpoints ------------------------------------------------------
+    checkpoint_every: int = _f(
+        1_000_000, "environment steps between checkpoints (0: only the final one)"
+    )
+    keep_checkpoints: bool = _f(
+        False, "also keep every periodic checkpoint as checkpoints/step_<N>.pt"
+    )
+    eval_every: int = _f(
+        0, "environment steps between calls of training hooks without their own interval"
+    )
+    progress_bar: bool = _f(True, "show a tqdm progress bar (only on a terminal)")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), _field_types()[f.name])
+        object.__setattr__(self, "coin_region", tuple(float(v) for v in self.coin_region))
+        for name in ("learning_rate", "adam_eps", "gamma", "clip_coef", "max_grad_norm"):
+            _positive(name, getattr(self, name))
+        for name in ("ent_coef", "vf_coef", "gae_lambda"):
+            _non_negative(name, getattr(self, name))
+        _positive("reward_clip", self.reward_clip)
+        for name in ("gamma", "gae_lambda"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} is invalid; it must be in [0, 1]")
+        for name in ("total_steps", "num_envs", "num_steps", "update_epochs", "minibatch_size"):
+            _int_at_least(name, getattr(self, name), 1)
+        for name in ("checkpoint_every", "eval_every", "torch_threads", "seed"):
+            _int_at_least(name, getattr(self, name), 0)
+        _int_at_least("impala_scale", self.impala_scale, 1)
+        for name, accepted in CHOICES.items():
+            if getattr(self, name) not in accepted:
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r} is invalid; accepted values are {accepted}"
+                )
+        if self.batch_size % self.minibatch_size != 0:
+            raise ValueError(
+                f"minibatch_size={self.minibatch_size!r} is invalid; it must divide "
+                f"num_envs * num_steps = {self.num_envs} * {self.num_steps} = "
+                f"{self.batch_size} (e.g. {self.batch_size // 8} for 8 minibatches)"
+            )
+        _check_device(self.device)
+        if not self.env_id:
+            raise ValueError(
+                f"env_id={self.env_id!r} is invalid; use 'native' or a Gymnasium env id"
+            )
+        CoinRunConfig(**self.env_kwargs())  # raises ValueError naming the bad env field
+
+    # --- derived quantities ----------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        """Transitions per rollout (``num_envs * num_steps``)."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_minibatches(self) -> int:
+        return self.batch_size // self.minibatch_size
+
+    @property
+    def num_iterations(self) -> int:
+        """Rollout + update cycles: ``total_steps / batch_size`` rounded up."""
+        return math.ceil(self.total_steps / self.batch_size)
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the CoinRun environment (``CoinRunConfig`` fields).
+
+        ``view_size`` only sizes symbolic observations and is left out for pixels (the
+        procgen backend refuses it).
+        """
+        kwargs = {name: getattr(self, name) for name in ENV_FIELDS}
+        if self.obs_mode != "symbolic":
+            del kwargs["view_size"]
+        return kwargs
+
+    # --- construction and serialization -------------------------------------------
+    @classmethod
+    def from_profile(cls, profile: str = "paper", **overrides: Any) -> PPOConfig:
+        """The named profile (see :data:`PROFILES`) with ``overrides`` applied."""
+        if profile not in PROFILES:
+            raise ValueError(
+                f"profile={profile!r} is invalid; accepted values are {tuple(PROFILES)}"
+            )
+        _check_names(overrides)
+        return cls(**{**PROFILES[profile], **overrides})
+
+    def replace(self, **changes: Any) -> PPOConfig:
+        """A copy with ``changes`` applied (validated like a new config)."""
+        _check_names(changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        d["coin_region"] = list(self.coin_region)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PPOConfig:
+        _check_names(d)
+        d = dict(d)
+        if "coin_region" in d:
+            d["coin_region"] = tuple(d["coin_region"])
+        return cls(**d)
+
+    def differences(self, other: PPOConfig) -> dict[str, tuple[Any, Any]]:
+        """``{field: (self's value, other's value)}`` for every field that differs."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "quick": {
+        "obs_mode": "symbolic",
+        "distribution_mode": "easy",
+        "network": "compact",
+        "num_envs": 512,
+        "num_steps": 64,
+        "minibatch_size": 4096,  # 8 minibatches
+        "gamma": 0.99,
+        "total_steps": 5_000_000,
+        "checkpoint_every": 500_000,
+    },
+}
+
+
+# --- validation helpers -------------------------------------------------------------------
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(PPOConfig)
+
+
+def field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(PPOConfig))
+
+
+def _check_names(values: dict[str, Any]) -> None:
+    unknown = sorted(set(values) - set(field_names()))
+    if unknown:
+        raise ValueError(
+            f"unknown PPOConfig field(s) {unknown}; accepted fields are {list(field_names())}"
+        )
+
+
+def _check_type(name: str, value: Any, expected: Any) -> None:
+    if expected is bool:
+        ok = isinstance(value, bool)
+        what = "True or False"
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        what = "an int"
+    elif expected is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        what = "a number"
+    elif expected is str:
+        ok = isinstance(value, str)
+        what = "a string"
+    else:  # tuple[float, float]
+        ok = (
+            isinstance(value, (tuple, list))
+            and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        )
+        what = "a pair of numbers"
+    if not ok:
+        raise ValueError(f"{name}={value!r} is invalid; it must be {what}")
+    if expected is float and not math.isfinite(value):
+        raise ValueError(f"{name}={value!r} is invalid; it must be a finite number")
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name}={value!r} is invalid; it must be > 0")
+
+
+def _non_negative(name: str, value: float) -> None:
+    if not value >= 0:
+        raise ValueError(f"{name}={value!r} is invalid; it must be >= 0")
+
+
+def _int_at_least(name: str, value: int, minimum: int) -> None:
+    if value < minimum:
+        raise ValueError(f"{name}={value!r} is invalid; it must be an int >= {minimum}")
+
+
+def _check_device(device: str) -> None:
+    ok = device in ("auto", "cpu", "cuda")
+    if device.startswith("cuda:"):
+        ok = device[5:].isdigit()
+    if not ok:
+        raise ValueError(f"device={device!r} is invalid; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
