@@ -78,13 +78,19 @@ class StepEvents:
 
 
 def _floor_index(v: torch.Tensor, size: int) -> torch.Tensor:
-    """Tile index of a world coordinate, clamped onto the grid's border (which is wall)."""
-    return v.floor().long().clamp_(0, size - 1)
+    """Tile index of a world coordinate, clamped onto the grid's border (which is wall).
+
+    Every coordinate the physics asks about lies inside the grid (the border walls keep
+    the agent at least half a tile in), so truncation is the floor; the clamp only
+    guards the index arithmetic.
+    """
+    return v.long().clamp_(0, size - 1)
 
 
 def _column(bits_flat: torch.Tensor, base: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """The bit mask of the column under world x for every environment."""
-    return bits_flat[base + _floor_index(x, GRID_W)]
+    # index_select is several times faster than advanced indexing on the CPU.
+    return bits_flat.index_select(0, base + _floor_index(x, GRID_W))
 
 
 def _has_row(column: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
@@ -124,27 +130,29 @@ def _move_x(s: EnvState, ph: _Physics, active, frac, free) -> torch.Tensor:
     dx = s.agent_vx * frac
     nx = s.agent_x + dx
     right = dx > 0
-    leading = _column(ph.solid, ph.base, torch.where(right, nx + _SIDE_X, nx - _SIDE_X))
+    leading = _column(ph.solid, ph.base, nx + _SIDE_X * (2.0 * right - 1.0))
     lo = _floor_index(s.agent_y - _SIDE_Y, GRID_H)
     hi = _floor_index(s.agent_y + _SIDE_Y, GRID_H)
     blocked = active & (dx != 0) & _has_rows(leading, lo, hi)
-    snapped = torch.where(
-        right, (nx + AGENT_RX).floor() - AGENT_RX, (nx - AGENT_RX).ceil() + AGENT_RX
-    )
+    snapped = _blend(right, (nx + AGENT_RX).floor() - AGENT_RX, (nx - AGENT_RX).ceil() + AGENT_RX)
     s.agent_x = _blend(active, _blend(blocked, snapped, nx), s.agent_x)
     free += active & ~blocked
     return blocked
 
 
-def _move_y(s: EnvState, ph: _Physics, active, frac, free, last_y, pressing_down) -> torch.Tensor:
-    """One vertical sub-step against walls and crate tops. Returns blocked."""
-    solid, crate = ph.columns_under(s)
+def _move_y(s: EnvState, under, active, frac, free, last_y, pressing_down) -> torch.Tensor:
+    """One vertical sub-step against walls and crate tops. Returns blocked.
+
+    ``under`` holds the solid and crate bits of the columns the agent spans (they only
+    change when x does, so the caller refreshes them after each horizontal sub-step).
+    """
+    solid, crate = under
     dy = s.agent_vy * frac
     ny = s.agent_y + dy
     up = dy > 0
-    leading = _floor_index(torch.where(up, ny + _SIDE_Y, ny - _SIDE_Y), GRID_H)
+    leading = _floor_index(ny + _SIDE_Y * (2.0 * up - 1.0), GRID_H)
     hit = active & (dy != 0) & _has_row(solid, leading)
-    snapped = torch.where(up, (ny + AGENT_RY).floor() - AGENT_RY, (ny - AGENT_RY).ceil() + AGENT_RY)
+    snapped = _blend(up, (ny + AGENT_RY).floor() - AGENT_RY, (ny - AGENT_RY).ceil() + AGENT_RY)
     ny = _blend(hit, snapped, ny)
 
     # Crates hold the agent only when it falls onto them from above without pressing
@@ -168,7 +176,7 @@ def _move_y(s: EnvState, ph: _Physics, active, frac, free, last_y, pressing_down
     return blocked
 
 
-def _move_agent(s: EnvState, ph: _Physics, action_vx, action_vy) -> None:
+def _move_agent(s: EnvState, ph: _Physics, under, action_vx, action_vy) -> None:
     """Sub-stepped box-versus-grid movement (at least 4 sub-steps, more when fast)."""
     speed = torch.sqrt(s.agent_vx * s.agent_vx + s.agent_vy * s.agent_vy)
     substeps = (4.0 * speed).floor().clamp(min=4.0)
@@ -184,9 +192,10 @@ def _move_agent(s: EnvState, ph: _Physics, action_vx, action_vy) -> None:
     stopped = torch.zeros_like(x_first)
     for step in range(_MAX_SUBSTEPS):
         active = (step < substeps) & ~stopped
-        blocked_y = _move_y(s, ph, active & y_first, frac, free_y, last_y, pressing_down)
+        blocked_y = _move_y(s, under, active & y_first, frac, free_y, last_y, pressing_down)
         blocked_x = _move_x(s, ph, active, frac, free_x)
-        blocked_y |= _move_y(s, ph, active & x_first, frac, free_y, last_y, pressing_down)
+        under = ph.columns_under(s)
+        blocked_y |= _move_y(s, under, active & x_first, frac, free_y, last_y, pressing_down)
         stopped |= blocked_x & blocked_y
     # A blocked sub-step cancels its share of the velocity, as in procgen.
     s.agent_vx = s.agent_vx * free_x / substeps
@@ -238,9 +247,9 @@ def physics_step(s: EnvState, actions: torch.Tensor, config: CoinRunConfig) -> S
     action_vy = move % 3 - 1
 
     # Support: ground under either foot (or the crate landed on last step) while at rest.
-    solid, _ = ph.columns_under(s)
+    under = ph.columns_under(s)
     below = _floor_index(s.agent_y - (AGENT_RY + 0.01), GRID_H)
-    supported = (s.on_crate | _has_row(solid, below)) & (s.agent_vy == 0)
+    supported = (s.on_crate | _has_row(under[0], below)) & (s.agent_vy == 0)
     s.on_crate = torch.zeros_like(s.on_crate)
     jump = (action_vy > 0) & supported
     action_vy = action_vy * ~((action_vy > 0) & ~supported)
@@ -254,7 +263,7 @@ def physics_step(s: EnvState, actions: torch.Tensor, config: CoinRunConfig) -> S
     vy = (vy - GRAVITY).clamp(-MAX_JUMP, MAX_JUMP)
     s.agent_vy = _blend(jump, torch.full_like(vy, MAX_JUMP), vy)
 
-    _move_agent(s, ph, action_vx, action_vy)
+    _move_agent(s, ph, under, action_vx, action_vy)
     _step_enemies(s)
 
     coin = _overlaps_tile(s, s.coin_x, s.coin_y)

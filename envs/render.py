@@ -26,7 +26,9 @@ tensors, and no float tensor as large as the output:
    each visible tile row (3-byte pixel rows), then every image row is a copy of one
    expanded tile row.  Coin, enemies and agent are drawn on top.
 
-Timings (2 CPU threads) are in ``benchmarks/render_micro.py``.
+Measured with ``benchmarks/render_micro.py`` on 2 threads of an AMD EPYC VM: about 27 ms
+for 16384 symbolic observations (view 13) and 34 ms for 4096 pixel ones (64 px); the
+crop gather and the output-writing ``index_select`` are about two thirds of the former.
 """
 
 from __future__ import annotations
