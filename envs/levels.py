@@ -52,7 +52,7 @@ _S_DIFFICULTY, _S_NUM_SECTIONS, _S_DANGER, _S_THEME = 0, 1, 2, 3
 _S_SECTION_BASE, _S_SECTION_STRIDE = 16, 32
 _S_NUM_STREAMS = _S_SECTION_BASE + MAX_SECTIONS * _S_SECTION_STRIDE
 _S_ENEMY_DIR = 400  # + column
-_S_COIN_MOVED, _S_COIN_CHOICE = 1000, 1001
+_S_COIN_MOVED, _S_COIN_CHOICE = 1000, 1001  # shared with the procgen backend
 
 COIN_PLACEMENTS = ("section", "anywhere")
 
@@ -371,6 +371,20 @@ def _spawn_enemies(key: torch.Tensor, grid: torch.Tensor, enemy_row: torch.Tenso
     )
 
 
+def coin_moved(level_seeds: torch.Tensor, rand_fraction: float) -> torch.Tensor:
+    """Whether each level's coin is moved: a per-seed draw with probability ``rand_fraction``.
+
+    Both backends use this, so a level seed gets the same decision in each.
+    """
+    key = level_seeds.to(torch.int64)
+    return random_bits(key, _S_COIN_MOVED) < probability_threshold(rand_fraction)
+
+
+def coin_choice(level_seeds: torch.Tensor, count: torch.Tensor | int) -> torch.Tensor:
+    """Which of ``count`` candidate tiles each level's moved coin takes (uniform)."""
+    return random_int(level_seeds.to(torch.int64), _S_COIN_CHOICE, count)
+
+
 def place_coins(
     levels: Levels,
     level_seeds: torch.Tensor,
@@ -388,7 +402,7 @@ def place_coins(
     a level with no candidate inside the region uses the candidates nearest to it.
     """
     key = level_seeds.to(torch.int64)
-    moved = random_bits(key, _S_COIN_MOVED) < probability_threshold(rand_fraction)
+    moved = coin_moved(key, rand_fraction)
 
     if coin_placement == "section":
         cand_x, cand_y, cand_ok = levels.section_x, levels.section_y, levels.section_valid
@@ -408,7 +422,7 @@ def place_coins(
     best = cand_ok & (distance <= distance.amin(dim=1, keepdim=True))
 
     count = best.sum(dim=1)
-    pick = random_int(key, _S_COIN_CHOICE, count.clamp(min=1))
+    pick = coin_choice(key, count.clamp(min=1))
     rank = torch.cumsum(best.to(torch.int64), dim=1) - 1
     chosen = (best & (rank == pick[:, None])).to(torch.int64).argmax(dim=1, keepdim=True)
     moved = moved & (count > 0)

@@ -49,8 +49,8 @@ from gymnasium.vector.utils import batch_space
 from . import procgen_state as ps
 from .config import CoinRunConfig
 from .core import INFO_KEYS
-from .levels import _S_COIN_CHOICE, _S_COIN_MOVED  # the native env's streams: same decisions
-from .rng import probability_threshold, random_bits, random_int
+from .levels import coin_choice
+from .levels import coin_moved as _coin_moved_tensor
 from .state import AGENT_RX, AGENT_RY, COLLISION_EPS, MAX_SPEED, NUM_ACTIONS
 
 INSTALL_COMMAND = 'pip install "coinrun-mg[procgen]"'
@@ -88,7 +88,7 @@ def coin_moved(level_seeds, rand_fraction: float) -> np.ndarray:
     A level without a candidate cell keeps its coin even when this says True.
     """
     key = torch.as_tensor(np.asarray(level_seeds, dtype=np.int64).reshape(-1))
-    return (random_bits(key, _S_COIN_MOVED) < probability_threshold(rand_fraction)).numpy()
+    return _coin_moved_tensor(key, rand_fraction).numpy()
 
 
 def place_coin(layout: ps.LevelLayout, level_seed: int, config: CoinRunConfig):
@@ -109,7 +109,7 @@ def place_coin(layout: ps.LevelLayout, level_seed: int, config: CoinRunConfig):
     x = cand[:, 0].astype(np.float64)
     distance = np.maximum(lo * layout.end_x - x, 0.0) + np.maximum(x - hi * layout.end_x, 0.0)
     best = cand[distance <= distance.min()]
-    pick = int(random_int(torch.tensor([level_seed], dtype=torch.int64), _S_COIN_CHOICE, len(best)))
+    pick = int(coin_choice(torch.tensor([level_seed], dtype=torch.int64), len(best)))
     return int(best[pick, 0]), int(best[pick, 1]), True
 
 
@@ -366,9 +366,7 @@ class ProcgenCoinRunCore:
                 if self.config.end_terminates and self.moved[i]:
                     terminated[i] = True
                     self._force_end(i, bytes(self.env._ffi.buffer(self._buf, self._buf_len)))
-            self.next_read[i] = self.steps[i] + _steps_before_end_reachable(
-                x, int(self.end_x[i])
-            )
+            self.next_read[i] = self.steps[i] + _steps_before_end_reachable(x, int(self.end_x[i]))
 
         self._last_obs = obs
         info = self._info(coin=coin, died=died, timed_out=timed_out)
@@ -553,8 +551,7 @@ class ProcgenCoinRunVectorEnv(VectorEnv):
         "    Autoreset follows Gymnasium's NEXT_STEP convention.  ``reset(seed=s)``\n"
         "    recreates procgen's env with ``rand_seed=s`` (procgen derives each env's\n"
         "    level sequence from it, so the levels depend on ``num_envs``); ``reset()``\n"
-        "    moves every env on to its next level.  The core is ``self.core``.\n"
-        + _DOC_COMMON
+        "    moves every env on to its next level.  The core is ``self.core``.\n" + _DOC_COMMON
     )
 
     metadata = {
