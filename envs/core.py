@@ -304,7 +304,14 @@ def level_seeds_for(env_key: torch.Tensor, episode: torch.Tensor, config: CoinRu
 
 def initial_states(env_key: torch.Tensor, episode: torch.Tensor, config: CoinRunConfig) -> EnvState:
     """Fresh episode states for a batch of (environment key, episode number) pairs."""
-    seeds = level_seeds_for(env_key, episode, config)
+    s = start_states(level_seeds_for(env_key, episode, config), config)
+    s.env_key, s.episode = env_key.clone(), episode.clone()
+    return s
+
+
+def start_states(level_seeds: torch.Tensor, config: CoinRunConfig) -> EnvState:
+    """Fresh episode states for the given level seeds (``env_key`` and ``episode`` zero)."""
+    seeds = level_seeds.to(torch.int64)
     levels = generate_levels(seeds, hard=config.hard)
     coin_x, coin_y, moved = place_coins(
         levels, seeds, config.rand_fraction, config.coin_placement, config.coin_region
@@ -325,7 +332,6 @@ def initial_states(env_key: torch.Tensor, episode: torch.Tensor, config: CoinRun
     s.agent_x = torch.full_like(s.agent_x, AGENT_START_X)
     s.agent_y = torch.full_like(s.agent_y, AGENT_START_Y)
     s.facing_right = torch.ones_like(s.facing_right)
-    s.env_key, s.episode = env_key.clone(), episode.clone()
     return s
 
 

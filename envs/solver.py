@@ -31,8 +31,8 @@ import torch
 
 from .config import CoinRunConfig
 from .core import physics_step
-from .levels import generate_levels, place_coins
-from .state import AGENT_RX, AGENT_RY, AGENT_START_X, AGENT_START_Y, GRID_H, GRID_W, EnvState
+from .core import start_states as core_start_states
+from .state import AGENT_RX, AGENT_RY, GRID_H, GRID_W, EnvState
 
 # Action codes: action = 3 * (vx + 1) + (vy + 1), vx, vy in {-1, 0, 1}.
 LEFT, LEFT_JUMP = 1, 2
@@ -67,29 +67,8 @@ DEFAULT_PASSES = (
 
 
 def start_states(level_seeds: torch.Tensor, config: CoinRunConfig) -> EnvState:
-    """Fresh episode states for the given level seeds, built as ``initial_states`` does.
-
-    ``core.initial_states`` derives the level seeds from environment keys; this starts
-    from the level seeds themselves (``env_key`` and ``episode`` stay zero).
-    """
-    seeds = level_seeds.to(torch.int64)
-    levels = generate_levels(seeds, hard=config.hard)
-    coin_x, coin_y, moved = place_coins(
-        levels, seeds, config.rand_fraction, config.coin_placement, config.coin_region
-    )
-    s = EnvState.zeros(seeds.shape[0], seeds.device)
-    s.grid = levels.grid
-    s.update_bits()
-    s.level_seed = seeds.clone()
-    s.theme = levels.theme
-    s.coin_x, s.coin_y, s.coin_randomized = coin_x, coin_y, moved
-    s.end_x, s.end_y = levels.end_x, levels.end_y
-    s.enemy_x, s.enemy_y, s.enemy_vx = levels.enemy_x, levels.enemy_y, levels.enemy_vx
-    s.enemy_lo, s.enemy_hi, s.enemy_alive = levels.enemy_lo, levels.enemy_hi, levels.enemy_alive
-    s.agent_x = torch.full_like(s.agent_x, AGENT_START_X)
-    s.agent_y = torch.full_like(s.agent_y, AGENT_START_Y)
-    s.facing_right = torch.ones_like(s.facing_right)
-    return s
+    """Fresh episode states for the given level seeds (see ``core.start_states``)."""
+    return core_start_states(level_seeds, config)
 
 
 def _lean(s: EnvState) -> EnvState:
