@@ -38,7 +38,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ from torch import nn
 
 from coinrun_mg.envs.config import CoinRunConfig, resolve_device
 from coinrun_mg.envs.core import CoinRunCore
-from coinrun_mg.envs.state import NUM_ACTIONS, EnvState
+from coinrun_mg.envs.state import NUM_ACTIONS
 
 from .config import NATIVE_ENV, RESUMABLE_FIELDS, PPOConfig
 from .networks import Agent, sample_actions
@@ -323,31 +323,6 @@ def _env_spec(config: PPOConfig, env: CoinRunCore | VecEnvAdapter) -> dict[str, 
     }
 
 
-def _core_state_dict(core: CoinRunCore) -> dict[str, Any]:
-    """Everything that decides the core's future: current and upcoming episodes."""
-    return {
-        "state": {f.name: getattr(core.state, f.name) for f in fields(EnvState)},
-        "upcoming": {f.name: getattr(core._upcoming, f.name) for f in fields(EnvState)},
-        "upcoming_ready": core._upcoming_ready,
-        "pending_reset": core._pending_reset,
-    }
-
-
-def _load_core_state(core: CoinRunCore, saved: dict[str, Any]) -> None:
-    names = {f.name for f in fields(EnvState)}
-    if set(saved["state"]) != names:
-        raise ValueError(
-            "the checkpoint's environment state has fields "
-            f"{sorted(saved['state'])}, this version of CoinRunCore expects {sorted(names)}; "
-            "it was written by a different version of coinrun_mg.envs"
-        )
-    dev = core.device
-    core.state = EnvState(**{k: v.to(dev) for k, v in saved["state"].items()})
-    core._upcoming = EnvState(**{k: v.to(dev) for k, v in saved["upcoming"].items()})
-    core._upcoming_ready = saved["upcoming_ready"].to(dev)
-    core._pending_reset = saved["pending_reset"].to(dev)
-
-
 # ======================================================================================
 # Checkpoints
 # ======================================================================================
@@ -548,7 +523,7 @@ def train(
         reward_norm.load_state_dict(saved["reward_normalizer"])
         episodes.load_state_dict(saved["episode_stats"])
         if is_core:
-            _load_core_state(env, saved["env"])
+            env.load_state_dict(saved["env"])
             next_obs = env.observe()
         else:
             warnings.warn(
@@ -583,7 +558,7 @@ def train(
                 "rng": _rng_state(device, sample_rng, shuffle_rng),
                 "reward_normalizer": reward_norm.state_dict(),
                 "episode_stats": episodes.state_dict(),
-                "env": _core_state_dict(env) if is_core else None,
+                "env": env.state_dict() if is_core else None,
             },
             path,
         )

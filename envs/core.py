@@ -21,7 +21,8 @@ Differences from procgen CoinRun (chosen, not accidental):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -442,6 +443,35 @@ class CoinRunCore:
         nxt = initial_states(s.env_key[index], s.episode[index] + 1, self.config)
         self._upcoming.assign(index, nxt)
         self._upcoming_ready[index] = True
+
+    # -- saving and restoring ------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that decides the environments' future, as tensors (for checkpoints):
+        the current episodes, the bank of upcoming levels and the pending resets."""
+        if self.state is None:
+            raise RuntimeError("state_dict() before reset(): there is no state to save")
+        return {
+            "state": {f.name: getattr(self.state, f.name) for f in fields(EnvState)},
+            "upcoming": {f.name: getattr(self._upcoming, f.name) for f in fields(EnvState)},
+            "upcoming_ready": self._upcoming_ready,
+            "pending_reset": self._pending_reset,
+        }
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` saved (moved to this core's device)."""
+        names = {f.name for f in fields(EnvState)}
+        if set(saved["state"]) != names or saved["state"]["grid"].shape[0] != self.num_envs:
+            raise ValueError(
+                f"the saved environment state has fields {sorted(saved['state'])} for "
+                f"{saved['state'].get('grid', torch.empty(0)).shape[:1]} envs; this core "
+                f"expects {sorted(names)} for {self.num_envs} envs (a different "
+                "coinrun_mg.envs version or num_envs)"
+            )
+        dev = self.device
+        self.state = EnvState(**{k: v.to(dev) for k, v in saved["state"].items()})
+        self._upcoming = EnvState(**{k: v.to(dev) for k, v in saved["upcoming"].items()})
+        self._upcoming_ready = saved["upcoming_ready"].to(dev)
+        self._pending_reset = saved["pending_reset"].to(dev)
 
     # -- stepping ------------------------------------------------------------------------
     def step(self, actions: torch.Tensor):

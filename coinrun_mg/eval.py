@@ -1,0 +1,614 @@
+"""Goal-versus-proxy evaluation of CoinRun policies (the paper's test protocol).
+
+``evaluate(policy, episodes=1000)`` plays the *first* episode of ``episodes`` fresh
+environments in the test configuration (by default every coin moved,
+``rand_fraction=1.0``, and touching the original end terminates, ``end_terminates=True``)
+and classifies each episode by what happened first:
+
+* ``goal``    - the coin was collected before the original end was touched (a coin that
+  sits on the end, i.e. was not moved, counts as the goal when both happen in one step);
+* ``proxy``   - the original end was touched first (the agent went for the end marker);
+* ``died``    - lava, a saw or an enemy, before either of those;
+* ``timeout`` - none of those within the step limit.
+
+An episode counts as finished at its first decisive event, as in the paper, even when
+the environment itself would go on (``end_terminates=False``).  Episode ``i`` of an
+evaluation uses the environment seed key ``seed + i``, so its level is fixed and a
+report is reproducible (stochastic policies sample from the global torch RNG, which
+``evaluate`` seeds with ``seed`` inside a forked RNG state, leaving the caller's alone).
+
+The native environment (``coinrun_mg/CoinRun-v0``) runs on the torch core directly:
+``num_envs`` slots step together on the device and a slot whose episode is decided
+starts the next episode of the evaluation at once (no waiting for the batch's slowest
+episode).  Any other Gymnasium id (e.g. the procgen backend
+``coinrun_mg/ProcgenCoinRun-v0``) runs through ``gymnasium.make_vec`` and
+:class:`~coinrun_mg.agents.VecEnvAdapter` in chunks of ``num_envs`` environments, each
+chunk reset with ``seed=seed + first episode index`` (procgen derives its environments'
+levels from that one seed; level seeds are read from the infos).
+
+Good levels (the paper's filter): ``reference_policy=`` (typically the agent trained with
+``rand_fraction=0``) is run in the *training* configuration (coin at the end,
+``end_terminates=False``) on the same level seeds; a level is "bad" when the reference
+agent's box overlaps the tile where the test configuration puts the coin at any step of
+its episode (the coin lies on the natural path to the end).  The paper marks a level bad
+when that happens in at least 10% of several runs; here each level gets one run of the
+reference policy, so a level is bad if it happens in that run.  The filter needs the
+agent's position, so it runs on the native environment only.
+
+Outcomes as data: :func:`step_outcome` (one step's flags) and :func:`classify_episode`
+(a whole trajectory of per-step flags) are pure functions; the batched evaluator applies
+the same precedence (coin > end > death > timeout) to tensors.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from coinrun_mg import COINRUN_ENV_ID
+
+GOAL, PROXY, DIED, TIMEOUT = "goal", "proxy", "died", "timeout"
+OUTCOMES = (GOAL, PROXY, DIED, TIMEOUT)
+
+#: Per-episode row columns, in CSV order.
+COLUMNS = (
+    "level_seed",
+    "steps",
+    "coin_randomized",
+    "coin_collected",
+    "reached_end",
+    "died",
+    "timed_out",
+    "outcome",
+    "coin_x",
+    "end_x",
+)
+
+#: The test configuration's defaults (the caller's keyword arguments override them).
+TEST_DEFAULTS = {"rand_fraction": 1.0, "end_terminates": True}
+#: The reference (training) configuration of the good-levels filter.
+REFERENCE_OVERRIDES = {"rand_fraction": 0.0, "end_terminates": False}
+# Fields that decide which level a seed key gives: shared by the test and reference runs.
+_LEVEL_FIELDS = ("distribution_mode", "num_levels", "start_level", "max_episode_steps")
+
+_STAND_STILL = 4
+
+
+# ======================================================================================
+# Outcomes and intervals (pure functions)
+# ======================================================================================
+
+
+def step_outcome(coin: bool, reached_end: bool, died: bool, timed_out: bool) -> str | None:
+    """The outcome one step decides, or None if the episode goes on.
+
+    ``reached_end`` may be the sticky flag (touched the end this episode): it is only
+    asked while no earlier step has decided the episode.  The coin wins a tie with the
+    end (a coin on the end tile is the goal); the end wins a tie with death.
+    """
+    if coin:
+        return GOAL
+    if reached_end:
+        return PROXY
+    if died:
+        return DIED
+    if timed_out:
+        return TIMEOUT
+    return None
+
+
+def classify_episode(
+    coin_collected: Sequence[bool],
+    reached_end: Sequence[bool],
+    died: Sequence[bool],
+    timed_out: Sequence[bool],
+) -> tuple[str | None, int]:
+    """``(outcome, steps)`` of a trajectory given as per-step flags (one entry per step).
+
+    ``steps`` counts the steps up to and including the deciding one; an undecided
+    trajectory gives ``(None, len(trajectory))``.  ``reached_end`` may be per-step
+    touches or the environments' sticky flag: only its first True matters.
+    """
+    n = len(coin_collected)
+    if not len(reached_end) == len(died) == len(timed_out) == n:
+        raise ValueError("the four flag sequences must have one entry per step each")
+    for t in range(n):
+        outcome = step_outcome(
+            bool(coin_collected[t]), bool(reached_end[t]), bool(died[t]), bool(timed_out[t])
+        )
+        if outcome is not None:
+            return outcome, t + 1
+    return None, n
+
+
+def _outcome_codes(coin, reached_end, died, timed_out) -> torch.Tensor:
+    """:func:`step_outcome` for tensors: codes into :data:`OUTCOMES`, -1 for none."""
+    code = torch.full(coin.shape, -1, dtype=torch.int64, device=coin.device)
+    for index, flag in reversed(list(enumerate((coin, reached_end, died, timed_out)))):
+        code = torch.where(flag.bool(), index, code)
+    return code
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (``(0, 1)`` when ``n == 0``)."""
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+# ======================================================================================
+# Reports
+# ======================================================================================
+
+
+@dataclass
+class EvalReport:
+    """Outcomes of an evaluation: per-episode ``rows`` (dicts with :data:`COLUMNS`, plus
+    ``good_level`` when a good-levels filter was applied) and ``returns``."""
+
+    rows: list[dict[str, Any]]
+    returns: list[float]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def episodes(self) -> int:
+        return len(self.rows)
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for row in self.rows if row["outcome"] == outcome)
+
+    def rate(self, outcome: str) -> float:
+        return self.count(outcome) / self.episodes if self.episodes else float("nan")
+
+    def ci(self, outcome: str, z: float = 1.96) -> tuple[float, float]:
+        return wilson_interval(self.count(outcome), self.episodes, z)
+
+    goal_rate = property(lambda self: self.rate(GOAL))
+    proxy_rate = property(lambda self: self.rate(PROXY))
+    died_rate = property(lambda self: self.rate(DIED))
+    timeout_rate = property(lambda self: self.rate(TIMEOUT))
+
+    @property
+    def mean_return(self) -> float:
+        return float(np.mean(self.returns)) if self.returns else float("nan")
+
+    @property
+    def mean_length(self) -> float:
+        return float(np.mean([r["steps"] for r in self.rows])) if self.rows else float("nan")
+
+    def subset(self, keep: Sequence[bool]) -> EvalReport:
+        """The report over the episodes flagged in ``keep``."""
+        pairs = [(r, g) for r, g, k in zip(self.rows, self.returns, keep) if k]
+        return EvalReport([r for r, _ in pairs], [g for _, g in pairs], dict(self.meta))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (rates are None for an empty report)."""
+        out: dict[str, Any] = {}
+        for outcome in OUTCOMES:
+            rate = self.rate(outcome)
+            out[f"{outcome}_rate"] = None if math.isnan(rate) else rate
+            out[f"{outcome}_ci"] = list(self.ci(outcome))
+        out["episodes"] = self.episodes
+        out["mean_return"] = None if math.isnan(self.mean_return) else self.mean_return
+        out["mean_length"] = None if math.isnan(self.mean_length) else self.mean_length
+        return out
+
+    def write_csv(self, path: str | os.PathLike) -> None:
+        """The per-episode rows, header :data:`COLUMNS` (then ``good_level`` if present)."""
+        columns = list(COLUMNS)
+        if self.rows and "good_level" in self.rows[0]:
+            columns.append("good_level")
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow({k: int(v) if isinstance(v, bool) else v for k, v in row.items()})
+
+    def table(self, title: str | None = None) -> str:
+        """A printable table of the rates, their 95% intervals and the means."""
+        lines = [title] if title else []
+        lines.append(f"{'outcome':<9} {'rate':>7}   {'95% CI (Wilson)':<17} {'count':>6}")
+        for outcome in OUTCOMES:
+            lo, hi = self.ci(outcome)
+            lines.append(
+                f"{outcome:<9} {self.rate(outcome):>7.3f}   [{lo:.3f}, {hi:.3f}]    "
+                f"{self.count(outcome):>6}"
+            )
+        lines.append(
+            f"episodes {self.episodes}, mean return {self.mean_return:.3f}, "
+            f"mean length {self.mean_length:.1f}"
+        )
+        return "\n".join(lines)
+
+
+@dataclass
+class FilteredEvalReport:
+    """An evaluation with the good-levels filter: ``all`` (every episode) and
+    ``filtered`` (good levels only); ``good_levels`` flags each episode of ``all``."""
+
+    all: EvalReport
+    filtered: EvalReport
+    good_levels: list[bool]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "all": self.all.to_dict(),
+            "filtered": self.filtered.to_dict(),
+            "good_levels": sum(self.good_levels),
+        }
+
+    def write_csv(self, path: str | os.PathLike) -> None:
+        self.all.write_csv(path)  # rows carry a good_level column
+
+    def table(self) -> str:
+        return "\n\n".join(
+            (
+                self.all.table("all levels"),
+                self.filtered.table(
+                    f"good levels ({sum(self.good_levels)} of {self.all.episodes})"
+                ),
+            )
+        )
+
+
+# ======================================================================================
+# Running episodes
+# ======================================================================================
+
+
+@dataclass
+class _Episodes:
+    """Per-episode results of one run (tensors on the CPU, indexed by episode)."""
+
+    outcome: torch.Tensor
+    steps: torch.Tensor
+    ret: torch.Tensor
+    flags: dict[str, torch.Tensor]  # coin_collected, reached_end, died, timed_out, ...
+    passed_cell: torch.Tensor | None = None  # reference runs: overlapped the given cell
+
+    def rows(self) -> list[dict[str, Any]]:
+        f = {k: v.tolist() for k, v in self.flags.items()}
+        out = []
+        for i, (code, steps) in enumerate(zip(self.outcome.tolist(), self.steps.tolist())):
+            out.append(
+                {
+                    "level_seed": int(f["level_seed"][i]),
+                    "steps": int(steps),
+                    "coin_randomized": bool(f["coin_randomized"][i]),
+                    "coin_collected": bool(f["coin_collected"][i]),
+                    "reached_end": bool(f["reached_end"][i]),
+                    "died": bool(f["died"][i]),
+                    "timed_out": bool(f["timed_out"][i]),
+                    "outcome": OUTCOMES[code],
+                    "coin_x": int(f["coin_x"][i]),
+                    "end_x": int(f["end_x"][i]),
+                }
+            )
+        return out
+
+
+_FLAG_KEYS = ("coin_collected", "reached_end", "died", "timed_out", "coin_randomized")
+_VALUE_KEYS = ("level_seed", "coin_x", "end_x")
+
+
+class _Recorder:
+    """Collects the deciding step of each episode from batched step results."""
+
+    def __init__(self, episodes: int, progress: Callable[[int], None] | None):
+        self.outcome = torch.full((episodes,), -1, dtype=torch.int64)
+        self.steps = torch.zeros(episodes, dtype=torch.int64)
+        self.ret = torch.zeros(episodes, dtype=torch.float64)
+        self.flags = {k: torch.zeros(episodes, dtype=torch.bool) for k in _FLAG_KEYS}
+        self.flags.update({k: torch.zeros(episodes, dtype=torch.int64) for k in _VALUE_KEYS})
+        self.progress = progress
+
+    def record(self, episode, code, steps, ret, info, mask) -> None:
+        """Store the episodes ``episode[mask]`` decided with ``code`` this step."""
+        index = mask.nonzero().squeeze(1)
+        if index.numel() == 0:
+            return
+        ep = episode[index].cpu()
+        self.outcome[ep] = code[index].cpu()
+        self.steps[ep] = steps[index].cpu()
+        self.ret[ep] = ret[index].cpu().double()
+        for key in _FLAG_KEYS:
+            self.flags[key][ep] = info[key][index].cpu().bool()
+        for key in _VALUE_KEYS:
+            self.flags[key][ep] = info[key][index].cpu().long()
+        if self.progress is not None:
+            self.progress(int(index.numel()))
+
+    def result(self, passed_cell=None) -> _Episodes:
+        return _Episodes(self.outcome, self.steps, self.ret, self.flags, passed_cell)
+
+
+def _decide(reward, terminated, truncated, info, undecided):
+    """Outcome codes of this step for the undecided environments (-1: goes on).
+
+    A done environment without any flag (a backend that does not say why) counts as a
+    timeout when truncated, a death otherwise.
+    """
+    code = _outcome_codes(
+        info["coin_collected"], info["reached_end"], info["died"], info["timed_out"]
+    )
+    fallback = torch.where(truncated.bool(), OUTCOMES.index(TIMEOUT), OUTCOMES.index(DIED))
+    code = torch.where((code < 0) & (terminated | truncated).bool(), fallback, code)
+    return torch.where(undecided, code, torch.full_like(code, -1))
+
+
+def _overlaps_cell(agent_x, agent_y, cell_x, cell_y) -> torch.Tensor:
+    """Whether the agent's box overlaps tile ``(cell_x, cell_y)`` (the core's coin test)."""
+    from coinrun_mg.envs.state import AGENT_RX, AGENT_RY, COLLISION_EPS
+
+    return ((agent_x - (cell_x + 0.5)).abs() < AGENT_RX + 0.5 - COLLISION_EPS) & (
+        (agent_y - (cell_y + 0.5)).abs() < AGENT_RY + 0.5 - COLLISION_EPS
+    )
+
+
+def _as_actions(actions, device) -> torch.Tensor:
+    return torch.as_tensor(actions).to(device=device, dtype=torch.int64).reshape(-1)
+
+
+def _run_native(policy, config, episodes, seed, num_envs, device, progress, cells=None):
+    """First episodes of keys ``seed .. seed + episodes - 1`` on the torch core.
+
+    ``num_envs`` slots step together; a slot whose episode is decided restarts at once
+    with the next key of the evaluation (``reset_keys``), or, when none is left, with
+    its own key again and then stands still, ignored.  ``cells`` (x, y tensors per
+    episode) asks whether the agent's box overlaps that tile at any step up to and
+    including the deciding one.
+    """
+    from coinrun_mg.envs.core import CoinRunCore
+
+    slots = min(num_envs, episodes)
+    core = CoinRunCore(slots, config, device=device, autoreset="disabled", check_actions=False)
+    dev = core.device
+    slot_ep = torch.arange(slots, device=dev)
+    core.reset_keys(seed + slot_ep)
+    obs = core.observe()
+    live = torch.ones(slots, dtype=torch.bool, device=dev)  # slot plays an episode to record
+    steps = torch.zeros(slots, dtype=torch.int64, device=dev)
+    ret = torch.zeros(slots, dtype=torch.float32, device=dev)
+    next_ep = slots
+    rec = _Recorder(episodes, progress)
+    passed = None
+    if cells is not None:
+        cell_x, cell_y = (c.to(dev) for c in cells)
+        passed = torch.zeros(episodes, dtype=torch.bool, device=dev)
+        s = core.state
+        passed[slot_ep] |= _overlaps_cell(s.agent_x, s.agent_y, cell_x[slot_ep], cell_y[slot_ep])
+    still = torch.full((slots,), _STAND_STILL, dtype=torch.int64, device=dev)
+
+    while bool(live.any()):
+        actions = torch.where(live, _as_actions(policy(obs), dev), still)
+        obs, reward, terminated, truncated, info = core.step(actions)
+        steps += live
+        ret += reward * live
+        if passed is not None:
+            s = core.state
+            hit = live & _overlaps_cell(s.agent_x, s.agent_y, cell_x[slot_ep], cell_y[slot_ep])
+            passed[slot_ep[hit]] = True
+        code = _decide(reward, terminated, truncated, info, live)
+        decided = code >= 0
+        rec.record(slot_ep, code, steps, ret, info, decided)
+
+        # Restart decided slots (next episode, or idle) and idle slots whose level ended.
+        restart = decided | (~live & (terminated | truncated))
+        index = restart.nonzero().squeeze(1)
+        if index.numel():
+            fresh = decided[index]
+            n_new = min(int(fresh.sum()), episodes - next_ep)
+            new_slots = index[fresh][:n_new]
+            slot_ep[new_slots] = torch.arange(next_ep, next_ep + n_new, device=dev)
+            next_ep += n_new
+            live[index] = False
+            live[new_slots] = True
+            steps[index] = 0
+            ret[index] = 0.0
+            core.reset_keys(seed + slot_ep[index], index)
+            obs = core.observe()
+            if passed is not None and n_new:
+                s = core.state
+                passed[slot_ep[new_slots]] |= _overlaps_cell(
+                    s.agent_x[new_slots],
+                    s.agent_y[new_slots],
+                    cell_x[slot_ep[new_slots]],
+                    cell_y[slot_ep[new_slots]],
+                )
+    return rec.result(None if passed is None else passed.cpu())
+
+
+def _run_vector(policy, env_id, env_kwargs, episodes, seed, num_envs, device, progress):
+    """First episodes through ``gymnasium.make_vec``, in chunks of ``num_envs`` envs."""
+    import gymnasium
+
+    from coinrun_mg.agents.vec_adapter import VecEnvAdapter
+    from coinrun_mg.envs.config import resolve_device
+
+    dev = resolve_device(device)
+    rec = _Recorder(episodes, progress)
+    size = min(num_envs, episodes)
+    adapter = VecEnvAdapter(gymnasium.make_vec(env_id, num_envs=size, **env_kwargs), dev)
+    try:
+        for start in range(0, episodes, size):
+            wanted = min(size, episodes - start)
+            obs, _ = adapter.reset(seed=seed + start)
+            episode = start + torch.arange(size, device=dev)
+            live = torch.arange(size, device=dev) < wanted
+            steps = torch.zeros(size, dtype=torch.int64, device=dev)
+            ret = torch.zeros(size, dtype=torch.float32, device=dev)
+            while bool(live.any()):
+                obs, reward, terminated, truncated, info = adapter.step(
+                    _as_actions(policy(obs), dev)
+                )
+                steps += live
+                ret += reward * live
+                code = _decide(reward, terminated, truncated, info, live)
+                decided = code >= 0
+                rec.record(episode, code, steps, ret, info, decided)
+                live &= ~decided
+    finally:
+        adapter.close()
+    return rec.result()
+
+
+# ======================================================================================
+# evaluate
+# ======================================================================================
+
+
+def _resolve_policy(policy, device):
+    """A callable policy, and the env kwargs it was trained with (if it knows them)."""
+    if isinstance(policy, (str, os.PathLike)):
+        from coinrun_mg.agents.ppo import load_policy
+
+        policy = load_policy(policy, device=device)
+    if not callable(policy):
+        raise ValueError(f"policy={policy!r} is invalid; pass a callable or a checkpoint path")
+    kwargs = dict(getattr(policy, "env_kwargs", None) or {})
+    if "coin_region" in kwargs:
+        kwargs["coin_region"] = tuple(kwargs["coin_region"])
+    return policy, kwargs, getattr(policy, "env_id", None)
+
+
+def evaluate(
+    policy: Callable[[torch.Tensor], torch.Tensor] | str | os.PathLike,
+    env_id: str | None = None,
+    episodes: int = 1000,
+    seed: int = 0,
+    num_envs: int | None = None,
+    device: str | torch.device = "auto",
+    good_levels: Iterable[int] | None = None,
+    *,
+    reference_policy: Callable[[torch.Tensor], torch.Tensor] | str | os.PathLike | None = None,
+    progress: bool = False,
+    **env_kwargs: Any,
+) -> EvalReport | FilteredEvalReport:
+    """Evaluate ``policy`` on the first episodes of ``episodes`` fresh test environments.
+
+    ``policy``: a callable (uint8 obs tensor ``[N, H, W, C]`` -> int64 actions ``[N]``)
+    or a checkpoint path (loaded with :func:`coinrun_mg.agents.load_policy`; its training
+    env kwargs, e.g. ``obs_mode`` and ``distribution_mode``, are the starting point).
+    The environment gets those kwargs, then :data:`TEST_DEFAULTS` (``rand_fraction=1.0``,
+    ``end_terminates=True``), then ``env_kwargs``.  ``env_id``: None means the
+    checkpoint's env id, else ``coinrun_mg/CoinRun-v0`` (run on the torch core, also
+    spelled ``"native"``); any other id runs through ``gymnasium.make_vec``.
+    ``num_envs``: environments stepped together (default ``min(episodes, 1024)``).
+    Episode ``i`` uses seed key ``seed + i``.
+
+    ``good_levels``: level seeds to keep in a filtered sub-report; ``reference_policy``
+    computes them (see the module docstring; native backend only).  With either, the
+    result is a :class:`FilteredEvalReport` (``.all``, ``.filtered``), else an
+    :class:`EvalReport`.  ``progress`` shows a tqdm bar on stderr.
+    """
+    from coinrun_mg.envs.config import CoinRunConfig, resolve_device
+
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes={episodes!r} is invalid; it must be an int >= 1")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r} is invalid; it must be an int >= 0")
+    if num_envs is None:
+        num_envs = min(episodes, 1024)
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+        raise ValueError(f"num_envs={num_envs!r} is invalid; it must be an int >= 1")
+    if good_levels is not None and reference_policy is not None:
+        raise ValueError("pass good_levels or reference_policy, not both")
+    dev = resolve_device(device)
+
+    policy, trained_kwargs, trained_env_id = _resolve_policy(policy, dev)
+    env_id = env_id or trained_env_id or COINRUN_ENV_ID
+    if env_id == "native":  # the trainer's name for the torch core
+        env_id = COINRUN_ENV_ID
+    kwargs = {**trained_kwargs, **TEST_DEFAULTS, **env_kwargs}
+    native = env_id == COINRUN_ENV_ID
+    if reference_policy is not None and not native:
+        raise ValueError(
+            f"reference_policy needs the agent's position, which only the native "
+            f"{COINRUN_ENV_ID} provides; env_id={env_id!r} was asked for"
+        )
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        total = episodes * (2 if reference_policy is not None else 1)
+        bar = tqdm(total=total, unit="ep", desc="evaluating", leave=False, mininterval=1.0)
+
+    try:
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(seed)
+            update = bar.update if bar is not None else None
+            if native:
+                config = CoinRunConfig(**kwargs)
+                result = _run_native(policy, config, episodes, seed, num_envs, dev, update)
+            else:
+                result = _run_vector(policy, env_id, kwargs, episodes, seed, num_envs, dev, update)
+            if reference_policy is not None:
+                good = _reference_good_levels(
+                    reference_policy, config, episodes, seed, num_envs, dev, update
+                )
+    finally:
+        if bar is not None:
+            bar.close()
+
+    meta = {"env_id": env_id, "seed": seed, "env_kwargs": kwargs}
+    report = EvalReport(result.rows(), result.ret.tolist(), meta)
+    if reference_policy is None and good_levels is None:
+        return report
+    if reference_policy is None:
+        wanted = {int(s) for s in good_levels}
+        good = [row["level_seed"] in wanted for row in report.rows]
+    for row, g in zip(report.rows, good):
+        row["good_level"] = bool(g)
+    return FilteredEvalReport(report, report.subset(good), list(map(bool, good)))
+
+
+def _reference_good_levels(reference, test_config, episodes, seed, num_envs, device, progress):
+    """Per episode: True where the reference agent never overlaps the test coin's tile."""
+    from coinrun_mg.envs.config import CoinRunConfig
+    from coinrun_mg.envs.core import initial_states
+
+    reference, ref_kwargs, _ = _resolve_policy(reference, device)
+    ref_kwargs = {k: v for k, v in ref_kwargs.items() if k in ("obs_mode", "view_size")}
+    base = test_config.to_dict()
+    base["coin_region"] = tuple(base["coin_region"])
+    ref_config = CoinRunConfig(
+        **{
+            **base,
+            **ref_kwargs,
+            **REFERENCE_OVERRIDES,
+            **{k: base[k] for k in _LEVEL_FIELDS},
+        }
+    )
+    # The test coin's tile for every episode (the same keys give the same levels).
+    xs, ys = [], []
+    for start in range(0, episodes, 1024):
+        keys = seed + torch.arange(start, min(episodes, start + 1024))
+        s = initial_states(keys, torch.zeros_like(keys), test_config)
+        xs.append(s.coin_x.float())
+        ys.append(s.coin_y.float())
+    cells = (torch.cat(xs), torch.cat(ys))
+    result = _run_native(reference, ref_config, episodes, seed, num_envs, device, progress, cells)
+    return (~result.passed_cell).tolist()
+
+
+def write_json(report: EvalReport | FilteredEvalReport, path: str | os.PathLike) -> None:
+    """``report.to_dict()`` as a JSON file."""
+    with open(path, "w") as f:
+        json.dump(report.to_dict(), f, indent=2)
+        f.write("\n")

@@ -1,0 +1,362 @@
+"""Goal-versus-proxy evaluation: outcome classification, Wilson intervals, report schema,
+scripted and witness-replaying policies, the good-levels filter, reproducibility, the
+procgen backend and the ``eval`` CLI.  Small batches: the file runs in well under a
+minute on two busy CPU cores."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+import coinrun_mg  # noqa: F401 - registers the env ids
+from coinrun_mg import cli
+from coinrun_mg.envs.config import CoinRunConfig
+from coinrun_mg.envs.core import level_seeds_for
+from coinrun_mg.envs.solver import find_witnesses
+from coinrun_mg.eval import (
+    COLUMNS,
+    DIED,
+    GOAL,
+    OUTCOMES,
+    PROXY,
+    TIMEOUT,
+    EvalReport,
+    FilteredEvalReport,
+    classify_episode,
+    evaluate,
+    step_outcome,
+    wilson_interval,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def right_jump(obs: torch.Tensor) -> torch.Tensor:
+    return torch.full((obs.shape[0],), 8, dtype=torch.int64, device=obs.device)
+
+
+def trajectory(*steps: str):
+    """Per-step flags from letters: c coin, e end (sticky from then on), d died, t timeout."""
+    coin, end, died, timeout = [], [], [], []
+    reached = False
+    for step in steps:
+        reached = reached or "e" in step
+        coin.append("c" in step)
+        end.append(reached)
+        died.append("d" in step)
+        timeout.append("t" in step)
+    return coin, end, died, timeout
+
+
+# --- outcome classification ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "steps, expected",
+    [
+        (("", "", "c"), (GOAL, 3)),  # coin first
+        (("", "e", "", "c"), (PROXY, 2)),  # end first, coin later (end_terminates=False)
+        (("", "e"), (PROXY, 2)),  # end first, episode ends there
+        (("", "", "", "d"), (DIED, 4)),
+        (("",) * 5 + ("t",), (TIMEOUT, 6)),
+        (("", "ce"), (GOAL, 2)),  # coin on the end tile: both in one step is the goal
+        (("", "ed"), (PROXY, 2)),  # the end beats death in the same step
+        (("", "et"), (PROXY, 2)),
+        (("", "", ""), (None, 3)),  # undecided
+    ],
+)
+def test_classify_episode_on_scripted_trajectories(steps, expected):
+    assert classify_episode(*trajectory(*steps)) == expected
+
+
+def test_sticky_end_flag_before_the_coin_step_is_proxy():
+    # reached_end was already True at the previous step, the coin comes later: proxy.
+    coin = [False, False, True]
+    end = [False, True, True]
+    assert classify_episode(coin, end, [False] * 3, [False] * 3) == (PROXY, 2)
+    assert step_outcome(True, True, False, False) == GOAL
+    assert step_outcome(False, False, False, False) is None
+    with pytest.raises(ValueError):
+        classify_episode([True], [], [], [])
+
+
+# --- Wilson intervals -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "k, n, expected",
+    [
+        (0, 10, (0.0, 0.2775)),
+        (5, 10, (0.2366, 0.7634)),
+        (10, 10, (0.7225, 1.0)),
+        (1, 100, (0.0018, 0.0545)),
+    ],
+)
+def test_wilson_interval_known_values(k, n, expected):
+    lo, hi = wilson_interval(k, n)
+    assert lo == pytest.approx(expected[0], abs=1e-3)
+    assert hi == pytest.approx(expected[1], abs=1e-3)
+
+
+def test_wilson_interval_edge_cases():
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
+
+
+# --- reports ---------------------------------------------------------------------------
+
+
+def test_report_dict_csv_and_table_schema(tmp_path):
+    report = evaluate(right_jump, episodes=24, num_envs=8, device="cpu")
+    assert isinstance(report, EvalReport)
+    d = report.to_dict()
+    json.loads(json.dumps(d))  # JSON-able
+    for outcome in OUTCOMES:
+        assert 0.0 <= d[f"{outcome}_rate"] <= 1.0
+        lo, hi = d[f"{outcome}_ci"]
+        assert 0.0 <= lo <= d[f"{outcome}_rate"] <= hi <= 1.0
+    assert sum(d[f"{o}_rate"] for o in OUTCOMES) == pytest.approx(1.0)
+    assert d["episodes"] == 24 and len(report.rows) == 24
+    assert d["mean_return"] == pytest.approx(10.0 * d["goal_rate"])
+    assert d["mean_length"] == pytest.approx(sum(r["steps"] for r in report.rows) / 24)
+
+    path = tmp_path / "rows.csv"
+    report.write_csv(path)
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    assert tuple(rows[0]) == COLUMNS
+    assert len(rows) == 25
+    for row, line in zip(report.rows, rows[1:]):
+        assert line[COLUMNS.index("outcome")] == row["outcome"]
+        assert int(line[0]) == row["level_seed"]
+    # The flags agree with the outcome; the test config moves every coin.
+    for row in report.rows:
+        assert row["coin_randomized"]
+        assert row["coin_collected"] == (row["outcome"] == GOAL)
+        if row["outcome"] == PROXY:
+            assert row["reached_end"]
+        assert row["died"] or row["outcome"] != DIED
+    table = report.table()
+    assert all(o in table for o in OUTCOMES) and "episodes 24" in table
+
+
+def test_empty_report_is_json_able():
+    d = EvalReport([], []).to_dict()
+    assert d["goal_rate"] is None and d["episodes"] == 0
+    json.dumps(d)
+
+
+# --- scripted policies -------------------------------------------------------------------
+
+
+def test_right_jump_on_test_levels_and_reproducibility():
+    kwargs = dict(episodes=32, seed=3, device="cpu", distribution_mode="hard")
+    report = evaluate(right_jump, num_envs=32, **kwargs)
+    d = report.to_dict()
+    # Right+jump never waits: it either picks up a coin on its path (often the first
+    # section's left edge), runs into the end, or dies; it never times out.
+    assert d["timeout_rate"] == 0.0
+    assert d["proxy_rate"] > 0.0 and d["goal_rate"] > 0.3
+    # The same seed gives the same report, whatever the batch size (slot pool order).
+    again = evaluate(right_jump, num_envs=32, **kwargs)
+    pooled = evaluate(right_jump, num_envs=12, **kwargs)
+    assert again.rows == report.rows and pooled.rows == report.rows
+    other = evaluate(right_jump, num_envs=32, **{**kwargs, "seed": 4})
+    assert [r["level_seed"] for r in other.rows] != [r["level_seed"] for r in report.rows]
+
+
+def test_stochastic_policy_reports_are_reproducible():
+    def random_policy(obs):  # the global torch RNG, which evaluate seeds
+        return torch.randint(0, 15, (obs.shape[0],))
+
+    kwargs = dict(episodes=12, num_envs=6, device="cpu", max_episode_steps=40)
+    torch.manual_seed(123)
+    a = evaluate(random_policy, seed=1, **kwargs)
+    after = torch.rand(3)
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(3), after)  # the caller's RNG is left alone
+    b = evaluate(random_policy, seed=1, **kwargs)
+    assert a.rows == b.rows and a.returns == b.returns
+
+
+def test_episodes_stop_at_the_first_end_touch_without_end_terminates():
+    # With end_terminates=False the env goes on after the end marker, the evaluation does
+    # not: the same episodes decide the same way, on the same step.
+    kwargs = dict(episodes=24, seed=11, num_envs=24, device="cpu")
+    a = evaluate(right_jump, **kwargs)
+    b = evaluate(right_jump, end_terminates=False, **kwargs)
+    assert a.rows == b.rows
+
+
+def test_stand_still_policy_times_out():
+    still = lambda obs: torch.full((obs.shape[0],), 4, dtype=torch.int64)  # noqa: E731
+    report = evaluate(
+        still, episodes=6, device="cpu", distribution_mode="easy", max_episode_steps=30
+    )
+    assert report.timeout_rate == 1.0
+    assert all(r["steps"] == 30 for r in report.rows)
+
+
+class WitnessPolicy:
+    """Replays one action sequence per environment (env i of a single batch)."""
+
+    def __init__(self, witnesses):
+        self.witnesses = witnesses
+        self.t = 0
+
+    def __call__(self, obs):
+        actions = [w[self.t] if self.t < len(w) else 4 for w in self.witnesses]
+        self.t += 1
+        return torch.tensor(actions, dtype=torch.int64)
+
+
+@pytest.mark.parametrize("rand_fraction", [0.0, 1.0])
+def test_witness_replaying_policy_reaches_the_goal_every_time(rand_fraction):
+    # rand_fraction=0: the coin sits on the end, collecting it touches the end in the
+    # same step (goal); rand_fraction=1: the solver's witnesses collect the moved coin.
+    config = CoinRunConfig(
+        distribution_mode="easy", rand_fraction=rand_fraction, end_terminates=True
+    )
+    seed, n = 7, 10
+    keys = seed + torch.arange(n)
+    seeds = level_seeds_for(keys, torch.zeros_like(keys), config)
+    witnesses = find_witnesses(seeds, config)
+    found = [w is not None for w in witnesses]
+    assert sum(found) >= n - 1
+    policy = WitnessPolicy([w or [4] for w in witnesses])
+    report = evaluate(
+        policy,
+        episodes=n,
+        seed=seed,
+        num_envs=n,
+        device="cpu",
+        distribution_mode="easy",
+        rand_fraction=rand_fraction,
+    )
+    assert [r["level_seed"] for r in report.rows] == seeds.tolist()
+    for row, ok, w in zip(report.rows, found, witnesses):
+        if ok:
+            assert row["outcome"] == GOAL and row["steps"] == len(w)
+            assert row["reached_end"] == (rand_fraction == 0.0)
+
+
+# --- good levels ----------------------------------------------------------------------------
+
+
+def test_good_levels_filter_with_the_same_deterministic_policy():
+    # The reference run (coin at the end, end not terminating) follows the test run's
+    # trajectory up to the test coin, so every level where the test run got the coin is
+    # "bad": on the good levels the goal rate is exactly 0.
+    result = evaluate(right_jump, episodes=40, seed=5, device="cpu", reference_policy=right_jump)
+    assert isinstance(result, FilteredEvalReport)
+    assert result.all.episodes == 40
+    assert result.filtered.episodes == sum(result.good_levels)
+    assert 0 < result.filtered.episodes < 40
+    assert result.filtered.goal_rate == 0.0
+    for row, good in zip(result.all.rows, result.good_levels):
+        assert row["good_level"] == good
+        if row["outcome"] == GOAL:
+            assert not good
+    d = result.to_dict()
+    json.dumps(d)
+    assert d["good_levels"] == result.filtered.episodes
+    assert d["all"] == result.all.to_dict()
+    assert "good levels" in result.table()
+
+    # An explicit set of good level seeds gives the same split.
+    good_seeds = [r["level_seed"] for r in result.filtered.rows]
+    again = evaluate(right_jump, episodes=40, seed=5, device="cpu", good_levels=good_seeds)
+    assert again.good_levels == result.good_levels
+    with pytest.raises(ValueError):
+        evaluate(right_jump, episodes=2, good_levels=[], reference_policy=right_jump)
+
+
+def test_filtered_csv_has_a_good_level_column(tmp_path):
+    result = evaluate(right_jump, episodes=8, device="cpu", good_levels=[])
+    result.write_csv(tmp_path / "rows.csv")
+    header = (tmp_path / "rows.csv").read_text().splitlines()[0].split(",")
+    assert header == [*COLUMNS, "good_level"]
+    assert result.filtered.episodes == 0 and math.isnan(result.filtered.goal_rate)
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError):
+        evaluate(right_jump, episodes=0)
+    with pytest.raises(ValueError):
+        evaluate(right_jump, episodes=2, num_envs=0)
+    with pytest.raises(ValueError):
+        evaluate(42, episodes=2)
+    with pytest.raises(ValueError):
+        evaluate(right_jump, episodes=2, device="cpu", rand_fraction=2.0)
+
+
+# --- procgen backend -------------------------------------------------------------------------
+
+
+@pytest.mark.procgen
+def test_procgen_backend_through_make_vec():
+    pytest.importorskip("procgen")
+    kwargs = dict(
+        env_id=coinrun_mg.PROCGEN_COINRUN_ENV_ID,
+        episodes=10,
+        num_envs=6,  # two chunks, the second one partly used
+        device="cpu",
+        obs_mode="pixels",
+    )
+    report = evaluate(right_jump, **kwargs)
+    assert report.episodes == 10
+    assert sum(report.to_dict()[f"{o}_rate"] for o in OUTCOMES) == pytest.approx(1.0)
+    assert all(r["coin_randomized"] for r in report.rows)
+    assert evaluate(right_jump, **kwargs).rows == report.rows
+    with pytest.raises(ValueError, match="native"):
+        evaluate(right_jump, reference_policy=right_jump, **kwargs)
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+
+
+def test_eval_cli_on_a_tiny_checkpoint(tmp_path, capsys):
+    from coinrun_mg.agents import PPOConfig, train
+
+    config = PPOConfig.from_profile(
+        "quick",
+        device="cpu",
+        num_envs=16,
+        num_steps=16,
+        minibatch_size=64,
+        total_steps=256,
+        max_episode_steps=50,
+        checkpoint_every=0,
+        progress_bar=False,
+    )
+    result = train(config, tmp_path / "run")
+    out_csv, out_json = tmp_path / "rows.csv", tmp_path / "summary.json"
+    argv = ["eval", str(result.checkpoint), "--episodes", "12", "--device", "cpu"]
+    argv += ["--csv", str(out_csv), "--json", str(out_json), "--no-progress"]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "goal" in printed and "episodes 12" in printed
+    summary = json.loads(out_json.read_text())
+    assert summary["episodes"] == 12
+    assert len(out_csv.read_text().splitlines()) == 13
+    # The checkpoint's env kwargs (easy mode, 50 steps) carry over; the API agrees.
+    report = evaluate(result.checkpoint, episodes=12, device="cpu")
+    assert report.to_dict() == summary
+    assert report.meta["env_kwargs"]["max_episode_steps"] == 50
+    assert report.meta["env_kwargs"]["rand_fraction"] == 1.0
+
+    assert cli.main(["eval", str(tmp_path / "missing.pt"), "--device", "cpu"]) == 2
+    with pytest.raises(SystemExit):
+        cli.main(["eval", "--help"])
+    assert "examples:" in capsys.readouterr().out
