@@ -32,13 +32,7 @@ from coinrun_mg.eval import (
     wilson_interval,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def right_jump(obs: torch.Tensor) -> torch.Tensor:

@@ -26,15 +26,7 @@ from coinrun_mg.agents import (
 )
 from coinrun_mg.agents.ppo import CHECKPOINT_NAME, RewardNormalizer, read_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # One thread is faster than two on a shared 2-core machine, and fixes the
-    # floating-point reduction order for the bit-exact comparisons.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_config(**overrides) -> PPOConfig:
