@@ -27,6 +27,9 @@ examples:
   coinrun-mg info --help          help for one subcommand
   coinrun-mg train --profile quick --rand-fraction 0.02 --total-steps 1000000
                                   train a PPO agent (see coinrun-mg train --help)
+  coinrun-mg reproduce            train fractions 0 and 0.02, evaluate, print the table
+  coinrun-mg sweep --fractions 0,0.02,0.2 --seeds 3 --out sweeps/q
+                                  fractions x seeds: report.json, episodes.csv, curve.png
 """
 
 
@@ -306,6 +309,181 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- sweep and reproduce ----------------------------------------------------------------
+
+SWEEP_EPILOG = """\
+Trains one agent per (training fraction, seed) in OUT/runs/f<fraction>_s<seed>/, one
+after the other, and evaluates each: the coin rate in its training configuration, and
+goal / proxy / died / timeout rates on test levels (every coin moved), on the paper's
+good levels (the fraction-0 agent of the same seed is the reference) and on all levels.
+Writes OUT/report.json, OUT/episodes.csv and OUT/curve.png (the misgeneralization
+curve) and prints a table of means across seeds with 95% intervals.
+
+Resumable: run the same command again after a kill or a failure; finished runs (those
+with OUT/runs/*/result.json) are not redone, a half-trained run continues from its
+checkpoint, and a run that failed is tried again.  A failing run is reported in
+report.json ("failed") without stopping the others.
+
+--seeds N means seeds 0..N-1; a comma-separated list (e.g. 1,2 or 7,) gives the seeds.
+
+examples:
+  coinrun-mg sweep --fractions 0,0.02,0.2,1 --seeds 3 --total-steps 3000000 --out sweeps/q
+  coinrun-mg sweep --fractions 0,0.02 --seeds 1,2 --profile paper --device cuda --out sweeps/p
+  coinrun-mg sweep --fractions 0,0.2 --seeds 1 --total-steps 20000 --episodes 64 --out /tmp/s
+                              a smoke test of a couple of minutes on a CPU
+"""
+
+REPRODUCE_EPILOG = """\
+The paper's experiment with CPU-friendly defaults: the quick profile (symbolic view,
+easy mode, compact CNN), training fractions 0 and 0.02, one seed (0), the profile's
+step budget.  Same engine, outputs and resumability as `coinrun-mg sweep`; prints the
+table (fraction, training coin rate, test goal rate, test proxy rate, with 95%
+intervals) and the wall time.  Within a few million CPU steps a fraction of 0.02 may not
+yet help (0.2 does): pass --fractions 0,0.02,0.2 to see the curve move.
+
+examples:
+  coinrun-mg reproduce                            quick profile, fractions 0,0.02, seed 0
+  python -m coinrun_mg reproduce --out repro      the same, without the console script
+  coinrun-mg reproduce --fractions 0,0.02,0.2 --seeds 3 --total-steps 3000000
+  coinrun-mg reproduce --profile paper --device cuda --total-steps 200000000 --seeds 3
+"""
+
+
+def _parse_fractions(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of numbers (e.g. 0,0.02,0.2)"
+        ) from None
+    if not values or not all(0.0 <= v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: fractions must be numbers in [0, 1]")
+    return values
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        if "," not in text:
+            count = int(text)
+            if count < 1:
+                raise ValueError
+            return list(range(count))
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seeds >= 1 (e.g. 3) or a list of seeds (e.g. 1,2)"
+        ) from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: seeds must be ints >= 0")
+    return values
+
+
+def _add_sweep_arguments(
+    parser: argparse.ArgumentParser,
+    fractions: str = "0,0.02",
+    seeds: str = "1",
+    default_out: str = "sweeps",
+) -> None:
+    parser.add_argument(
+        "--fractions",
+        type=_parse_fractions,
+        default=_parse_fractions(fractions),
+        metavar="F,F,...",
+        help=f"training fractions of levels with a moved coin (default {fractions})",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=_parse_seeds,
+        default=_parse_seeds(seeds),
+        metavar="N|S,S,...",
+        help=f"number of seeds (0..N-1) or a comma-separated list (default {seeds})",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=("quick", "paper"),
+        default="quick",
+        help="hyperparameter profile (default quick: CPU-friendly)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help=f"output directory (default {default_out}/<profile>)",
+    )
+    parser.add_argument(
+        "--total-steps",
+        type=int,
+        default=None,
+        metavar="INT",
+        help="training steps per run (default: the profile's)",
+    )
+    parser.add_argument(
+        "--episodes", type=int, default=1000, help="test episodes per evaluation (default 1000)"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
+    parser.add_argument(
+        "--hook-episodes",
+        type=int,
+        default=256,
+        metavar="INT",
+        help="episodes of the eval/* TensorBoard scalars during training (0: off; default 256)",
+    )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="torch CPU threads (0: torch's default)",
+    )
+
+
+def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) -> int:
+    import time
+
+    from coinrun_mg.sweep import format_table, run_sweep
+
+    if args.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+    out = args.out or default_out
+    started = time.time()
+    try:
+        report = run_sweep(
+            args.fractions,
+            args.seeds,
+            profile=args.profile,
+            out_dir=out,
+            total_steps=args.total_steps,
+            episodes=args.episodes,
+            device=args.device,
+            hook_episodes=args.hook_episodes,
+        )
+    except ValueError as exc:
+        print(f"coinrun-mg {name}: error: {exc}", file=sys.stderr)
+        return 2
+    print()
+    print(format_table(report["aggregate"]))
+    print("(mean [95% interval] across seeds; test: good levels, every coin moved)")
+    for failed in report["failed"]:
+        print(f"FAILED f={failed['rand_fraction']:g} seed={failed['seed']}: {failed['error']}")
+    print(f"wrote {out}/report.json, {out}/episodes.csv, {out}/curve.png")
+    print(f"wall time {time.time() - started:.1f} s")
+    return 1 if report["failed"] else 0
+
+
+def _add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_sweep_arguments(parser, fractions="0,0.02", seeds="1", default_out="reproduce")
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    return _run_sweep_command(args, "sweep", f"sweeps/{args.profile}")
+
+
+def _run_reproduce(args: argparse.Namespace) -> int:
+    return _run_sweep_command(args, "reproduce", f"reproduce/{args.profile}")
+
+
 # --- registry of subcommands ------------------------------------------------------------
 
 COMMANDS: dict[str, Command] = {
@@ -325,6 +503,18 @@ COMMANDS: dict[str, Command] = {
         add_arguments=_add_eval_arguments,
         run=_run_eval,
         epilog=EVAL_EPILOG,
+    ),
+    "sweep": Command(
+        help="train and evaluate over training fractions x seeds; report, CSV, curve (PNG)",
+        add_arguments=_add_sweep_arguments,
+        run=_run_sweep,
+        epilog=SWEEP_EPILOG,
+    ),
+    "reproduce": Command(
+        help="the paper's experiment with CPU defaults (quick profile, fractions 0,0.02)",
+        add_arguments=_add_reproduce_arguments,
+        run=_run_reproduce,
+        epilog=REPRODUCE_EPILOG,
     ),
 }
 

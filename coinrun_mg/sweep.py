@@ -1,0 +1,520 @@
+"""Sweeps over training fractions and seeds: train, evaluate, aggregate, plot.
+
+``run_sweep(fractions, seeds, profile, out_dir)`` trains one PPO agent per
+``(rand_fraction, seed)`` pair, one after the other, each in
+``out_dir/runs/f{fraction}_s{seed}/``, and evaluates it:
+
+* ``train``    - the training configuration (``rand_fraction`` = the run's fraction,
+  ``end_terminates=False``); its ``coin_rate`` is the evaluation's goal rate (the coin
+  collected before the original end was touched);
+* ``test``     - the test configuration (every coin moved, ``end_terminates=True``) on
+  the paper's good levels: the fraction-0 agent of the same seed is the reference policy
+  (see :mod:`coinrun_mg.eval`).  Without one (fraction 0 not in the sweep, or its run
+  failed) ``test`` is unfiltered and the run says ``"filtered": false``;
+* ``test_all`` - the test configuration on every level.
+
+The runs of a seed are done fraction 0 first, so the reference exists when needed.
+
+Resumable: a run that finished (trained and evaluated) leaves ``result.json`` in its
+directory, written atomically; the next call reads it instead of redoing the run.  It
+is redone when its settings changed (its PPOConfig, ``episodes`` or ``eval_seed``):
+training resumes from its checkpoint, so a larger ``total_steps`` extends the run and a
+change that :func:`~coinrun_mg.agents.train` cannot resume with fails that run with a
+message; a run evaluated without a reference that now exists is evaluated again.
+Training also resumes from the run's checkpoint after a kill.  A run that raises is
+recorded as failed (with the error) and the sweep goes on; the next call tries it again.
+
+Outputs in ``out_dir``: ``report.json`` (runs, per-fraction aggregates across seeds,
+the sweep's settings), ``episodes.csv`` (every test episode of every run, with its
+``rand_fraction``, ``seed`` and ``good_level``) and ``curve.png`` (the misgeneralization
+curve: test goal and proxy rates and the training coin rate against the training
+fraction).  Aggregates: mean and standard deviation (``ddof=1``; 0 for one seed) across
+seeds, and a 95% interval: mean +- 1.96 standard errors for two or more seeds, the
+run's Wilson interval for one.
+
+:class:`GoalProxyHook` is the training hook that logs ``eval/goal_rate``,
+``eval/proxy_rate``, ``eval/died_rate``, ``eval/timeout_rate`` (test configuration) and
+``eval/train_coin_rate`` (training configuration) to TensorBoard during training.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from coinrun_mg.agents.ppo import CHECKPOINT_NAME, TrainingHook
+from coinrun_mg.eval import COLUMNS, evaluate
+
+RESULT_NAME = "result.json"
+REPORT_NAME = "report.json"
+CSV_NAME = "episodes.csv"
+PLOT_NAME = "curve.png"
+EPISODES_CSV = "test_episodes.csv"  # per-run file
+
+#: Default first seed key of evaluations (episode i uses key eval_seed + i).
+EVAL_SEED = 1_000_000
+
+#: Scalars of the aggregate table: (name, section of a run, key in that section).
+METRICS = (
+    ("train_coin_rate", "train", "coin_rate"),
+    ("test_goal_rate", "test", "goal_rate"),
+    ("test_proxy_rate", "test", "proxy_rate"),
+    ("test_died_rate", "test", "died_rate"),
+    ("test_timeout_rate", "test", "timeout_rate"),
+    ("test_all_goal_rate", "test_all", "goal_rate"),
+    ("test_all_proxy_rate", "test_all", "proxy_rate"),
+)
+
+
+# ======================================================================================
+# The training hook
+# ======================================================================================
+
+
+class GoalProxyHook(TrainingHook):
+    """Logs goal / proxy / died / timeout rates (test configuration) and the coin rate in
+    the training configuration while training.
+
+    Each call evaluates the live policy twice with :func:`coinrun_mg.eval.evaluate`:
+    ``episodes`` test levels (``rand_fraction=1``, ``end_terminates=True``) and
+    ``episodes`` levels of the training configuration (the run's ``rand_fraction``,
+    ``end_terminates=False``; the coin rate is that evaluation's goal rate).  Level keys
+    start at ``seed``; the evaluations fork the global RNG, so training is unaffected.
+    ``every_steps=None`` uses the config's ``eval_every`` (0: only after the last
+    iteration).
+    """
+
+    KEYS = (
+        "eval/goal_rate",
+        "eval/proxy_rate",
+        "eval/died_rate",
+        "eval/timeout_rate",
+        "eval/train_coin_rate",
+    )
+
+    def __init__(
+        self,
+        episodes: int = 256,
+        every_steps: int | None = None,
+        seed: int = EVAL_SEED,
+        num_envs: int | None = None,
+    ):
+        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+            raise ValueError(f"episodes={episodes!r} is invalid; it must be an int >= 1")
+        self.episodes = episodes
+        self.every_steps = every_steps
+        self.seed = seed
+        self.num_envs = num_envs
+
+    def __call__(self, step: int, policy: Any, writer: Any) -> dict[str, float]:
+        del step, writer  # the trainer logs the returned scalars at this step
+        common = dict(
+            episodes=self.episodes, seed=self.seed, num_envs=self.num_envs, device=policy.device
+        )
+        test = evaluate(policy, **common)
+        rand_fraction = policy.config.rand_fraction
+        train = evaluate(policy, **common, rand_fraction=rand_fraction, end_terminates=False)
+        return {
+            "eval/goal_rate": test.goal_rate,
+            "eval/proxy_rate": test.proxy_rate,
+            "eval/died_rate": test.died_rate,
+            "eval/timeout_rate": test.timeout_rate,
+            "eval/train_coin_rate": train.goal_rate,
+        }
+
+
+# ======================================================================================
+# Helpers
+# ======================================================================================
+
+
+def run_name(fraction: float, seed: int) -> str:
+    """The directory name of a run: ``f{fraction:g}_s{seed}``."""
+    return f"f{fraction:g}_s{seed}"
+
+
+def _atomic_write_json(data: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _jsonable(data: Any) -> Any:
+    return json.loads(json.dumps(data))
+
+
+def _check_fractions(fractions: Iterable[float]) -> list[float]:
+    out = []
+    for f in fractions:
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0:
+            raise ValueError(f"fraction {f!r} is invalid; fractions must be numbers in [0, 1]")
+        if float(f) not in out:
+            out.append(float(f))
+    if not out:
+        raise ValueError("fractions is empty; give at least one training fraction")
+    return sorted(out)
+
+
+def _check_seeds(seeds: Iterable[int]) -> list[int]:
+    out = []
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ValueError(f"seed {s!r} is invalid; seeds must be ints >= 0")
+        if s not in out:
+            out.append(s)
+    if not out:
+        raise ValueError("seeds is empty; give at least one seed")
+    return out
+
+
+def _summary(values: list[float], single_ci: list[float] | None) -> dict[str, Any]:
+    """Mean, std (ddof=1; 0 for one value) and a 95% interval of per-seed values."""
+    n = len(values)
+    if n == 0:
+        return {"mean": None, "std": None, "ci": None, "n": 0}
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    if n > 1:
+        half = 1.96 * std / math.sqrt(n)
+        ci = [max(0.0, mean - half), min(1.0, mean + half)]
+    else:
+        ci = list(single_ci) if single_ci is not None else [mean, mean]
+    return {"mean": mean, "std": std, "ci": ci, "n": n}
+
+
+def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per training fraction: the finished runs' seeds and a :func:`_summary` of each of
+    :data:`METRICS` across them."""
+    done = [r for r in runs if r.get("status") == "done"]
+    out = []
+    for fraction in sorted({r["rand_fraction"] for r in runs}):
+        group = [r for r in done if r["rand_fraction"] == fraction]
+        entry: dict[str, Any] = {
+            "rand_fraction": fraction,
+            "seeds": [r["seed"] for r in group],
+            "failed_seeds": [
+                r["seed"] for r in runs if r["rand_fraction"] == fraction and r not in group
+            ],
+        }
+        for name, section, key in METRICS:
+            values = [r[section][key] for r in group if r[section].get(key) is not None]
+            single = None
+            if len(group) == 1:
+                ci_key = key.replace("_rate", "_ci")
+                single = group[0][section].get(ci_key)
+            entry[name] = _summary(values, single)
+        out.append(entry)
+    return out
+
+
+def format_table(aggregates: Sequence[dict[str, Any]]) -> str:
+    """A printable table: fraction, training coin rate, test goal and proxy rates (good
+    levels), each as mean [95% interval], and the number of seeds."""
+
+    def cell(summary: dict[str, Any]) -> str:
+        if summary["mean"] is None:
+            return f"{'-':<21}"
+        lo, hi = summary["ci"]
+        return f"{summary['mean']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+    head = (
+        f"{'fraction':>8}  {'train coin rate':<21}  {'test goal rate':<21}  "
+        f"{'test proxy rate':<21}  seeds"
+    )
+    lines = [head]
+    for a in aggregates:
+        seeds = str(len(a["seeds"]))
+        if a["failed_seeds"]:
+            seeds += f" ({len(a['failed_seeds'])} failed)"
+        lines.append(
+            f"{a['rand_fraction']:>8g}  {cell(a['train_coin_rate'])}  "
+            f"{cell(a['test_goal_rate'])}  {cell(a['test_proxy_rate'])}  {seeds}"
+        )
+    return "\n".join(lines)
+
+
+def plot_curve(aggregates: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
+    """The misgeneralization curve as a PNG: test goal and proxy rates (good levels) and
+    the training coin rate against the training fraction, with 95% intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    try:
+        series = (
+            ("test_goal_rate", "test goal rate (coin)", "tab:green", "-"),
+            ("test_proxy_rate", "test proxy rate (end)", "tab:red", "-"),
+            ("train_coin_rate", "training coin rate", "tab:gray", "--"),
+        )
+        for name, label, color, style in series:
+            points = [
+                (a["rand_fraction"], a[name]) for a in aggregates if a[name]["mean"] is not None
+            ]
+            if not points:
+                continue
+            xs = [x for x, _ in points]
+            ys = [s["mean"] for _, s in points]
+            lower = [max(0.0, s["mean"] - s["ci"][0]) for _, s in points]
+            upper = [max(0.0, s["ci"][1] - s["mean"]) for _, s in points]
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=[lower, upper],
+                label=label,
+                color=color,
+                linestyle=style,
+                marker="o",
+                capsize=3,
+            )
+        positive = sorted({a["rand_fraction"] for a in aggregates if a["rand_fraction"] > 0})
+        if positive:
+            ax.set_xscale("symlog", linthresh=positive[0])
+        ax.set_xlabel("training fraction of levels with a moved coin (rand_fraction)")
+        ax.set_ylabel("rate (95% interval)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title("Goal misgeneralization in CoinRun")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)
+
+
+def _write_episodes_csv(runs: Sequence[dict[str, Any]], out_dir: Path) -> Path:
+    """Every test episode of every finished run, from the runs' own CSV files."""
+    path = out_dir / CSV_NAME
+    columns = ["rand_fraction", "seed", *COLUMNS, "good_level"]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for run in runs:
+            if run.get("status") != "done":
+                continue
+            source = out_dir / "runs" / run_name(run["rand_fraction"], run["seed"]) / EPISODES_CSV
+            if not source.exists():  # deleted by hand: the run's summary still stands
+                continue
+            with open(source, newline="") as g:
+                for row in csv.DictReader(g):
+                    row.setdefault("good_level", "")
+                    writer.writerow(
+                        {**row, "rand_fraction": run["rand_fraction"], "seed": run["seed"]}
+                    )
+    os.replace(tmp, path)
+    return path
+
+
+# ======================================================================================
+# The sweep
+# ======================================================================================
+
+
+def _train_and_evaluate(
+    fraction: float,
+    seed: int,
+    run_dir: Path,
+    config: Any,
+    episodes: int,
+    eval_seed: int,
+    eval_num_envs: int | None,
+    device: str,
+    reference: Path | None,
+    hook: GoalProxyHook | None,
+) -> dict[str, Any]:
+    from coinrun_mg.agents import load_policy, train
+
+    started = time.time()
+    result = train(config, run_dir, resume=True, hooks=[hook] if hook is not None else [])
+    train_seconds = time.time() - started
+
+    started = time.time()
+    policy = load_policy(result.checkpoint, device=device)
+    common = dict(episodes=episodes, seed=eval_seed, num_envs=eval_num_envs, device=device)
+    train_eval = evaluate(policy, **common, rand_fraction=fraction, end_terminates=False)
+    if reference is not None:
+        ref_policy = load_policy(reference, device=device)
+        filtered = evaluate(policy, **common, reference_policy=ref_policy)
+        test, test_all = filtered.filtered, filtered.all
+        filtered.write_csv(run_dir / EPISODES_CSV)
+    else:
+        test = test_all = evaluate(policy, **common)
+        test_all.write_csv(run_dir / EPISODES_CSV)
+    train_dict = train_eval.to_dict()
+    train_dict["coin_rate"] = train_dict["goal_rate"]
+    train_dict["coin_ci"] = train_dict["goal_ci"]
+    return {
+        "rand_fraction": fraction,
+        "seed": seed,
+        "status": "done",
+        "run_dir": str(run_dir),
+        "checkpoint": str(result.checkpoint),
+        "global_step": result.global_step,
+        "filtered": reference is not None,
+        "reference": str(reference) if reference is not None else None,
+        "train": train_dict,
+        "test": test.to_dict(),
+        "test_all": test_all.to_dict(),
+        "train_seconds": train_seconds,
+        "eval_seconds": time.time() - started,
+        "config": _jsonable(config.to_dict()),
+        "evaluation": {"episodes": episodes, "eval_seed": eval_seed},
+    }
+
+
+def run_sweep(
+    fractions: Iterable[float],
+    seeds: Iterable[int],
+    profile: str = "quick",
+    out_dir: str | os.PathLike = "sweeps/quick",
+    total_steps: int | None = None,
+    episodes: int = 1000,
+    device: str = "auto",
+    overrides: dict[str, Any] | None = None,
+    *,
+    eval_seed: int = EVAL_SEED,
+    eval_num_envs: int | None = None,
+    hook_episodes: int = 256,
+    hook_every: int | None = None,
+    log: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Train and evaluate every ``(fraction, seed)`` run, then write the sweep's outputs.
+
+    ``profile`` / ``overrides`` / ``total_steps`` make each run's
+    :class:`~coinrun_mg.agents.PPOConfig` (``rand_fraction``, ``seed`` and ``device``
+    are set per run).  ``episodes`` test levels per evaluation, level keys from
+    ``eval_seed``.  ``hook_episodes`` / ``hook_every``: the :class:`GoalProxyHook`
+    during training (``hook_every`` defaults to a tenth of the run's steps;
+    ``hook_episodes=0`` turns it off).  Returns the report written to
+    ``out_dir/report.json``; see the module docstring for the outputs.
+    """
+    from coinrun_mg.agents import PPOConfig
+
+    fractions = _check_fractions(fractions)
+    seeds = _check_seeds(seeds)
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes={episodes!r} is invalid; it must be an int >= 1")
+    overrides = dict(overrides or {})
+    if total_steps is not None:
+        overrides["total_steps"] = total_steps
+    overrides.setdefault("progress_bar", False)
+    # Validate the settings once, before any run starts (a typo should not fail every run).
+    probe = PPOConfig.from_profile(profile, **{**overrides, "device": device})
+    hook = None
+    if hook_episodes:
+        every = hook_every if hook_every is not None else max(1, probe.total_steps // 10)
+        hook = GoalProxyHook(hook_episodes, every_steps=every, seed=eval_seed)
+    say = log or (lambda _msg: None)
+
+    out_dir = Path(out_dir)
+    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    sweep_start = time.time()
+    runs: list[dict[str, Any]] = []
+    for seed in seeds:
+        reference: Path | None = None
+        for fraction in fractions:  # sorted: fraction 0 (the reference) first
+            name = run_name(fraction, seed)
+            run_dir = out_dir / "runs" / name
+            marker = run_dir / RESULT_NAME
+            config = PPOConfig.from_profile(
+                profile, **{**overrides, "rand_fraction": fraction, "seed": seed, "device": device}
+            )
+            done = _read_json(marker)
+            same = done is not None and (
+                done.get("config") == _jsonable(config.to_dict())
+                and done.get("evaluation") == {"episodes": episodes, "eval_seed": eval_seed}
+            )
+            if same and (done.get("filtered") or (fraction != 0 and reference is None)):
+                say(f"[{name}] done already ({marker})")
+                entry = done
+            else:
+                why = "settings changed: " if done is not None and not same else ""
+                say(f"[{name}] {why}training and evaluating in {run_dir}")
+                try:
+                    run_dir.mkdir(parents=True, exist_ok=True)
+                    # The fraction-0 agent is its own reference (trained before it is used).
+                    ref = run_dir / CHECKPOINT_NAME if fraction == 0 else reference
+                    entry = _train_and_evaluate(
+                        fraction,
+                        seed,
+                        run_dir,
+                        config,
+                        episodes,
+                        eval_seed,
+                        eval_num_envs,
+                        device,
+                        ref,
+                        hook,
+                    )
+                    _atomic_write_json(entry, marker)
+                except Exception as exc:
+                    say(f"[{name}] FAILED: {type(exc).__name__}: {exc}")
+                    entry = {
+                        "rand_fraction": fraction,
+                        "seed": seed,
+                        "status": "failed",
+                        "run_dir": str(run_dir),
+                        "error": f"{type(exc).__name__}: {exc}",
+                        "traceback": traceback.format_exc(),
+                    }
+            if fraction == 0 and entry.get("status") == "done":
+                reference = run_dir / CHECKPOINT_NAME
+            runs.append(entry)
+
+    aggregates = aggregate(runs)
+    report = {
+        "runs": runs,
+        "aggregate": aggregates,
+        "failed": [
+            {"rand_fraction": r["rand_fraction"], "seed": r["seed"], "error": r["error"]}
+            for r in runs
+            if r.get("status") != "done"
+        ],
+        "settings": {
+            "profile": profile,
+            "fractions": fractions,
+            "seeds": seeds,
+            "total_steps": probe.total_steps,
+            "episodes": episodes,
+            "eval_seed": eval_seed,
+            "device": device,
+            "overrides": {k: v for k, v in overrides.items() if k != "total_steps"},
+        },
+        "outputs": {"csv": CSV_NAME, "plot": PLOT_NAME},
+        "wall_seconds": time.time() - sweep_start,
+    }
+    _write_episodes_csv(runs, out_dir)
+    plot_curve(aggregates, out_dir / PLOT_NAME)
+    _atomic_write_json(report, out_dir / REPORT_NAME)
+    return report
+
+
+__all__ = [
+    "GoalProxyHook",
+    "aggregate",
+    "format_table",
+    "plot_curve",
+    "run_name",
+    "run_sweep",
+]

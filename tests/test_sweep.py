@@ -1,0 +1,232 @@
+"""Sweeps: the goal/proxy training hook, run_sweep end to end (outputs, resumability, a
+failing run), the `sweep` / `reproduce` commands.  Tiny budgets: a couple of PPO
+iterations of 16 envs x 16 steps and 16-episode evaluations per run."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import coinrun_mg  # noqa: F401 - registers the env ids
+from coinrun_mg import cli, sweep
+from coinrun_mg.agents import PROFILES, PPOConfig, train
+from coinrun_mg.sweep import GoalProxyHook, aggregate, format_table, run_sweep
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = dict(
+    num_envs=16,
+    num_steps=16,
+    minibatch_size=64,
+    max_episode_steps=20,  # short episodes: training and evaluation stay fast
+    checkpoint_every=0,
+)
+RATE_KEYS = {"goal_rate", "proxy_rate", "died_rate", "timeout_rate", "episodes"}
+
+
+def _sweep(out_dir, fractions=(0.0, 0.5), **kwargs):
+    settings = dict(
+        total_steps=512,  # two iterations
+        episodes=16,
+        device="cpu",
+        overrides=TINY,
+        hook_episodes=8,
+        log=None,
+    )
+    settings.update(kwargs)
+    return run_sweep(fractions, [0], "quick", out_dir, **settings)
+
+
+def test_goal_proxy_hook_logs_the_five_scalars_to_tensorboard(tmp_path):
+    config = PPOConfig.from_profile(
+        "quick", device="cpu", total_steps=512, rand_fraction=0.5, progress_bar=False, **TINY
+    )
+    hook = GoalProxyHook(episodes=8, every_steps=256)
+    result = train(config, tmp_path, hooks=[hook])
+    for key in GoalProxyHook.KEYS:
+        assert 0.0 <= result.stats[key] <= 1.0
+    test_rates = [result.stats[f"eval/{o}_rate"] for o in ("goal", "proxy", "died", "timeout")]
+    assert sum(test_rates) == pytest.approx(1.0)
+
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert set(GoalProxyHook.KEYS) <= tags
+    for key in GoalProxyHook.KEYS:
+        steps = [e.step for e in events.Scalars(key)]
+        assert steps == [256, 512]  # every 256 steps, the last one included
+    last = events.Scalars("eval/train_coin_rate")[-1].value
+    assert last == pytest.approx(result.stats["eval/train_coin_rate"])
+
+
+def test_hook_rejects_bad_episodes():
+    with pytest.raises(ValueError, match="episodes=0"):
+        GoalProxyHook(episodes=0)
+
+
+def test_sweep_end_to_end_then_resume_without_retraining(tmp_path):
+    report = _sweep(tmp_path)
+
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["runs"] == json.loads(json.dumps(report["runs"]))
+    assert [(r["rand_fraction"], r["seed"]) for r in saved["runs"]] == [(0.0, 0), (0.5, 0)]
+    for run in saved["runs"]:
+        assert run["status"] == "done"
+        assert run["filtered"] is True  # the fraction-0 agent of seed 0 is the reference
+        assert "coin_rate" in run["train"]
+        assert set(run["test"]) >= RATE_KEYS and set(run["test_all"]) >= RATE_KEYS
+        assert run["test_all"]["episodes"] == 16
+        assert run["test"]["episodes"] <= 16
+        assert run["global_step"] == 512
+    assert saved["failed"] == []
+    assert [a["rand_fraction"] for a in saved["aggregate"]] == [0.0, 0.5]
+    for entry in saved["aggregate"]:
+        assert entry["seeds"] == [0]
+        summary = entry["test_proxy_rate"]
+        assert set(summary) == {"mean", "std", "ci", "n"} and summary["std"] == 0.0
+
+    with open(tmp_path / "episodes.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 32
+    assert {"rand_fraction", "seed", "outcome", "good_level"} <= set(rows[0])
+    assert {r["rand_fraction"] for r in rows} == {"0.0", "0.5"}
+    png = (tmp_path / "curve.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+    table = format_table(saved["aggregate"])
+    assert "test proxy rate" in table and "0.5" in table
+
+    # A second call reads the markers: nothing is retrained or re-evaluated.
+    runs = tmp_path / "runs"
+    stamps = {p: p.stat().st_mtime_ns for p in runs.glob("*/*") if p.suffix in (".pt", ".json")}
+    assert len(stamps) == 6  # checkpoint, config and result of each run
+    again = _sweep(tmp_path)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert again["runs"] == report["runs"]
+
+    # Changed settings redo the runs: a larger budget extends them from their checkpoints.
+    longer = _sweep(tmp_path, total_steps=768, hook_episodes=0)
+    assert [r["global_step"] for r in longer["runs"]] == [768, 768]
+    assert longer["settings"]["total_steps"] == 768
+
+
+def test_a_failing_run_is_reported_and_the_others_kept(tmp_path, monkeypatch):
+    real_train = sweep._train_and_evaluate
+
+    def flaky(fraction, *args, **kwargs):
+        if fraction == 0.0:
+            raise RuntimeError("simulated crash")
+        return real_train(fraction, *args, **kwargs)
+
+    monkeypatch.setattr(sweep, "_train_and_evaluate", flaky)
+    report = _sweep(tmp_path)
+    status = {r["rand_fraction"]: r["status"] for r in report["runs"]}
+    assert status == {0.0: "failed", 0.5: "done"}
+    failed, kept = report["runs"]
+    assert "RuntimeError: simulated crash" in failed["error"]
+    assert report["failed"] == [
+        {"rand_fraction": 0.0, "seed": 0, "error": "RuntimeError: simulated crash"}
+    ]
+    assert not (tmp_path / "runs" / "f0_s0" / "result.json").exists()
+    # Without its reference agent the run's test is unfiltered.
+    assert kept["filtered"] is False and kept["test"] == kept["test_all"]
+    by_fraction = {a["rand_fraction"]: a for a in report["aggregate"]}
+    assert by_fraction[0.0]["failed_seeds"] == [0]
+    assert by_fraction[0.0]["test_goal_rate"]["mean"] is None
+    assert "failed" in format_table(report["aggregate"])
+    assert (tmp_path / "curve.png").exists()
+    assert json.loads((tmp_path / "report.json").read_text())["failed"] == report["failed"]
+
+    # The next call retries the failed run, then evaluates the other one again on the
+    # good levels of its now available reference, without retraining it.
+    monkeypatch.setattr(sweep, "_train_and_evaluate", real_train)
+    checkpoint = tmp_path / "runs" / "f0.5_s0" / "checkpoint.pt"
+    stamp = checkpoint.stat().st_mtime_ns
+    report = _sweep(tmp_path)
+    assert report["failed"] == []
+    assert [r["filtered"] for r in report["runs"]] == [True, True]
+    assert checkpoint.stat().st_mtime_ns == stamp
+    assert report["runs"][1]["global_step"] == 512
+
+
+def test_aggregate_mean_std_and_interval_across_seeds():
+    def run(seed, rate):
+        section = {"goal_rate": rate, "goal_ci": [0.0, 1.0], "proxy_rate": 1 - rate}
+        return {
+            "rand_fraction": 0.2,
+            "seed": seed,
+            "status": "done",
+            "train": {"coin_rate": rate},
+            "test": section,
+            "test_all": section,
+        }
+
+    (entry,) = aggregate([run(0, 0.2), run(1, 0.4), run(2, 0.6)])
+    goal = entry["test_goal_rate"]
+    assert goal["mean"] == pytest.approx(0.4) and goal["std"] == pytest.approx(0.2)
+    half = 1.96 * 0.2 / 3**0.5
+    assert goal["ci"] == pytest.approx([0.4 - half, 0.4 + half])
+    assert entry["test_died_rate"]["n"] == 0  # a missing metric is reported as such
+
+
+@pytest.mark.parametrize(
+    "bad", [dict(fractions=(1.5,)), dict(fractions=()), dict(seeds=(-1,)), dict(episodes=0)]
+)
+def test_run_sweep_rejects_bad_arguments(tmp_path, bad):
+    settings = dict(fractions=(0.0,), seeds=(0,), episodes=16)
+    settings.update(bad)
+    with pytest.raises(ValueError):
+        run_sweep(profile="quick", out_dir=tmp_path, **settings)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_sweep_and_reproduce(tmp_path, capsys, monkeypatch):
+    calls = []
+
+    def fake_run_sweep(fractions, seeds, **kwargs):
+        calls.append((fractions, seeds, kwargs))
+        return {"aggregate": aggregate([]), "failed": []}
+
+    monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
+    assert cli.main(["reproduce", "--out", str(tmp_path)]) == 0
+    fractions, seeds, kwargs = calls[-1]
+    assert (fractions, seeds, kwargs["profile"]) == ([0.0, 0.02], [0], "quick")
+    assert kwargs["total_steps"] is None
+    out = capsys.readouterr().out
+    assert "train coin rate" in out and "wall time" in out
+
+    args = ["sweep", "--fractions", "0,0.2,1", "--seeds", "3", "--total-steps", "1000"]
+    assert cli.main([*args, "--episodes", "50", "--profile", "paper"]) == 0
+    fractions, seeds, kwargs = calls[-1]
+    assert (fractions, seeds) == ([0.0, 0.2, 1.0], [0, 1, 2])
+    assert (kwargs["total_steps"], kwargs["episodes"], kwargs["profile"]) == (1000, 50, "paper")
+    assert cli.main(["sweep", "--seeds", "4,7"]) == 0
+    assert calls[-1][1] == [4, 7]
+    capsys.readouterr()
+
+    def failing_run_sweep(fractions, seeds, **kwargs):
+        error = {"rand_fraction": 0.02, "seed": 0, "error": "RuntimeError: boom"}
+        return {"aggregate": aggregate([]), "failed": [error]}
+
+    monkeypatch.setattr(sweep, "run_sweep", failing_run_sweep)
+    assert cli.main(["sweep", "--out", str(tmp_path)]) == 1
+    assert "FAILED f=0.02 seed=0: RuntimeError: boom" in capsys.readouterr().out
+
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--fractions", "0,2"])
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--seeds", "x"])
+
+
+def test_cli_reproduce_runs_end_to_end(tmp_path, capsys, monkeypatch):
+    args = ["reproduce", "--out", str(tmp_path), "--total-steps", "256", "--episodes", "8"]
+    args += ["--fractions", "0,0.5", "--hook-episodes", "0", "--device", "cpu"]
+    # The quick profile's 512 envs x 64 steps would be a big first iteration: tiny it.
+    monkeypatch.setitem(PROFILES, "quick", {**PROFILES["quick"], **TINY})
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "wall time" in out and "0.5" in out
+    assert (tmp_path / "report.json").exists() and (tmp_path / "curve.png").exists()
