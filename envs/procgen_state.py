@@ -234,8 +234,7 @@ class _Reader:
         """Advance over ``n`` bytes; returns where they start."""
         if n < 0 or self.off + n > len(self.data):
             raise _refuse(
-                f"truncated at byte {self.off} of {len(self.data)} while reading {what} "
-                f"({n} bytes)"
+                f"truncated at byte {self.off} of {len(self.data)} while reading {what} ({n} bytes)"
             )
         at = self.off
         self.off += n
@@ -361,8 +360,9 @@ class CoinRunState:
     def serialize(self) -> bytes:
         """The bytes ``set_state`` takes; a parsed, unedited state gives its input back."""
         if self.cells.size != self.grid_w * self.grid_h:
-            raise ValueError(f"cells has {self.cells.size} entries for a {self.grid_w} x "
-                             f"{self.grid_h} grid")
+            raise ValueError(
+                f"cells has {self.cells.size} entries for a {self.grid_w} x {self.grid_h} grid"
+            )
         name = self.game_name.encode("ascii")
         parts = [
             struct.pack("<ii", self.version, len(name)),

@@ -171,9 +171,7 @@ def test_layout_sections_and_standing_cells(mode):
         for x, y in lay.standing:
             assert ps.FIRST_SECTION_X <= x < lay.end_x
             assert grid[x, y] == ps.EMPTY and grid[x, y - 1] in ps.SOLID_CELLS
-        occupied = {
-            (int(e["x"]), int(e["y"])) for e in st.entities[1:] if e["type"] != ps.PLAYER
-        }
+        occupied = {(int(e["x"]), int(e["y"])) for e in st.entities[1:] if e["type"] != ps.PLAYER}
         assert not occupied & {tuple(c) for c in lay.standing.tolist()}
 
 
@@ -371,8 +369,9 @@ def test_reached_end_lazy_tracking_matches_every_step(end_terminates):
 
 
 def test_end_terminates_starts_a_new_level():
-    venv = ProcgenCoinRunVectorEnv(num_envs=8, rand_fraction=1.0, end_terminates=True,
-                                   distribution_mode="easy")
+    venv = ProcgenCoinRunVectorEnv(
+        num_envs=8, rand_fraction=1.0, end_terminates=True, distribution_mode="easy"
+    )
     obs, info = venv.reset(seed=11)
     rng = np.random.default_rng(3)
     for _ in range(250):
