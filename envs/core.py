@@ -10,8 +10,9 @@ Differences from procgen CoinRun (chosen, not accidental):
 
 * Saws and crates never move, so they are tiles rather than entities.  A crate is a
   one-way platform exactly as in procgen (land on it from above while not pressing down).
-* The box-versus-grid test samples the agent's sides at three heights (procgen: only the
-  four corners), so the agent can never pass through a one-tile-high stepping block.
+* The box-versus-grid test checks every tile row (or column) the box's leading edge
+  overlaps (procgen: only the four corners), so the agent can never pass through a
+  one-tile-high stepping block.
 * When ``|vx| == |vy|`` and no direction is pressed, x is resolved first (procgen breaks
   this tie at random); the whole step is deterministic given the level.
 * Walking enemies patrol between precomputed bounds (the walls or barriers that would
