@@ -72,6 +72,14 @@ _DOC_COMMON = """
 """
 
 
+# What every vector env of the family declares (the procgen backend shares it).
+VECTOR_METADATA = {
+    "render_modes": ["rgb_array"],
+    "render_fps": 15,
+    "autoreset_mode": AutoresetMode.NEXT_STEP,
+}
+
+
 def _observation_space(core: CoinRunCore) -> spaces.Box:
     return spaces.Box(0, 255, shape=core.observation_shape, dtype=np.uint8)
 
@@ -134,11 +142,7 @@ class CoinRunVectorEnv(VectorEnv):
         "    The torch core is ``self.core``.\n" + _DOC_COMMON
     )
 
-    metadata = {
-        "render_modes": ["rgb_array"],
-        "render_fps": 15,
-        "autoreset_mode": AutoresetMode.NEXT_STEP,
-    }
+    metadata = VECTOR_METADATA
 
     def __init__(
         self,

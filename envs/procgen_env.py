@@ -43,12 +43,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from . import procgen_state as ps
 from .config import CoinRunConfig
 from .core import INFO_KEYS
+from .gym_env import VECTOR_METADATA
 from .levels import coin_choice
 from .levels import coin_moved as _coin_moved_tensor
 from .state import AGENT_RX, AGENT_RY, COLLISION_EPS, MAX_SPEED, NUM_ACTIONS
@@ -554,11 +555,7 @@ class ProcgenCoinRunVectorEnv(VectorEnv):
         "    moves every env on to its next level.  The core is ``self.core``.\n" + _DOC_COMMON
     )
 
-    metadata = {
-        "render_modes": ["rgb_array"],
-        "render_fps": 15,
-        "autoreset_mode": AutoresetMode.NEXT_STEP,
-    }
+    metadata = VECTOR_METADATA
 
     def __init__(
         self,
