@@ -30,6 +30,19 @@ examples:
   coinrun-mg reproduce            train fractions 0 and 0.02, evaluate, print the table
   coinrun-mg sweep --fractions 0,0.02,0.2 --seeds 3 --out sweeps/q
                                   fractions x seeds: report.json, episodes.csv, curve.png
+  coinrun-mg eval runs/quick_f0_s1
+                                  goal / proxy / died / timeout rates on test levels
+  coinrun-mg video runs/quick_f0_s1 --episodes 4 --out videos
+                                  one MP4 per test episode, outcome, coin and end marked
+  coinrun-mg levels --seeds 0-15 --out levels.png
+                                  pictures of whole levels
+  coinrun-mg play                 play it yourself (pygame window)
+"""
+
+INFO_EPILOG = """\
+examples:
+  coinrun-mg info                 what is installed, and whether torch sees a GPU
+  python -m coinrun_mg info       the same, without the console script
 """
 
 
@@ -295,7 +308,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             num_envs=args.num_envs,
             device=args.device,
             reference_policy=args.reference,
-            progress=not args.no_progress,
+            progress=not args.no_progress and sys.stderr.isatty(),
             rand_fraction=args.rand_fraction,
         )
     except (ValueError, FileNotFoundError) as exc:
@@ -484,6 +497,246 @@ def _run_reproduce(args: argparse.Namespace) -> int:
     return _run_sweep_command(args, "reproduce", f"reproduce/{args.profile}")
 
 
+# --- video, levels, play ----------------------------------------------------------------
+
+VIDEO_EPILOG = """\
+Plays --episodes test episodes as `coinrun-mg eval` does (the checkpoint's training
+kwargs, then --rand-fraction, default 1.0, and end_terminates=True; episode i uses
+seed key --seed + i) on the native environment and writes one video per episode:
+DIR/episodeNNN_levelSEED_OUTCOME.mp4 (H.264, PyAV: pip install 'coinrun-mg[video]'),
+or .gif when MP4 cannot be written.  Each frame shows the episode and level, the step
+and the outcome (GOAL / PROXY / DIED / TIMEOUT), the agent-centred view with the coin
+and the original end labelled (arrows point to them when off-screen) and a map of the
+whole level; the last frame is held with a banner naming the outcome.  The same
+command gives the same videos, with the outcomes `coinrun-mg eval` reports for the
+same --seed, --episodes and --num-envs.
+
+examples:
+  coinrun-mg video runs/quick_f0_s1/checkpoint.pt --episodes 4 --rand-fraction 1.0 --out videos
+  coinrun-mg video runs/quick_f0_s1 --episodes 8 --seed 100 --format gif --size 256
+                              small GIFs, e.g. for a web page
+  coinrun-mg video runs/quick_f0.02_s1 --rand-fraction 0 --out videos/train
+                              the training configuration (coins at the end)
+  coinrun-mg video runs/paper_f0_s1 --backend native
+                              a policy trained on procgen, played on the native env
+"""
+
+LEVELS_EPILOG = """\
+Draws whole levels (the start, the coin, the original end, enemies and hazards marked)
+in a grid, each captioned with its level seed, the number the env reports as
+info["level_seed"] and the videos put in their file names.  --rand-fraction and
+--distribution-mode decide the levels exactly as in the environment.
+
+examples:
+  coinrun-mg levels --seeds 0-15 --out levels.png
+  coinrun-mg levels --seeds 0-7 --rand-fraction 1.0 --columns 2 --tile-px 12 --out moved.png
+                              every coin moved, next to its original end
+  coinrun-mg levels --seeds 636321409 --distribution-mode easy --rand-fraction 1 --out one.png
+                              the level of a video (its file name holds the seed)
+"""
+
+PLAY_EPILOG = """\
+Opens a window (pygame: pip install 'coinrun-mg[play]') and lets you play.  Keys:
+arrows or WASD move, up / space / W jump, R restarts the level, N or Enter goes to the
+next level (seed + 1), Esc quits.  The header shows the outcome as the evaluation would
+classify it; with the default end_terminates off, touching the original end (PROXY)
+does not end the episode.  Needs a display: on a machine without one, use
+xvfb-run coinrun-mg play, or watch an agent with coinrun-mg video instead.
+
+examples:
+  coinrun-mg play
+  coinrun-mg play --seed 7 --rand-fraction 1.0        every coin moved
+  coinrun-mg play --distribution-mode easy --fps 10   easy levels, slower
+"""
+
+
+def _seed_list(text: str) -> list[int]:
+    from coinrun_mg.pictures import parse_seed_list
+
+    try:
+        return parse_seed_list(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_level_kwargs(parser: argparse.ArgumentParser, rand_fraction: float) -> None:
+    parser.add_argument(
+        "--rand-fraction",
+        type=float,
+        default=rand_fraction,
+        help=f"fraction of levels with a moved coin (default {rand_fraction:g})",
+    )
+    parser.add_argument(
+        "--distribution-mode",
+        choices=("easy", "hard"),
+        default="hard",
+        help="procgen's level distribution (default hard)",
+    )
+    parser.add_argument(
+        "--coin-placement",
+        choices=("section", "anywhere"),
+        default="section",
+        help="where a moved coin goes (default section)",
+    )
+
+
+def _add_video_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="checkpoint file or run directory")
+    parser.add_argument(
+        "--episodes", type=int, default=4, help="episodes, one video each (default 4)"
+    )
+    parser.add_argument(
+        "--rand-fraction", type=float, default=1.0, help="fraction of moved coins (default 1.0)"
+    )
+    parser.add_argument(
+        "--out", default="videos", metavar="DIR", help="output directory (default videos)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="first seed key (default 0)")
+    parser.add_argument(
+        "--backend",
+        choices=("native",),
+        default=None,
+        help="native: play a policy trained on another backend on the native env (videos "
+        "are drawn from its state; default: the checkpoint's, which must be native)",
+    )
+    parser.add_argument("--fps", type=float, default=15.0, help="frames per second (default 15)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=512,
+        help="frame width in pixels, a multiple of 16 (default 512: 512x688 frames)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("auto", "mp4", "gif"),
+        default="auto",
+        help="auto: MP4 if PyAV or imageio-ffmpeg works, else GIF (default auto)",
+    )
+    parser.add_argument(
+        "--hold", type=float, default=1.0, metavar="SECONDS", help="outcome banner (default 1)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, auto (default cpu)")
+    parser.add_argument(
+        "--num-envs",
+        type=int,
+        default=None,
+        help="episodes stepped together (default min(episodes, 16))",
+    )
+    parser.add_argument(
+        "--torch-threads", type=int, default=0, metavar="N", help="torch CPU threads (0: default)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_video(args: argparse.Namespace) -> int:
+    from coinrun_mg.video import available_formats, record_videos
+
+    if args.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+    if args.format == "auto" and "mp4" not in available_formats():
+        print(
+            "note: MP4 needs PyAV (pip install 'coinrun-mg[video]'); writing GIF files",
+            file=sys.stderr,
+        )
+    try:
+        videos = record_videos(
+            args.checkpoint,
+            args.out,
+            episodes=args.episodes,
+            seed=args.seed,
+            env_id=args.backend,
+            device=args.device,
+            num_envs=args.num_envs,
+            fps=args.fps,
+            size=args.size,
+            video_format=args.format,
+            hold_seconds=args.hold,
+            progress=not args.no_progress and sys.stderr.isatty(),
+            rand_fraction=args.rand_fraction,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"coinrun-mg video: error: {exc}", file=sys.stderr)
+        return 2
+    for v in videos:
+        print(f"{v.path}  {v.outcome:<7}  {v.steps:>4} steps  {v.frames:>4} frames")
+    if videos:
+        first = videos[0]
+        print(f"wrote {len(videos)} videos ({first.width}x{first.height}) to {args.out}")
+    return 0
+
+
+def _add_levels_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--seeds",
+        type=_seed_list,
+        default=_seed_list("0-15"),
+        metavar="SEEDS",
+        help="level seeds: a range, a list or both, e.g. 0-15, 3,7,9 or 0-3,10 (default 0-15)",
+    )
+    _add_level_kwargs(parser, rand_fraction=0.0)
+    parser.add_argument("--columns", type=int, default=4, help="levels per row (default 4)")
+    parser.add_argument("--tile-px", type=int, default=8, help="pixels per tile (default 8)")
+    parser.add_argument("--no-labels", action="store_true", help="no start/coin/end labels")
+    parser.add_argument("--out", default="levels.png", help="picture file (default levels.png)")
+
+
+def _run_levels(args: argparse.Namespace) -> int:
+    from coinrun_mg.pictures import save_level_grid
+
+    try:
+        path = save_level_grid(
+            args.out,
+            args.seeds,
+            columns=args.columns,
+            tile_px=args.tile_px,
+            labels=not args.no_labels,
+            rand_fraction=args.rand_fraction,
+            distribution_mode=args.distribution_mode,
+            coin_placement=args.coin_placement,
+        )
+    except ValueError as exc:
+        print(f"coinrun-mg levels: error: {exc}", file=sys.stderr)
+        return 2
+    from PIL import Image
+
+    with Image.open(path) as image:
+        width, height = image.size
+    print(f"wrote {path} ({len(args.seeds)} levels, {width}x{height})")
+    return 0
+
+
+def _add_play_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="first level seed (default 0)")
+    _add_level_kwargs(parser, rand_fraction=0.0)
+    parser.add_argument(
+        "--end-terminates",
+        action="store_true",
+        help="end the episode at the original end (the test configuration)",
+    )
+    parser.add_argument("--fps", type=float, default=15.0, help="steps per second (default 15)")
+    parser.add_argument("--size", type=int, default=512, help="view size in pixels (default 512)")
+
+
+def _run_play(args: argparse.Namespace) -> int:
+    from coinrun_mg.play import play
+
+    try:
+        return play(
+            args.seed,
+            fps=args.fps,
+            size=args.size,
+            rand_fraction=args.rand_fraction,
+            distribution_mode=args.distribution_mode,
+            coin_placement=args.coin_placement,
+            end_terminates=args.end_terminates,
+        )
+    except ValueError as exc:
+        print(f"coinrun-mg play: error: {exc}", file=sys.stderr)
+        return 2
+
+
 # --- registry of subcommands ------------------------------------------------------------
 
 COMMANDS: dict[str, Command] = {
@@ -491,6 +744,7 @@ COMMANDS: dict[str, Command] = {
         help="print versions, the torch build and devices, and the registered env ids",
         add_arguments=_add_info_arguments,
         run=_run_info,
+        epilog=INFO_EPILOG,
     ),
     "train": Command(
         help="train a PPO agent (TensorBoard logs, checkpoints, exact --resume)",
@@ -515,6 +769,24 @@ COMMANDS: dict[str, Command] = {
         add_arguments=_add_reproduce_arguments,
         run=_run_reproduce,
         epilog=REPRODUCE_EPILOG,
+    ),
+    "video": Command(
+        help="videos of a checkpoint on test levels, with the outcome, coin and end marked",
+        add_arguments=_add_video_arguments,
+        run=_run_video,
+        epilog=VIDEO_EPILOG,
+    ),
+    "levels": Command(
+        help="draw whole levels in a grid (start, coin and original end marked) as a PNG",
+        add_arguments=_add_levels_arguments,
+        run=_run_levels,
+        epilog=LEVELS_EPILOG,
+    ),
+    "play": Command(
+        help="play CoinRun yourself in a window (keyboard; needs pygame and a display)",
+        add_arguments=_add_play_arguments,
+        run=_run_play,
+        epilog=PLAY_EPILOG,
     ),
 }
 

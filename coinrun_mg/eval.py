@@ -364,7 +364,7 @@ def _as_actions(actions, device) -> torch.Tensor:
     return torch.as_tensor(actions).to(device=device, dtype=torch.int64).reshape(-1)
 
 
-def _run_native(policy, config, episodes, seed, num_envs, device, progress, cells=None):
+def _run_native(policy, config, episodes, seed, num_envs, device, progress, cells=None, watch=None):
     """First episodes of keys ``seed .. seed + episodes - 1`` on the torch core.
 
     ``num_envs`` slots step together; a slot whose episode is decided restarts at once
@@ -372,6 +372,12 @@ def _run_native(policy, config, episodes, seed, num_envs, device, progress, cell
     its own key again and then stands still, ignored.  ``cells`` (x, y tensors per
     episode) asks whether the agent's box overlaps that tile at any step up to and
     including the deciding one.
+
+    ``watch(core, slot_episode, shown, code)`` (the videos use it) sees every state of
+    every recorded episode: after each episode start (``code`` all -1) and after each
+    step, before decided slots restart (``code``: the outcome index a slot's episode
+    was decided with this step, -1 while it goes on).  ``shown`` flags the slots whose
+    state belongs to a recorded episode; ``slot_episode`` maps slots to episodes.
     """
     from coinrun_mg.envs.core import CoinRunCore
 
@@ -393,6 +399,9 @@ def _run_native(policy, config, episodes, seed, num_envs, device, progress, cell
         s = core.state
         passed[slot_ep] |= _overlaps_cell(s.agent_x, s.agent_y, cell_x[slot_ep], cell_y[slot_ep])
     still = torch.full((slots,), _STAND_STILL, dtype=torch.int64, device=dev)
+    undecided = torch.full((slots,), -1, dtype=torch.int64, device=dev)
+    if watch is not None:
+        watch(core, slot_ep, live, undecided)
 
     while bool(live.any()):
         actions = torch.where(live, _as_actions(policy(obs), dev), still)
@@ -406,6 +415,8 @@ def _run_native(policy, config, episodes, seed, num_envs, device, progress, cell
         code = _decide(reward, terminated, truncated, info, live)
         decided = code >= 0
         rec.record(slot_ep, code, steps, ret, info, decided)
+        if watch is not None:
+            watch(core, slot_ep, live, code)
 
         # Restart decided slots (next episode, or idle) and idle slots whose level ended.
         restart = decided | (~live & (terminated | truncated))
@@ -422,6 +433,10 @@ def _run_native(policy, config, episodes, seed, num_envs, device, progress, cell
             ret[index] = 0.0
             core.reset_keys(seed + slot_ep[index], index)
             obs = core.observe()
+            if watch is not None and n_new:
+                started = torch.zeros_like(live)
+                started[new_slots] = True
+                watch(core, slot_ep, started, undecided)
             if passed is not None and n_new:
                 s = core.state
                 passed[slot_ep[new_slots]] |= _overlaps_cell(
