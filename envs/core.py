@@ -417,10 +417,17 @@ class CoinRunCore:
         else:
             self._pending_reset[index] = False
 
-    def start_next_episodes(self) -> None:
-        """Move every environment on to the next level of its sequence (no new seed)."""
-        self._pending_reset.zero_()
-        self._start_next_episode(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
+    def start_next_episodes(self, done: torch.Tensor | None = None) -> None:
+        """Move environments on to the next level of their sequence (no new seed).
+
+        ``done`` (bool ``[N]``) picks the environments, all of them when None; with
+        ``autoreset="disabled"`` this is how a caller restarts ended episodes itself
+        (the SB3 adapter does, to return each terminal observation before the reset).
+        """
+        if done is None:
+            done = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        self._pending_reset = self._pending_reset & ~done  # not in place: may be shared
+        self._start_next_episode(done)
 
     def _start_next_episode(self, done: torch.Tensor) -> None:
         """Move the environments flagged in ``done`` on to their next level."""
@@ -527,10 +534,12 @@ class CoinRunCore:
         return actions
 
     # -- observations and infos ---------------------------------------------------------------
-    def observe(self) -> torch.Tensor:
+    def observe(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Observations of all environments, or of those in ``index`` (int64 ``[K]``)."""
+        state = self.state if index is None else self.state.index(index)
         if self.config.obs_mode == "symbolic":
-            return render.symbolic_obs(self.state, self.config.view_size)
-        return render.pixel_obs(self.state)
+            return render.symbolic_obs(state, self.config.view_size)
+        return render.pixel_obs(state)
 
     @property
     def observation_shape(self) -> tuple[int, int, int]:

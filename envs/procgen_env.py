@@ -282,6 +282,30 @@ class ProcgenCoinRunCore:
         obs, _, _, _, info = self._advance(np.full(self.num_envs, NOOP_ACTION, dtype=np.int32))
         return obs, info
 
+    def start_pending_episodes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Start now the next episode of environments whose episode procgen ended on the
+        last step, instead of on the next ``step`` call (a same-step autoreset, as
+        Stable-Baselines3 expects).
+
+        Returns ``(obs, restarted)``: every environment's current observation (the first
+        frame of the new episode where restarted) and the bool mask of the restarted
+        environments.  Episodes ended early at the original end (``end_terminates``)
+        stay pending: procgen only draws their next level on its next step.
+        """
+        restarted = self.pending & ~self.forced
+        for i in np.flatnonzero(restarted).tolist():
+            # procgen has already drawn the next level; load the captured (edited) start.
+            self._set_state(i, self._restore[i])
+            self._install(i, self._upcoming[i])
+            self._restore[i] = self._upcoming[i] = None
+        if not restarted.any():
+            return self._last_obs, restarted
+        self.pending &= ~restarted
+        # Other environments show what the step returned; the restarted ones their new
+        # first frame, which is also the last frame shown if their next step ends.
+        _, self._last_obs, _ = self._observe()
+        return self._last_obs, restarted
+
     # -- stepping -------------------------------------------------------------------------
     def step(self, actions) -> tuple[np.ndarray, ...]:
         """Step every environment; returns ``obs, reward, terminated, truncated, info``."""
