@@ -103,7 +103,7 @@ class PPOConfig:
     max_episode_steps: int = _f(1000, "episode step limit (a timeout counts as episode end)")
 
     # --- network -----------------------------------------------------------------------
-    network: str = _f("impala", "IMPALA CNN (pixels) or the compact CNN (symbolic view)")
+    network: str = _f("impala", "IMPALA CNN (pixels), the compact CNN or the MLP (symbolic view)")
     impala_scale: int = _f(1, "channel multiplier of the IMPALA CNN (the paper also used 4)")
 
     # --- PPO ---------------------------------------------------------------------------

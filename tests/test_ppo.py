@@ -138,7 +138,10 @@ def test_profiles_and_serialization():
 # --- networks -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("network", "shape"), [("impala", (64, 64, 3)), ("compact", (13, 13, 10))])
+@pytest.mark.parametrize(
+    ("network", "shape"),
+    [("impala", (64, 64, 3)), ("compact", (13, 13, 10)), ("mlp", (13, 13, 10))],
+)
 def test_agent_takes_uint8_hwc_observations(network, shape):
     torch.manual_seed(0)
     agent = Agent(shape, 15, network)
