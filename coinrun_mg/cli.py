@@ -325,17 +325,23 @@ def _run_eval(args: argparse.Namespace) -> int:
 # --- sweep and reproduce ----------------------------------------------------------------
 
 SWEEP_EPILOG = """\
-Trains one agent per (training fraction, seed) in OUT/runs/f<fraction>_s<seed>/, one
-after the other, and evaluates each: the coin rate in its training configuration, and
-goal / proxy / died / timeout rates on test levels (every coin moved), on the paper's
-good levels (the fraction-0 agent of the same seed is the reference) and on all levels.
-Writes OUT/report.json, OUT/episodes.csv and OUT/curve.png (the misgeneralization
-curve) and prints a table of means across seeds with 95% intervals.
+Trains one agent per (training fraction, seed) in OUT/runs/f<fraction>_s<seed>/ and
+evaluates each: the coin rate in its training configuration, and goal / proxy / died /
+timeout rates on test levels (every coin moved), on the paper's good levels (the
+fraction-0 agent of the same seed is the reference) and on all levels.  Writes
+OUT/report.json, OUT/episodes.csv and OUT/curve.png (the misgeneralization curve) and
+prints a table of means across seeds with 95% intervals.
 
-Resumable: run the same command again after a kill or a failure; finished runs (those
-with OUT/runs/*/result.json) are not redone, a half-trained run continues from its
-checkpoint, and a run that failed is tried again.  A failing run is reported in
-report.json ("failed") without stopping the others.
+Executors: local (default) runs one run after another, or --workers N runs at once in
+separate processes; ray makes each run a Ray task (--cpus-per-run CPUs, and a GPU when
+the device is cuda, or auto on a cluster with GPUs; --gpus-per-run overrides) on a local
+Ray instance (--workers runs at once; default: all CPUs) or on the cluster at --address.
+Ray is optional: pip install "coinrun-mg[ray]".
+
+Resumable: run the same command again after a kill, Ctrl-C or a failure; finished runs
+(those with OUT/runs/*/result.json) are not redone, a half-trained run continues from
+its checkpoint, and a run that failed is tried again.  A failing run is retried
+--retries times, then reported in report.json ("failed") without stopping the others.
 
 --seeds N means seeds 0..N-1; a comma-separated list (e.g. 1,2 or 7,) gives the seeds.
 
@@ -344,6 +350,11 @@ examples:
   coinrun-mg sweep --fractions 0,0.02 --seeds 1,2 --profile paper --device cuda --out sweeps/p
   coinrun-mg sweep --fractions 0,0.2 --seeds 1 --total-steps 20000 --episodes 64 --out /tmp/s
                               a smoke test of a couple of minutes on a CPU
+  coinrun-mg sweep --fractions 0,0.2 --seeds 2 --executor ray --workers 2 --out /tmp/r
+                              the same grid as Ray tasks on a local Ray instance
+  coinrun-mg sweep --fractions 0,0.005,0.01,0.02,0.05 --seeds 5 --profile paper
+      --executor ray --address auto --out sweeps/paper
+                              on the Ray cluster this machine belongs to, a GPU per run
 """
 
 REPRODUCE_EPILOG = """\
@@ -448,11 +459,56 @@ def _add_sweep_arguments(
         metavar="N",
         help="torch CPU threads (0: torch's default)",
     )
+    parser.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="where runs go: local (this machine) or ray (Ray tasks; default local)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="runs at once: local processes, or the size of a local Ray instance "
+        "(default: local 1, one after another; ray: all CPUs)",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDRESS",
+        help="with --executor ray: a running Ray cluster (auto, HOST:6379 or ray://HOST:10001; "
+        "default: start a local instance)",
+    )
+    parser.add_argument(
+        "--cpus-per-run",
+        type=float,
+        default=None,
+        metavar="N",
+        help="CPUs (torch threads) per run: Ray's num_cpus (default 1), or each local "
+        "worker process's threads (default: CPU count / workers)",
+    )
+    parser.add_argument(
+        "--gpus-per-run",
+        type=float,
+        default=None,
+        metavar="N",
+        help="with --executor ray: GPUs per run (default: 1 if --device is cuda, or auto on "
+        "a cluster with GPUs; else 0)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        metavar="K",
+        help="times a failed run is tried again before it is reported as failed (default 1)",
+    )
 
 
 def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) -> int:
     import time
 
+    from coinrun_mg.executors import make_executor
     from coinrun_mg.sweep import format_table, run_sweep
 
     if args.torch_threads > 0:
@@ -462,6 +518,17 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
     out = args.out or default_out
     started = time.time()
     try:
+        if args.address is not None and args.executor != "ray":
+            raise ValueError(f"--address {args.address} needs --executor ray")
+        if args.gpus_per_run is not None and args.executor != "ray":
+            raise ValueError(f"--gpus-per-run {args.gpus_per_run:g} needs --executor ray")
+        executor = make_executor(
+            args.executor,
+            workers=args.workers,
+            address=args.address,
+            cpus_per_run=args.cpus_per_run,
+            gpus_per_run=args.gpus_per_run,
+        )
         report = run_sweep(
             args.fractions,
             args.seeds,
@@ -471,10 +538,19 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
             episodes=args.episodes,
             device=args.device,
             hook_episodes=args.hook_episodes,
+            executor=executor,
+            retries=args.retries,
         )
-    except ValueError as exc:
+    except (ValueError, ImportError) as exc:  # ImportError: --executor ray without Ray
         print(f"coinrun-mg {name}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"\ncoinrun-mg {name}: interrupted; finished runs are kept in {out}/runs: "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
     print()
     print(format_table(report["aggregate"]))
     print("(mean [95% interval] across seeds; test: good levels, every coin moved)")

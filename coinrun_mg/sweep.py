@@ -1,8 +1,8 @@
 """Sweeps over training fractions and seeds: train, evaluate, aggregate, plot.
 
 ``run_sweep(fractions, seeds, profile, out_dir)`` trains one PPO agent per
-``(rand_fraction, seed)`` pair, one after the other, each in
-``out_dir/runs/f{fraction}_s{seed}/``, and evaluates it:
+``(rand_fraction, seed)`` pair, each in ``out_dir/runs/f{fraction}_s{seed}/``, and
+evaluates it:
 
 * ``train``    - the training configuration (``rand_fraction`` = the run's fraction,
   ``end_terminates=False``); its ``coin_rate`` is the evaluation's goal rate (the coin
@@ -13,7 +13,13 @@
   failed) ``test`` is unfiltered and the run says ``"filtered": false``;
 * ``test_all`` - the test configuration on every level.
 
-The runs of a seed are done fraction 0 first, so the reference exists when needed.
+Where the runs go is the executor's business (:mod:`coinrun_mg.executors`): one after
+another in this process (the default), several local processes, or Ray tasks on a local
+instance or a cluster.  Everything else is done here, the same for every executor: which
+runs to do, their order, retries, the ``result.json`` markers and the outputs.  One after
+another, the runs of a seed go fraction 0 first, so the reference exists when needed;
+side by side, the other fractions do not wait for it: they are evaluated unfiltered
+first and again on the good levels once it exists.
 
 Resumable: a run that finished (trained and evaluated) leaves ``result.json`` in its
 directory, written atomically; the next call reads it instead of redoing the run.  It
@@ -21,8 +27,9 @@ is redone when its settings changed (its PPOConfig, ``episodes`` or ``eval_seed`
 training resumes from its checkpoint, so a larger ``total_steps`` extends the run and a
 change that :func:`~coinrun_mg.agents.train` cannot resume with fails that run with a
 message; a run evaluated without a reference that now exists is evaluated again.
-Training also resumes from the run's checkpoint after a kill.  A run that raises is
-recorded as failed (with the error) and the sweep goes on; the next call tries it again.
+Training also resumes from the run's checkpoint after a kill or Ctrl-C.  A run that
+raises (or whose process or node dies) is tried again up to ``retries`` times, then
+recorded as failed (with the error) while the sweep goes on; the next call tries it again.
 
 Outputs in ``out_dir``: ``report.json`` (runs, per-fraction aggregates across seeds,
 the sweep's settings), ``episodes.csv`` (every test episode of every run, with its
@@ -46,11 +53,13 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from coinrun_mg.agents.ppo import CHECKPOINT_NAME, TrainingHook
 from coinrun_mg.eval import COLUMNS, evaluate
+from coinrun_mg.executors import Executor, RunJob, failed_entry, make_executor
 
 RESULT_NAME = "result.json"
 REPORT_NAME = "report.json"
@@ -60,6 +69,11 @@ EPISODES_CSV = "test_episodes.csv"  # per-run file
 
 #: Default first seed key of evaluations (episode i uses key eval_seed + i).
 EVAL_SEED = 1_000_000
+
+#: Fault injection, for testing retries in any executor: ``"f0.5_s0:1,f0_s1"`` makes the
+#: first attempt of run f0.5_s0 and of run f0_s1 raise (``NAME:N``: the first N).  Read by
+#: the driver and carried in each job, so it reaches worker processes and Ray nodes.
+FAIL_ENV = "COINRUN_MG_SWEEP_FAIL"
 
 #: Scalars of the aggregate table: (name, section of a run, key in that section).
 METRICS = (
@@ -383,6 +397,56 @@ def _train_and_evaluate(
     }
 
 
+def _injected_failures() -> dict[str, int]:
+    """``{run name: attempts}`` from :data:`FAIL_ENV` (``"f0.5_s0:1,f0_s1"``; no count: 1)."""
+    text = os.environ.get(FAIL_ENV, "").strip()
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, count = part.partition(":")
+        try:
+            out[name] = int(count) if count else 1
+        except ValueError:
+            raise ValueError(
+                f"{FAIL_ENV}={text!r} is invalid; use comma-separated RUN[:ATTEMPTS] items, "
+                "e.g. f0.5_s0:1,f0_s1"
+            ) from None
+    return out
+
+
+def _run_job(job: RunJob) -> dict[str, Any]:
+    """Run one job where it is called (this process, a worker process or a Ray worker)
+    and return its result entry; a run that raises gives a failed entry."""
+    try:
+        if job.attempt <= job.fail_attempts:
+            raise RuntimeError(f"injected failure ({FAIL_ENV}), attempt {job.attempt}")
+        run_dir = Path(job.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return _train_and_evaluate(
+            job.fraction,
+            job.seed,
+            run_dir,
+            job.config,
+            job.episodes,
+            job.eval_seed,
+            job.eval_num_envs,
+            job.device,
+            Path(job.reference) if job.reference is not None else None,
+            job.hook,
+        )
+    except Exception as exc:
+        return failed_entry(job, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+
+
+def _check_retries(retries: Any) -> int:
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries={retries!r} is invalid; it must be an int >= 0")
+    return retries
+
+
+#: A seed's reference while its fraction-0 run is still going.
+_PENDING = "pending"
+
+
 def run_sweep(
     fractions: Iterable[float],
     seeds: Iterable[int],
@@ -397,6 +461,8 @@ def run_sweep(
     eval_num_envs: int | None = None,
     hook_episodes: int = 256,
     hook_every: int | None = None,
+    executor: str | Executor = "local",
+    retries: int = 1,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """Train and evaluate every ``(fraction, seed)`` run, then write the sweep's outputs.
@@ -406,7 +472,14 @@ def run_sweep(
     are set per run).  ``episodes`` test levels per evaluation, level keys from
     ``eval_seed``.  ``hook_episodes`` / ``hook_every``: the :class:`GoalProxyHook`
     during training (``hook_every`` defaults to a tenth of the run's steps;
-    ``hook_episodes=0`` turns it off).  Returns the report written to
+    ``hook_episodes=0`` turns it off).
+
+    ``executor``: ``"local"`` (one run after another in this process), ``"ray"`` (a
+    local Ray instance) or an executor object, e.g. ``LocalExecutor(workers=2)`` or
+    ``RayExecutor(address="auto")`` (see :mod:`coinrun_mg.executors`).  A run that fails
+    is tried again up to ``retries`` more times in this call, then reported as failed.
+    On Ctrl-C (or any error) the runs still going are stopped and the exception goes
+    on; the finished runs stay on disk for the next call.  Returns the report written to
     ``out_dir/report.json``; see the module docstring for the outputs.
     """
     from coinrun_mg.agents import PPOConfig
@@ -415,73 +488,157 @@ def run_sweep(
     seeds = _check_seeds(seeds)
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes={episodes!r} is invalid; it must be an int >= 1")
+    retries = _check_retries(retries)
     overrides = dict(overrides or {})
     if total_steps is not None:
         overrides["total_steps"] = total_steps
     overrides.setdefault("progress_bar", False)
     # Validate the settings once, before any run starts (a typo should not fail every run).
     probe = PPOConfig.from_profile(profile, **{**overrides, "device": device})
+    failures = _injected_failures()
+    if isinstance(executor, str):
+        executor = make_executor(executor)
     hook = None
     if hook_episodes:
         every = hook_every if hook_every is not None else max(1, probe.total_steps // 10)
         hook = GoalProxyHook(hook_episodes, every_steps=every, seed=eval_seed)
     say = log or (lambda _msg: None)
+    evaluation = {"episodes": episodes, "eval_seed": eval_seed}
 
     out_dir = Path(out_dir)
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
     sweep_start = time.time()
-    runs: list[dict[str, Any]] = []
-    for seed in seeds:
-        reference: Path | None = None
-        for fraction in fractions:  # sorted: fraction 0 (the reference) first
-            name = run_name(fraction, seed)
-            run_dir = out_dir / "runs" / name
-            marker = run_dir / RESULT_NAME
-            config = PPOConfig.from_profile(
-                profile, **{**overrides, "rand_fraction": fraction, "seed": seed, "device": device}
-            )
-            done = _read_json(marker)
-            same = done is not None and (
-                done.get("config") == _jsonable(config.to_dict())
-                and done.get("evaluation") == {"episodes": episodes, "eval_seed": eval_seed}
-            )
-            if same and (done.get("filtered") or (fraction != 0 and reference is None)):
-                say(f"[{name}] done already ({marker})")
-                entry = done
-            else:
-                why = "settings changed: " if done is not None and not same else ""
-                say(f"[{name}] {why}training and evaluating in {run_dir}")
-                try:
-                    run_dir.mkdir(parents=True, exist_ok=True)
-                    # The fraction-0 agent is its own reference (trained before it is used).
-                    ref = run_dir / CHECKPOINT_NAME if fraction == 0 else reference
-                    entry = _train_and_evaluate(
-                        fraction,
-                        seed,
-                        run_dir,
-                        config,
-                        episodes,
-                        eval_seed,
-                        eval_num_envs,
-                        device,
-                        ref,
-                        hook,
-                    )
-                    _atomic_write_json(entry, marker)
-                except Exception as exc:
-                    say(f"[{name}] FAILED: {type(exc).__name__}: {exc}")
-                    entry = {
-                        "rand_fraction": fraction,
-                        "seed": seed,
-                        "status": "failed",
-                        "run_dir": str(run_dir),
-                        "error": f"{type(exc).__name__}: {exc}",
-                        "traceback": traceback.format_exc(),
-                    }
-            if fraction == 0 and entry.get("status") == "done":
-                reference = run_dir / CHECKPOINT_NAME
-            runs.append(entry)
 
+    # Each seed's reference checkpoint: a path, None (no fraction-0 run, or it failed)
+    # or _PENDING while its fraction-0 run goes on.
+    reference: dict[int, Any] = {}
+    final: dict[tuple[int, float], dict[str, Any]] = {}  # the report's entries
+    waiting: dict[int, list[float]] = {seed: [] for seed in seeds}  # for their reference
+    carried: dict[str, float] = {}  # training seconds of runs evaluated again
+
+    def plan(fraction: float, seed: int, ref: Path | None) -> dict[str, Any] | RunJob:
+        """The run's finished entry when its marker holds one for these settings and
+        this reference, else the job that (re)does it."""
+        name = run_name(fraction, seed)
+        run_dir = out_dir / "runs" / name
+        marker = run_dir / RESULT_NAME
+        config = PPOConfig.from_profile(
+            profile, **{**overrides, "rand_fraction": fraction, "seed": seed, "device": device}
+        )
+        done = _read_json(marker)
+        same = done is not None and (
+            done.get("config") == _jsonable(config.to_dict())
+            and done.get("evaluation") == evaluation
+        )
+        if same and (done.get("filtered") or ref is None):
+            say(f"[{name}] done already ({marker})")
+            return done
+        if same:
+            say(f"[{name}] evaluating again, on the good levels of {ref}")
+            carried[name] = float(done.get("train_seconds") or 0.0)
+        else:
+            why = "settings changed: " if done is not None else ""
+            say(f"[{name}] {why}training and evaluating in {run_dir}")
+        return RunJob(
+            fraction=fraction,
+            seed=seed,
+            run_dir=str(run_dir),
+            config=config,
+            episodes=episodes,
+            eval_seed=eval_seed,
+            eval_num_envs=eval_num_envs,
+            device=device,
+            reference=str(ref) if ref is not None else None,
+            hook=hook,
+            fail_attempts=failures.get(name, 0),
+        )
+
+    def consider(fraction: float, seed: int) -> None:
+        """Finish, submit or park a run of fraction > 0, given its seed's reference."""
+        ref = reference[seed]
+        if ref == _PENDING and not eager:
+            waiting[seed].append(fraction)  # the fraction-0 run comes first
+            return
+        outcome = plan(fraction, seed, None if ref == _PENDING else ref)
+        if isinstance(outcome, RunJob):
+            executor.submit(outcome)  # with a pending reference: unfiltered for now
+        elif ref == _PENDING and not outcome.get("filtered"):
+            waiting[seed].append(fraction)  # filtered once the reference exists
+        else:
+            final[(seed, fraction)] = outcome
+
+    def finish(job: RunJob, entry: dict[str, Any]) -> None:
+        """Take in a run that ended: retry, record, and release what waited for it."""
+        name, seed, fraction = job.name, job.seed, job.fraction
+        entry["attempts"] = job.attempt
+        if entry.get("status") != "done":
+            if job.attempt <= retries:
+                say(
+                    f"[{name}] attempt {job.attempt} FAILED: {entry.get('error')}; "
+                    f"trying again ({job.attempt} of {retries} retries)"
+                )
+                executor.submit(replace(job, attempt=job.attempt + 1))
+                return
+            say(f"[{name}] FAILED: {entry.get('error')}")
+            carried.pop(name, None)
+            final[(seed, fraction)] = entry
+        else:
+            entry["train_seconds"] += carried.pop(name, 0.0)
+            _atomic_write_json(entry, Path(job.run_dir) / RESULT_NAME)
+            test = entry["test"]
+            say(
+                f"[{name}] done: test goal rate {test['goal_rate']:.3f}, proxy rate "
+                f"{test['proxy_rate']:.3f}{'' if entry['filtered'] else ' (unfiltered)'}, "
+                f"{entry['train_seconds']:.0f} s training"
+            )
+            ref = reference[seed]
+            if fraction != 0 and job.reference is None and ref == _PENDING:
+                waiting[seed].append(fraction)  # evaluated without it; again once it exists
+            elif fraction != 0 and job.reference is None and ref is not None:
+                outcome = plan(fraction, seed, ref)  # its reference came meanwhile
+                if isinstance(outcome, RunJob):
+                    executor.submit(outcome)
+                else:
+                    final[(seed, fraction)] = outcome
+            else:
+                final[(seed, fraction)] = entry
+        if fraction == 0:
+            done = entry.get("status") == "done"
+            reference[seed] = Path(job.run_dir) / CHECKPOINT_NAME if done else None
+            for other in waiting.pop(seed, []):
+                consider(other, seed)
+
+    eager = False
+    try:
+        executor.open(_run_job, out_dir, say)
+        # Runs side by side: fractions > 0 start at once and are evaluated again on the
+        # good levels once their seed's fraction-0 run is done (an evaluation costs far
+        # less than waiting a whole training).  One after another, they wait for it.
+        eager = executor.slots > 1
+        for seed in seeds:
+            reference[seed] = None
+            if fractions[0] == 0:  # sorted: fraction 0 (the reference) first
+                own = out_dir / "runs" / run_name(0.0, seed) / CHECKPOINT_NAME
+                outcome = plan(0.0, seed, own)  # the fraction-0 agent is its own reference
+                if isinstance(outcome, RunJob):
+                    reference[seed] = _PENDING
+                    executor.submit(outcome)
+                else:
+                    final[(seed, 0.0)] = outcome
+                    reference[seed] = own
+        for seed in seeds:
+            for fraction in fractions:
+                if fraction != 0:
+                    consider(fraction, seed)
+        while executor.pending():
+            finish(*executor.next_result())
+    except BaseException:
+        # Ctrl-C or a bug: stop the runs still going; finished ones are on disk.
+        executor.close(cancel=True)
+        raise
+    executor.close()
+
+    runs = [final[(seed, fraction)] for seed in seeds for fraction in fractions]
     aggregates = aggregate(runs)
     report = {
         "runs": runs,

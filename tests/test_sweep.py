@@ -1,18 +1,22 @@
 """Sweeps: the goal/proxy training hook, run_sweep end to end (outputs, resumability, a
-failing run), the `sweep` / `reproduce` commands.  Tiny budgets: a couple of PPO
+failing run, local worker processes and retries), the `sweep` / `reproduce` commands and
+their executor options.  The Ray executor: tests/test_sweep_ray.py.  Tiny budgets: a couple of PPO
 iterations of 16 envs x 16 steps and 16-episode evaluations per run."""
 
 from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import coinrun_mg  # noqa: F401 - registers the env ids
-from coinrun_mg import cli, sweep
+from coinrun_mg import cli, executors, sweep
 from coinrun_mg.agents import PROFILES, PPOConfig, train
+from coinrun_mg.executors import LocalExecutor
 from coinrun_mg.sweep import GoalProxyHook, aggregate, format_table, run_sweep
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -173,7 +177,15 @@ def test_aggregate_mean_std_and_interval_across_seeds():
 
 
 @pytest.mark.parametrize(
-    "bad", [dict(fractions=(1.5,)), dict(fractions=()), dict(seeds=(-1,)), dict(episodes=0)]
+    "bad",
+    [
+        dict(fractions=(1.5,)),
+        dict(fractions=()),
+        dict(seeds=(-1,)),
+        dict(episodes=0),
+        dict(retries=-1),
+        dict(executor="dask"),
+    ],
 )
 def test_run_sweep_rejects_bad_arguments(tmp_path, bad):
     settings = dict(fractions=(0.0,), seeds=(0,), episodes=16)
@@ -230,3 +242,72 @@ def test_cli_reproduce_runs_end_to_end(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "wall time" in out and "0.5" in out
     assert (tmp_path / "report.json").exists() and (tmp_path / "curve.png").exists()
+
+
+def test_local_workers_run_side_by_side_and_retries(tmp_path, monkeypatch):
+    # Two processes: fraction 0.5 does not wait for its reference; it is evaluated again on
+    # the good levels once the fraction-0 run is done.
+    report = _sweep(tmp_path, executor=LocalExecutor(workers=2, torch_threads=1), hook_episodes=0)
+    assert report["failed"] == []
+    first, second = report["runs"]
+    assert first["filtered"] and second["filtered"]
+    assert second["reference"] == str(tmp_path / "runs" / "f0_s0" / "checkpoint.pt")
+    assert (first["global_step"], second["global_step"]) == (512, 512)
+
+    # Fault injection by environment variable (it reaches worker processes and Ray
+    # nodes); here one run after another: a run failing once is retried, one failing
+    # every time is reported.
+    monkeypatch.setenv(sweep.FAIL_ENV, "f0_s0:9,f0.5_s0:1")
+    report = _sweep(tmp_path / "again", retries=2, hook_episodes=0)
+    failed, kept = report["runs"]
+    assert (failed["status"], failed["attempts"]) == ("failed", 3)
+    assert "injected failure" in report["failed"][0]["error"]
+    assert (kept["status"], kept["attempts"], kept["filtered"]) == ("done", 2, False)
+
+
+def test_cli_executor_options(tmp_path, capsys, monkeypatch):
+    calls = []
+
+    def fake_run_sweep(fractions, seeds, **kwargs):
+        calls.append(kwargs)
+        return {"aggregate": aggregate([]), "failed": []}
+
+    monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
+    assert cli.main(["sweep", "--workers", "3", "--retries", "4", "--out", str(tmp_path)]) == 0
+    executor = calls[-1]["executor"]
+    assert isinstance(executor, LocalExecutor) and executor.workers == 3
+    assert calls[-1]["retries"] == 4
+    assert cli.main(["sweep", "--out", str(tmp_path)]) == 0
+    assert calls[-1]["executor"].workers == 1 and calls[-1]["retries"] == 1
+    capsys.readouterr()
+
+    bad = (
+        (["--address", "auto"], "--address auto needs --executor ray"),
+        (["--gpus-per-run", "1"], "--gpus-per-run 1 needs --executor ray"),
+        (["--workers", "0"], "workers=0 is invalid"),
+        (["--executor", "ray", "--cpus-per-run", "-2"], "cpus_per_run=-2.0 is invalid"),
+    )
+    calls.clear()
+    for extra, message in bad:
+        assert cli.main(["sweep", "--out", str(tmp_path), *extra]) == 2, extra
+        assert message in capsys.readouterr().err
+    assert calls == []  # refused before the sweep
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--executor", "dask"])
+
+
+def test_ray_executor_without_ray_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(executors, "ray_available", lambda: False)
+    assert cli.main(["sweep", "--executor", "ray", "--out", str(tmp_path)]) == 2
+    assert 'pip install "coinrun-mg[ray]"' in capsys.readouterr().err
+    with pytest.raises(ImportError, match=r"coinrun-mg\[ray\]"):
+        run_sweep([0.0], [0], out_dir=tmp_path, executor="ray")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_importing_the_package_does_not_import_ray():
+    code = (
+        "import sys, coinrun_mg, coinrun_mg.cli, coinrun_mg.sweep, coinrun_mg.executors; "
+        "assert 'ray' not in sys.modules, 'ray was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
