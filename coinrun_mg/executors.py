@@ -166,7 +166,9 @@ class LocalExecutor:
     """Runs on this machine: one after another in this process (``workers=1``, the
     default), or up to ``workers`` at once, each in a fresh process started with
     ``spawn`` (torch is not fork-safe) and ``torch_threads`` torch threads (default: the
-    CPU count divided by ``workers``).  A process that dies gives a failed run.
+    CPU count divided by ``workers``).  A process that dies gives a failed run.  As with
+    any ``spawn`` start, a script that uses ``workers > 1`` must guard its entry point with
+    ``if __name__ == "__main__":`` (the worker processes import the main module).
     """
 
     def __init__(self, workers: int = 1, torch_threads: int | None = None):
@@ -470,7 +472,12 @@ class RayExecutor:
             name=f"coinrun-mg {job.name}",
         ).remote(
             self._run_one,
-            job,
+            # Absolute paths: a worker's working directory is not the driver's.
+            replace(
+                job,
+                run_dir=str(Path(job.run_dir).resolve()),
+                reference=str(Path(job.reference).resolve()) if job.reference else None,
+            ),
             str(self._token_path),
             self._token,
             self.shared_fs,
@@ -535,8 +542,13 @@ def make_executor(
         _check_count("workers", workers, 1, allow_none=True)
         _check_amount("cpus_per_run", cpus_per_run, allow_none=True)
         cpus = 1 if cpus_per_run is None else cpus_per_run
+        if workers is not None and address is not None:
+            raise ValueError(
+                f"workers={workers!r} sizes a local Ray instance; with address={address!r} "
+                "the cluster's resources decide how many runs go at once"
+            )
         num_cpus = None
-        if workers is not None and address is None:
+        if workers is not None:
             num_cpus = max(1, int(round(workers * max(cpus, 1))))
         return RayExecutor(address, num_cpus, cpus, gpus_per_run)
     raise ValueError(f"executor={name!r} is invalid; accepted values are ('local', 'ray')")

@@ -286,6 +286,7 @@ def test_cli_executor_options(tmp_path, capsys, monkeypatch):
         (["--gpus-per-run", "1"], "--gpus-per-run 1 needs --executor ray"),
         (["--workers", "0"], "workers=0 is invalid"),
         (["--executor", "ray", "--cpus-per-run", "-2"], "cpus_per_run=-2.0 is invalid"),
+        (["--executor", "ray", "--address", "auto", "--workers", "2"], "local Ray instance"),
     )
     calls.clear()
     for extra, message in bad:
