@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -160,3 +161,28 @@ def test_ray_retries_a_failing_run_and_reports_one_that_keeps_failing(
     assert by_fraction[0.5]["seeds"] == [0]
     rows = _rows(tmp_path / "episodes.csv")
     assert len(rows) == 16 and {r["rand_fraction"] for r in rows} == {"0.5"}
+
+
+def test_gpu_per_run_follows_the_device_and_a_local_instance_refuses_missing_gpus(
+    tmp_path, ray_instance
+):
+    executor = RayExecutor()
+    job = executors.RunJob(0.0, 0, str(tmp_path), None, 16, 0, None, "cpu", None)
+    for cluster_gpus, device, gpus in [
+        (0, "cpu", 0),
+        (0, "auto", 0),
+        (4, "auto", 1),  # the paper profile's default device on a GPU cluster
+        (4, "cpu", 0),
+        (0, "cuda", 1),
+        (4, "cuda:1", 1),
+    ]:
+        executor._cluster_gpus = cluster_gpus
+        assert executor._gpus_for(replace(job, device=device)) == gpus, device
+    executor.gpus_per_run = 0.5
+    assert executor._gpus_for(job) == 0.5
+
+    # This 2-CPU instance has no GPU: a CUDA run would wait forever, so it is refused.
+    with pytest.raises(ValueError, match=r"asks for 1 GPU\(s\).*has 0"):
+        _sweep(tmp_path, device="cuda", executor=RayExecutor())
+    assert not list((tmp_path / "runs").glob("*/result.json"))
+    assert ray.is_initialized()
