@@ -156,7 +156,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--profile",
         choices=tuple(PROFILES),
         default=None,
-        help="named hyperparameter set: 'quick' (CPU: symbolic view, easy mode, compact CNN) "
+        help="named hyperparameter set: 'quick' (CPU: symbolic view, easy mode, MLP) "
         "or 'paper' (the defaults: IMPALA CNN, pixels, hard mode); default: paper, or with "
         "--resume the run's own config",
     )

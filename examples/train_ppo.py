@@ -27,7 +27,7 @@ class CoinRate(TrainingHook):
 
 
 def main() -> None:
-    # The CPU profile (symbolic view, easy mode, compact CNN); any field can be overridden.
+    # The CPU profile (symbolic view, easy mode, MLP trunk); any field can be overridden.
     config = PPOConfig.from_profile("quick", rand_fraction=0.02, total_steps=200_000, seed=1)
     result = train(config, "runs/example", resume="--resume" in sys.argv, hooks=[CoinRate()])
     print(f"trained {result.global_step} steps; checkpoint: {result.checkpoint}")
