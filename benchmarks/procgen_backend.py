@@ -33,18 +33,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import io
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 try:
@@ -98,8 +96,9 @@ def import_procgen():
 def throughput(procgen, args) -> list[dict]:
     n = args.envs
     rng = np.random.default_rng(args.seed)
-    raw = procgen.ProcgenGym3Env(num=n, env_name="coinrun", distribution_mode="hard",
-                                 rand_seed=args.seed)
+    raw = procgen.ProcgenGym3Env(
+        num=n, env_name="coinrun", distribution_mode="hard", rand_seed=args.seed
+    )
     raw.observe()
 
     def raw_block():
@@ -247,24 +246,11 @@ def summarize(facts: dict[str, np.ndarray]) -> dict:
 
 
 def machine() -> dict:
-    info = {
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "numpy_version": np.__version__,
-    }
-    from importlib.metadata import PackageNotFoundError, version
+    """The hardware and versions (``throughput.hardware_info``) and the load at the start."""
+    from throughput import hardware_info  # benchmarks/ is on sys.path when run as a script
 
-    for dist in ("procgen-mirror", "procgen", "gym3", "gymnasium", "torch"):
-        with contextlib.suppress(PackageNotFoundError):
-            info[f"{dist}_version"] = version(dist)
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        info["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-            timeout=5,
-        ).stdout.strip() or None
+    info = hardware_info(torch.device("cpu"))
+    info["load_average"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     return info
 
 
@@ -318,17 +304,23 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     procgen = import_procgen()
     t0 = time.perf_counter()
-    print(f"throughput: {args.envs} envs, {args.rounds} x {args.block} steps per side ...",
-          flush=True)
+    print(
+        f"throughput: {args.envs} envs, {args.rounds} x {args.block} steps per side ...", flush=True
+    )
     tp = throughput(procgen, args)
     print(throughput_table(tp), "\n", flush=True)
     headline = tp[0]
-    print(f"overhead ratio at rand_fraction 0.02 (backend time / raw procgen time): "
-          f"{headline['ratio']:.2f}x (goal <= 1.5x)\n", flush=True)
+    print(
+        f"overhead ratio at rand_fraction 0.02 (backend time / raw procgen time): "
+        f"{headline['ratio']:.2f}x (goal <= 1.5x)\n",
+        flush=True,
+    )
 
     stats = {}
-    for name, env_id, n in (("native", NATIVE_ID, args.native_envs),
-                            ("procgen", PROCGEN_ID, args.procgen_envs)):
+    for name, env_id, n in (
+        ("native", NATIVE_ID, args.native_envs),
+        ("procgen", PROCGEN_ID, args.procgen_envs),
+    ):
         print(f"levels: {name} ...", flush=True)
         s = summarize(level_facts(env_id, n, args.levels, args.seed))
         s.update(completion(env_id, n, args.levels, args.seed))
