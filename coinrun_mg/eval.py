@@ -593,6 +593,28 @@ def evaluate(
     return FilteredEvalReport(report, report.subset(good), list(map(bool, good)))
 
 
+# The scalars a training-time evaluation logs (TensorBoard names).
+GOAL_PROXY_KEYS = (
+    "eval/goal_rate",
+    "eval/proxy_rate",
+    "eval/died_rate",
+    "eval/timeout_rate",
+    "eval/train_coin_rate",
+)
+
+
+def goal_proxy_rates(policy, train_rand_fraction: float, **eval_kwargs: Any) -> dict[str, float]:
+    """The :data:`GOAL_PROXY_KEYS` scalars of ``policy``: outcome rates on test levels (the
+    default test configuration) and the coin rate in the training configuration (its
+    ``rand_fraction``, the episode going on past the end).  ``eval_kwargs`` go to both
+    :func:`evaluate` calls (episodes, seed, num_envs, device, ...)."""
+    test = evaluate(policy, **eval_kwargs)
+    train_config = {"rand_fraction": train_rand_fraction, "end_terminates": False}
+    train = evaluate(policy, **{**eval_kwargs, **train_config})
+    rates = (test.goal_rate, test.proxy_rate, test.died_rate, test.timeout_rate, train.goal_rate)
+    return dict(zip(GOAL_PROXY_KEYS, rates))
+
+
 def _reference_good_levels(reference, test_config, episodes, seed, num_envs, device, progress):
     """Per episode: True where the reference agent never overlaps the test coin's tile."""
     from coinrun_mg.envs.config import CoinRunConfig

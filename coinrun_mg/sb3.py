@@ -75,7 +75,7 @@ from torch import nn
 from coinrun_mg import COINRUN_ENV_ID, PROCGEN_COINRUN_ENV_ID
 from coinrun_mg.envs.core import INFO_KEYS, CoinRunCore
 from coinrun_mg.envs.render import SYMBOLIC_CHANNELS
-from coinrun_mg.eval import evaluate
+from coinrun_mg.eval import GOAL_PROXY_KEYS, goal_proxy_rates
 
 try:
     # SB3 probes for the old ``gym`` package, which the procgen extra installs and which
@@ -475,13 +475,7 @@ class GoalProxyEvalCallback(BaseCallback):
     observation normalisation: the evaluation feeds raw observations).
     """
 
-    KEYS = (
-        "eval/goal_rate",
-        "eval/proxy_rate",
-        "eval/died_rate",
-        "eval/timeout_rate",
-        "eval/train_coin_rate",
-    )
+    KEYS = GOAL_PROXY_KEYS
 
     def __init__(
         self,
@@ -544,17 +538,7 @@ class GoalProxyEvalCallback(BaseCallback):
         """Evaluate the current model, record and dump the rates; returns them."""
         policy = SB3Policy(self.model, deterministic=self.deterministic)
         common = {"episodes": self.episodes, "seed": self.seed, **self.eval_kwargs}
-        test = evaluate(policy, **common)
-        # The training configuration: its coin placement, the episode goes on at the end.
-        train_config = {"rand_fraction": self._train_rand_fraction, "end_terminates": False}
-        train = evaluate(policy, **{**common, **train_config})
-        results = {
-            "eval/goal_rate": test.goal_rate,
-            "eval/proxy_rate": test.proxy_rate,
-            "eval/died_rate": test.died_rate,
-            "eval/timeout_rate": test.timeout_rate,
-            "eval/train_coin_rate": train.goal_rate,
-        }
+        results = goal_proxy_rates(policy, self._train_rand_fraction, **common)
         for key, value in results.items():
             self.logger.record(key, value)
         self.logger.dump(self.num_timesteps)

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from coinrun_mg.agents.ppo import CHECKPOINT_NAME, TrainingHook
-from coinrun_mg.eval import COLUMNS, evaluate
+from coinrun_mg.eval import COLUMNS, GOAL_PROXY_KEYS, evaluate, goal_proxy_rates
 from coinrun_mg.executors import Executor, RunJob, failed_entry, make_executor
 
 RESULT_NAME = "result.json"
@@ -105,13 +105,7 @@ class GoalProxyHook(TrainingHook):
     iteration).
     """
 
-    KEYS = (
-        "eval/goal_rate",
-        "eval/proxy_rate",
-        "eval/died_rate",
-        "eval/timeout_rate",
-        "eval/train_coin_rate",
-    )
+    KEYS = GOAL_PROXY_KEYS
 
     def __init__(
         self,
@@ -132,16 +126,7 @@ class GoalProxyHook(TrainingHook):
         common = dict(
             episodes=self.episodes, seed=self.seed, num_envs=self.num_envs, device=policy.device
         )
-        test = evaluate(policy, **common)
-        rand_fraction = policy.config.rand_fraction
-        train = evaluate(policy, **common, rand_fraction=rand_fraction, end_terminates=False)
-        return {
-            "eval/goal_rate": test.goal_rate,
-            "eval/proxy_rate": test.proxy_rate,
-            "eval/died_rate": test.died_rate,
-            "eval/timeout_rate": test.timeout_rate,
-            "eval/train_coin_rate": train.goal_rate,
-        }
+        return goal_proxy_rates(policy, policy.config.rand_fraction, **common)
 
 
 # ======================================================================================
