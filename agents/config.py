@@ -42,6 +42,7 @@ RESUMABLE_FIELDS = frozenset(
         "total_steps",
         "device",
         "torch_threads",
+        "compile_env",
         "checkpoint_every",
         "keep_checkpoints",
         "eval_every",
@@ -68,6 +69,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "obs_mode": OBS_MODES,
     "distribution_mode": DISTRIBUTION_MODES,
     "network": NETWORKS,
+    "compile_env": ("auto", "on", "off"),
 }
 
 
@@ -86,6 +88,11 @@ class PPOConfig:
         25_000_000, "environment steps to train for (rounded up to whole iterations)"
     )
     torch_threads: int = _f(0, "torch CPU threads (0: leave torch's default)")
+    compile_env: str = _f(
+        "auto",
+        "torch.compile the native env's step: 'auto' (on CUDA only), 'on' or 'off'; "
+        "the first step compiles (about a minute, cached on disk)",
+    )
 
     # --- environment -------------------------------------------------------------------
     env_id: str = _f(

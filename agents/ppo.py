@@ -289,7 +289,12 @@ def make_env(config: PPOConfig, device: torch.device) -> CoinRunCore | VecEnvAda
     if config.env_id == NATIVE_ENV:
         env_config = CoinRunConfig(**config.env_kwargs())
         return CoinRunCore(
-            config.num_envs, env_config, device=device, autoreset="same_step", check_actions=False
+            config.num_envs,
+            env_config,
+            device=device,
+            autoreset="same_step",
+            check_actions=False,
+            compile={"auto": "auto", "on": True, "off": False}[config.compile_env],
         )
     import gymnasium
 

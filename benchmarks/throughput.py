@@ -55,12 +55,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 try:  # the installed package (pip install -e .)
     from coinrun_mg.envs.config import CoinRunConfig, resolve_device
-    from coinrun_mg.envs.core import CoinRunCore
+    from coinrun_mg.envs.core import CoinRunCore, resolve_compile
     from coinrun_mg.envs.state import NUM_ACTIONS
 except ImportError:  # a plain checkout: envs/ is importable from the repository root
     sys.path.insert(0, str(REPO_ROOT))
     from envs.config import CoinRunConfig, resolve_device
-    from envs.core import CoinRunCore
+    from envs.core import CoinRunCore, resolve_compile
     from envs.state import NUM_ACTIONS
 
 DEFAULT_ENVS_CPU = (64, 256, 1024, 4096, 16384)
@@ -160,6 +160,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=_int_list,
         default=None,
         help="procgen env counts (default: the --envs values <= --procgen-max)",
+    )
+    p.add_argument(
+        "--compile",
+        type=_str_list(("auto", "on", "off")),
+        default=["auto"],
+        help="CoinRunCore(compile=...) settings to run, comma-separated (default: auto, "
+        "which compiles on CUDA only); compiled rows are labelled 'native+compile' and "
+        "compile during the warm-up",
     )
     p.add_argument("--no-procgen", action="store_true", help="skip the procgen baseline")
     p.add_argument("--no-native", action="store_true", help="skip the native env")
@@ -263,8 +271,10 @@ def _cleanup(device: torch.device) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def bench_native(n: int, obs_mode: str, device: torch.device, args) -> dict:
-    result = {"backend": "native", "obs": obs_mode, "envs": n, "device": str(device)}
+def bench_native(n: int, obs_mode: str, device: torch.device, args, compile="auto") -> dict:
+    compiled = resolve_compile({"on": True, "off": False}.get(compile, compile), device)
+    backend = "native+compile" if compiled else "native"
+    result = {"backend": backend, "obs": obs_mode, "envs": n, "device": str(device)}
     _cleanup(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -273,7 +283,9 @@ def bench_native(n: int, obs_mode: str, device: torch.device, args) -> dict:
 
     t0 = time.perf_counter()
     config = CoinRunConfig(obs_mode=obs_mode, distribution_mode=args.distribution_mode)
-    core = CoinRunCore(n, config, device=device, autoreset="same_step", check_actions=False)
+    core = CoinRunCore(
+        n, config, device=device, autoreset="same_step", check_actions=False, compile=compiled
+    )
     obs, _ = core.reset(seed=args.seed)
     # reset() leaves the buffer of upcoming levels empty, so the first episode to end would
     # generate the next level of *every* env inside the timed window (seconds at 16384
@@ -478,7 +490,7 @@ def add_ratios(results: list[dict]) -> float | None:
     }
     best = max(procgen.values()) if procgen else None
     for r in results:
-        if r["backend"] != "native" or "steps_per_s" not in r:
+        if not r["backend"].startswith("native") or "steps_per_s" not in r:
             continue
         if r["envs"] in procgen:
             r["ratio_vs_procgen_same_envs"] = r["steps_per_s"] / procgen[r["envs"]]
@@ -553,7 +565,7 @@ def main(argv=None) -> int:
         try:
             r = fn(*fn_args)
         except Exception as e:  # out of memory, or a bug: report it and go on
-            backend, obs, n = label.split("/")
+            backend, obs, n = label.split("/")[:3]
             err = f"{type(e).__name__}: {e}"
             r = {"backend": backend, "obs": obs, "envs": int(n), "error": err}
             _log(f"  {label}: FAILED {r['error']}")
@@ -589,9 +601,11 @@ def main(argv=None) -> int:
         notes.append("procgen skipped (--no-procgen)")
 
     if not args.no_native:
-        for obs_mode in args.obs:
-            for n in envs:
-                record(bench_native, n, obs_mode, device, args, label=f"native/{obs_mode}/{n}")
+        for compile in dict.fromkeys(args.compile):
+            for obs_mode in args.obs:
+                for n in envs:
+                    label = f"native/{obs_mode}/{n}/compile={compile}"
+                    record(bench_native, n, obs_mode, device, args, compile, label=label)
 
     best = add_ratios(results)
     hw["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None

@@ -65,7 +65,9 @@ _DOC_COMMON = """
     ``start_level``, ``rand_fraction`` (float in [0, 1]), ``coin_placement``
     ("section" | "anywhere"), ``coin_region`` ((lo, hi) fractions of the level length for
     moved coins), ``end_terminates`` (default False), ``max_episode_steps`` (1000),
-    ``device`` ("auto" | "cpu" | "cuda"), ``render_mode`` (None | "rgb_array").
+    ``device`` ("auto" | "cpu" | "cuda"), ``render_mode`` (None | "rgb_array"),
+    ``compile`` ("auto" | True | False: run the step through ``torch.compile``; "auto"
+    does on CUDA, where it is several times faster; the first step then compiles).
 
     ## Version History
     * v0: initial release.
@@ -96,10 +98,18 @@ class CoinRunEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
 
-    def __init__(self, render_mode: str | None = None, device: str = "cpu", **kwargs: Any):
+    def __init__(
+        self,
+        render_mode: str | None = None,
+        device: str = "cpu",
+        compile: bool | str = "auto",
+        **kwargs: Any,
+    ):
         _check_render_mode(render_mode)
         self.config = CoinRunConfig(**kwargs)
-        self.core = CoinRunCore(1, self.config, device=device, autoreset="disabled")
+        self.core = CoinRunCore(
+            1, self.config, device=device, autoreset="disabled", compile=compile
+        )
         self.render_mode = render_mode
         self.observation_space = _observation_space(self.core)
         self.action_space = spaces.Discrete(NUM_ACTIONS)
@@ -149,11 +159,14 @@ class CoinRunVectorEnv(VectorEnv):
         num_envs: int = 1,
         device: str = "auto",
         render_mode: str | None = None,
+        compile: bool | str = "auto",
         **kwargs: Any,
     ):
         _check_render_mode(render_mode)
         self.config = CoinRunConfig(**kwargs)
-        self.core = CoinRunCore(num_envs, self.config, device=device, autoreset="next_step")
+        self.core = CoinRunCore(
+            num_envs, self.config, device=device, autoreset="next_step", compile=compile
+        )
         self.num_envs = num_envs
         self.render_mode = render_mode
         self.single_observation_space = _observation_space(self.core)

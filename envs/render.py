@@ -232,6 +232,21 @@ def _pixel_geometry(size: int, tiles_across: float, device: torch.device) -> _Pi
     return _PixelGeometry(size, tiles_across, device)
 
 
+def symbolic_constants(device: torch.device) -> torch.Tensor:
+    """The constant table :func:`symbolic_obs` reads (cached per device)."""
+    return _symbolic_lut(torch.device(device))
+
+
+def pixel_constants(size: int, tiles_across: float, device: torch.device) -> tuple:
+    """The constants :func:`pixel_obs` reads: geometry, palette, entity colours (cached)."""
+    device = torch.device(device)
+    return (
+        _pixel_geometry(int(size), float(tiles_across), device),
+        _palette_by_code(device),
+        _entity_colours(device),
+    )
+
+
 # --- Sparse writes ------------------------------------------------------------------------
 # Coins, enemies and the pixels of entities are written by scattering into the output.
 # Items that are off-screen (or dead) are dropped.  On CPU, boolean indexing drops them
@@ -287,7 +302,9 @@ def _to_byte(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return ((x - lo) * (255.0 / (hi - lo))).round_().clamp_(0, 255).to(torch.uint8)
 
 
-def symbolic_obs(state: EnvState, view: int = 13) -> torch.Tensor:
+def symbolic_obs(
+    state: EnvState, view: int = 13, *, lut: torch.Tensor | None = None
+) -> torch.Tensor:
     """Agent-centred symbolic observation, uint8 ``[N, view, view, SYMBOLIC_CHANNELS]``.
 
     The crop is centred on the agent's tile ``(floor(agent_x), floor(agent_y))``; image
@@ -297,6 +314,10 @@ def symbolic_obs(state: EnvState, view: int = 13) -> torch.Tensor:
     alive enemy's centre).  The last four are constant planes: agent velocity
     ``round(127.5 + 127.5 * vx / MAX_SPEED)`` and ``... vy / MAX_JUMP`` (clamped to
     0..255), and the sub-tile position ``round(255 * frac(agent_x))`` / ``frac(agent_y)``.
+
+    ``lut`` is :func:`symbolic_constants`'s table, looked up when not given (callers
+    that ``torch.compile`` this function pass it, so the compiled graph holds no cache
+    lookup).
     """
     if view < 3 or view % 2 == 0:
         raise ValueError(f"view must be odd and >= 3, got {view}")
@@ -304,7 +325,8 @@ def symbolic_obs(state: EnvState, view: int = 13) -> torch.Tensor:
     dev = state.device
     half = view // 2
     cells = view * view
-    lut = _symbolic_lut(dev)
+    if lut is None:
+        lut = _symbolic_lut(dev)
 
     ax = state.agent_x.floor().long()
     ay = state.agent_y.floor().long()
@@ -444,7 +466,9 @@ def _draw_boxes(
     _scatter(pixels, flat, ok, colour)
 
 
-def pixel_obs(state: EnvState, size: int = 64, tiles_across: float = 12.8) -> torch.Tensor:
+def pixel_obs(
+    state: EnvState, size: int = 64, tiles_across: float = 12.8, *, constants=None
+) -> torch.Tensor:
     """Agent-centred RGB image, uint8 ``[N, size, size, 3]``.
 
     ``tiles_across`` tiles are visible horizontally and vertically, with the agent's box
@@ -457,13 +481,16 @@ def pixel_obs(state: EnvState, size: int = 64, tiles_across: float = 12.8) -> to
     side it faces.  Entities are drawn at their continuous positions.
 
     On CPU, visible entities are selected with boolean indexing before drawing; on other
-    devices everything stays branch-free without host syncs.
+    devices everything stays branch-free without host syncs.  ``constants`` is
+    :func:`pixel_constants`'s tuple for the same arguments, looked up when not given.
     """
     if size < 1 or not tiles_across > 0:
         raise ValueError(f"need size >= 1 and tiles_across > 0, got {size}, {tiles_across}")
     n = state.num_envs
     dev = state.device
-    geo = _pixel_geometry(int(size), float(tiles_across), dev)
+    if constants is None:
+        constants = pixel_constants(size, tiles_across, dev)
+    geo, palette, colours = constants
     tiles_n = geo.tiles
     ax = state.agent_x.double()
     ay = state.agent_y.double()
@@ -485,7 +512,7 @@ def pixel_obs(state: EnvState, size: int = 64, tiles_across: float = 12.8) -> to
     colour_rows = (
         tiles.view(n, tiles_n * tiles_n).int().add_((state.theme.int() * NUM_TILES)[:, None])
     )
-    tile_rgb = _palette_by_code(dev).index_select(0, colour_rows.view(-1))  # [N*T*T, 3]
+    tile_rgb = palette.index_select(0, colour_rows.view(-1))  # [N*T*T, 3]
     tile_row_ids = torch.arange(n * tiles_n, device=dev, dtype=torch.int32) * tiles_n
     row_rgb = tile_rgb.index_select(0, (tile_row_ids.view(n, tiles_n, 1) + col[:, None]).view(-1))
     down = row.add_((torch.arange(n, device=dev, dtype=torch.int32) * tiles_n)[:, None])
@@ -496,7 +523,6 @@ def pixel_obs(state: EnvState, size: int = 64, tiles_across: float = 12.8) -> to
         row_rgb.view(n * tiles_n, size * 3), 0, down.view(-1), out=out.view(n * size, size * 3)
     )
     pixels = buf.view(npix + 1, 3)
-    colours = _entity_colours(dev)
 
     # Coin: a gold disc in its tile.  Enemies: alive ones whose box can overlap the view.
     reach = tiles_across / 2 + 0.5

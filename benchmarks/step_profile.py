@@ -1,0 +1,150 @@
+#!/usr/bin/env python
+"""Where the native core's step time goes: physics, episode starts, observations.
+
+For each env count, steps a ``CoinRunCore`` with random actions and times, separately,
+``physics_step`` (on a copy of the state), the episode starts of the environments that
+ended, the observation, and the whole ``core.step``.  With ``--kernels`` it also counts
+the device kernels (CUDA) or aten ops (CPU) one ``core.step`` launches, with the torch
+profiler, and lists the most expensive ones.
+
+    python benchmarks/step_profile.py --device cpu --envs 16384
+    python benchmarks/step_profile.py --device cuda --envs 4096,65536 --kernels
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+try:
+    from coinrun_mg.envs.config import CoinRunConfig, resolve_device
+    from coinrun_mg.envs.core import CoinRunCore
+    from coinrun_mg.envs.state import NUM_ACTIONS
+except ImportError:  # a plain checkout
+    sys.path.insert(0, str(REPO_ROOT))
+    from envs.config import CoinRunConfig, resolve_device
+    from envs.core import CoinRunCore
+    from envs.state import NUM_ACTIONS
+
+
+def _median_ms(fn, device: torch.device, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return 1e3 * times[len(times) // 2]
+
+
+def profile(num_envs: int, obs_mode: str, device: torch.device, args) -> dict:
+    config = CoinRunConfig(obs_mode=obs_mode, distribution_mode=args.distribution_mode)
+    compile = {"auto": "auto", "on": True, "off": False}[args.compile]
+    core = CoinRunCore(
+        num_envs, config, device=device, check_actions=False, compile=compile, **args.core_kwargs
+    )
+    core.reset(seed=0)
+    gen = torch.Generator(device).manual_seed(0)
+
+    def actions():
+        return torch.randint(0, NUM_ACTIONS, (num_envs,), device=device, generator=gen)
+
+    for _ in range(args.warmup):  # fills the bank of upcoming levels
+        core.step(actions())
+    state = copy.copy(core.state)
+    a = actions()
+    physics = core._physics
+    physics_ms = _median_ms(lambda: physics(copy.copy(state), a, config), device, args.repeats)
+    observe_ms = _median_ms(core.observe, device, args.repeats)
+
+    ended = []
+
+    def start_ended():
+        events = physics(core.state, actions(), config)
+        done = events.terminated | events.truncated
+        ended.append(int(done.sum()))
+        core.start_next_episodes(done)
+
+    physics_and_starts_ms = _median_ms(start_ended, device, args.repeats)
+    step_ms = _median_ms(lambda: core.step(actions()), device, args.repeats)
+    row = {
+        "num_envs": num_envs,
+        "obs_mode": obs_mode,
+        "compiled": core.compiled,
+        "physics_ms": round(physics_ms, 3),
+        "episode_starts_ms": round(physics_and_starts_ms - physics_ms, 3),
+        "ended_per_step": sum(ended) / len(ended),
+        "observe_ms": round(observe_ms, 3),
+        "step_ms": round(step_ms, 3),
+        "steps_per_s": round(num_envs / step_ms * 1e3),
+    }
+    if args.kernels:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=activities) as prof:
+            for _ in range(5):
+                core.step(actions())
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+        events = prof.events()
+        if device.type == "cuda":
+            kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+        else:
+            kernels = [e for e in events if e.name.startswith("aten::") and e.cpu_parent is None]
+        row["kernels_per_step"] = len(kernels) / 5
+        sort_by = "cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        row["top_ops"] = prof.key_averages().table(sort_by=sort_by, row_limit=args.top)
+    return row
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--envs", default="4096,16384")
+    p.add_argument("--obs", default="symbolic,pixels")
+    p.add_argument("--distribution-mode", default="hard", choices=("easy", "hard"))
+    p.add_argument("--warmup", type=int, default=40)
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--kernels", action="store_true", help="count kernels with the profiler")
+    p.add_argument("--top", type=int, default=25, help="rows of the profiler table")
+    p.add_argument("--core", default="{}", help="extra CoinRunCore kwargs as JSON")
+    p.add_argument(
+        "--compile", default="auto", choices=("auto", "on", "off"), help="CoinRunCore(compile=)"
+    )
+    p.add_argument("--out", type=Path, default=None, help="JSON results file")
+    args = p.parse_args(argv)
+    args.core_kwargs = json.loads(args.core)
+    device = resolve_device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(torch.get_num_threads())
+    t0 = time.perf_counter()
+    rows = []
+    for obs_mode in args.obs.split(","):
+        for n in (int(v) for v in args.envs.split(",")):
+            row = profile(n, obs_mode, device, args)
+            row["elapsed_s"] = round(time.perf_counter() - t0, 1)
+            rows.append(row)
+            table = row.pop("top_ops", None)
+            print(json.dumps(row), flush=True)
+            if table:
+                print(table, flush=True)
+                row["top_ops"] = table
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"device": str(device), "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
