@@ -51,6 +51,21 @@ def test_compiled_cpu_step_is_bit_identical(one_torch_thread):
     assert all(torch.equal(a, b) for a, b in zip(eager, compiled, strict=True))
 
 
+def test_a_failing_compile_falls_back_to_eager_with_a_warning(one_torch_thread):
+    # No C++ compiler (CPU) or no Triton (GPU): the env warns once and runs eagerly.
+    config = CoinRunConfig(max_episode_steps=25)
+    core = CoinRunCore(8, config, device="cpu", compile=True)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found\nmore detail")
+
+    core._physics.compiled = broken
+    with pytest.warns(RuntimeWarning, match=r"physics_step failed \(RuntimeError: no C\+\+ "):
+        fallback = _rollout(core, 40)
+    eager = _rollout(CoinRunCore(8, config, device="cpu", compile=False), 40)
+    assert all(torch.equal(a, b) for a, b in zip(eager, fallback, strict=True))
+
+
 @needs_cuda
 def test_compiled_cuda_is_reproducible_and_close_to_eager():
     config = CoinRunConfig(max_episode_steps=40)

@@ -106,6 +106,7 @@ def test_reward_normalizer_divides_by_the_running_std_of_discounted_returns():
         ({"network": "resnet"}, ["network='resnet'", "impala", "compact"]),
         ({"rand_fraction": 2.0}, ["rand_fraction=2.0", "[0, 1]"]),
         ({"device": "gpu"}, ["device='gpu'", "cuda"]),
+        ({"compile_env": "yes"}, ["compile_env='yes'", "'auto', 'on', 'off'"]),
         ({"norm_reward": "yes"}, ["norm_reward='yes'", "True or False"]),
         ({"coin_region": (0.9, 0.1)}, ["coin_region", "lo < hi"]),
         ({"batch_size": 4}, ["batch_size", "accepted fields"]),
