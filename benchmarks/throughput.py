@@ -289,8 +289,8 @@ def bench_native(n: int, obs_mode: str, device: torch.device, args, compile="aut
     obs, _ = core.reset(seed=args.seed)
     # reset() leaves the buffer of upcoming levels empty, so the first episode to end would
     # generate the next level of *every* env inside the timed window (seconds at 16384
-    # envs).  Fill it now, as part of setup, so the window sees the steady state: a
-    # batch of num_envs/16 levels generated whenever that many episodes have ended.
+    # envs).  Fill it now, as part of setup, so the window sees the steady state: the
+    # waiting envs' levels generated in one batch whenever num_envs/4 of them wait.
     if hasattr(core, "_prepare_upcoming"):
         core._prepare_upcoming(torch.arange(n, device=device))
         result["prefilled_upcoming"] = True

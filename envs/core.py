@@ -429,7 +429,8 @@ class CoinRunCore:
     convention: the next ``step`` call resets and ignores its action) or ``"disabled"``.
 
     Finished environments draw the next level of their own sequence; levels are generated
-    ahead of time in batches (``prefetch``) so generation stays off the per-step path.
+    ahead of time in batches so generation stays off the per-step path: once ``prefetch``
+    environments (default ``num_envs // 4``) wait for their next level, all of them get one.
 
     ``compile`` (``"auto"``, ``True``, ``False``) runs the physics, and on CUDA the
     observation, through ``torch.compile``; ``"auto"`` compiles on CUDA only.  The first
@@ -476,8 +477,11 @@ class CoinRunCore:
         self._render_all = _CompiledOrEager(self._render) if compile_obs else self._render
         self.autoreset = autoreset
         self.check_actions = check_actions
-        # Generate upcoming levels in chunks of this many environments.
-        self.prefetch = max(1, num_envs // 16) if prefetch is None else prefetch
+        # Generating a batch of levels costs about 1,900 small tensor ops whatever its size
+        # (on a GPU, about that many kernel launches), then little per level: fewer, larger
+        # batches are cheaper.  A quarter of the envs: with a trained agent on 512 CPU envs
+        # (11 episodes ending per step) the rollout ran 22% faster than with 1/16.
+        self.prefetch = max(1, num_envs // 4) if prefetch is None else prefetch
         self.state: EnvState | None = None
         self._upcoming: EnvState | None = None  # each env's next episode, when ready
         self._upcoming_ready: torch.Tensor | None = None
@@ -527,17 +531,16 @@ class CoinRunCore:
         index = done.nonzero().squeeze(1)
         if index.numel() == 0:
             return
-        s = self.state
-        missing = index[~self._upcoming_ready[index]]
-        if missing.numel():
-            self._prepare_upcoming(missing)
-        s.assign(index, self._upcoming.index(index))
-        self._upcoming_ready[index] = False
-        # Top up the bank one chunk at a time, so no single step pays for a whole
-        # batch of levels (right after reset every environment is waiting for one).
-        waiting = (~self._upcoming_ready).nonzero().squeeze(1)
+        ready = self._upcoming_ready
+        if not bool(ready[index].all()):
+            # Some of these have no level ready (short episodes end twice between top-ups):
+            # generate theirs and, in the same batch, every other waiting environment's.
+            self._prepare_upcoming((~ready).nonzero().squeeze(1))
+        self.state.assign(index, self._upcoming.index(index))
+        ready[index] = False
+        waiting = (~ready).nonzero().squeeze(1)
         if waiting.numel() >= self.prefetch:
-            self._prepare_upcoming(waiting[: self.prefetch])
+            self._prepare_upcoming(waiting)
 
     def _prepare_upcoming(self, index: torch.Tensor) -> None:
         s = self.state
