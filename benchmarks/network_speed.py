@@ -37,7 +37,8 @@ OBS_SHAPES = {"impala": (64, 64, 3), "compact": (13, 13, SYMBOLIC_CHANNELS)}
 OBS_SHAPES["mlp"] = OBS_SHAPES["compact"]
 
 
-def _median_ms(fn, repeats: int, device: torch.device) -> float:
+def median_ms(fn, repeats: int, device: torch.device) -> float:
+    """Median milliseconds of ``repeats`` calls of ``fn`` after two warm-up calls."""
     times = []
     for i in range(repeats + 2):
         if device.type == "cuda":
@@ -70,8 +71,8 @@ def measure(network: str, act_batch: int, update_batch: int, repeats: int, devic
         loss.backward()
         optimizer.step()
 
-    act_ms = _median_ms(act, repeats, device)
-    update_ms = _median_ms(update, repeats, device)
+    act_ms = median_ms(act, repeats, device)
+    update_ms = median_ms(update, repeats, device)
     return {
         "network": network,
         "obs_shape": list(shape),

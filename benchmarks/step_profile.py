@@ -16,36 +16,15 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
+from network_speed import median_ms  # benchmarks/ is on sys.path when run as a script
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-try:
-    from coinrun_mg.envs.config import CoinRunConfig, resolve_device
-    from coinrun_mg.envs.core import CoinRunCore
-    from coinrun_mg.envs.state import NUM_ACTIONS
-except ImportError:  # a plain checkout
-    sys.path.insert(0, str(REPO_ROOT))
-    from envs.config import CoinRunConfig, resolve_device
-    from envs.core import CoinRunCore
-    from envs.state import NUM_ACTIONS
-
-
-def _median_ms(fn, device: torch.device, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return 1e3 * times[len(times) // 2]
+from coinrun_mg.envs.config import CoinRunConfig, resolve_device
+from coinrun_mg.envs.core import CoinRunCore
+from coinrun_mg.envs.state import NUM_ACTIONS
 
 
 def profile(num_envs: int, obs_mode: str, device: torch.device, args) -> dict:
@@ -65,8 +44,8 @@ def profile(num_envs: int, obs_mode: str, device: torch.device, args) -> dict:
     state = copy.copy(core.state)
     a = actions()
     physics = core._physics
-    physics_ms = _median_ms(lambda: physics(copy.copy(state), a, config), device, args.repeats)
-    observe_ms = _median_ms(core.observe, device, args.repeats)
+    physics_ms = median_ms(lambda: physics(copy.copy(state), a, config), args.repeats, device)
+    observe_ms = median_ms(core.observe, args.repeats, device)
 
     ended = []
 
@@ -76,8 +55,8 @@ def profile(num_envs: int, obs_mode: str, device: torch.device, args) -> dict:
         ended.append(int(done.sum()))
         core.start_next_episodes(done)
 
-    physics_and_starts_ms = _median_ms(start_ended, device, args.repeats)
-    step_ms = _median_ms(lambda: core.step(actions()), device, args.repeats)
+    physics_and_starts_ms = median_ms(start_ended, args.repeats, device)
+    step_ms = median_ms(lambda: core.step(actions()), args.repeats, device)
     row = {
         "num_envs": num_envs,
         "obs_mode": obs_mode,
