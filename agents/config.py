@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coinrun_mg.envs.config import DISTRIBUTION_MODES, OBS_MODES, CoinRunConfig
+from coinrun_mg.envs.core import COMPILE_WORDS
 from coinrun_mg.envs.levels import COIN_PLACEMENTS
 
 from .networks import NETWORKS
@@ -69,7 +70,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "obs_mode": OBS_MODES,
     "distribution_mode": DISTRIBUTION_MODES,
     "network": NETWORKS,
-    "compile_env": ("auto", "on", "off"),
+    "compile_env": tuple(COMPILE_WORDS),
 }
 
 

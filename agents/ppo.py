@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from coinrun_mg.envs.config import CoinRunConfig, resolve_device
-from coinrun_mg.envs.core import CoinRunCore
+from coinrun_mg.envs.core import COMPILE_WORDS, CoinRunCore
 from coinrun_mg.envs.state import NUM_ACTIONS
 
 from .config import NATIVE_ENV, RESUMABLE_FIELDS, PPOConfig
@@ -294,7 +294,7 @@ def make_env(config: PPOConfig, device: torch.device) -> CoinRunCore | VecEnvAda
             device=device,
             autoreset="same_step",
             check_actions=False,
-            compile={"auto": "auto", "on": True, "off": False}[config.compile_env],
+            compile=COMPILE_WORDS[config.compile_env],
         )
     import gymnasium
 

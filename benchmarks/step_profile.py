@@ -23,13 +23,13 @@ import torch
 from network_speed import median_ms  # benchmarks/ is on sys.path when run as a script
 
 from coinrun_mg.envs.config import CoinRunConfig, resolve_device
-from coinrun_mg.envs.core import CoinRunCore
+from coinrun_mg.envs.core import COMPILE_WORDS, CoinRunCore
 from coinrun_mg.envs.state import NUM_ACTIONS
 
 
 def profile(num_envs: int, obs_mode: str, device: torch.device, args) -> dict:
     config = CoinRunConfig(obs_mode=obs_mode, distribution_mode=args.distribution_mode)
-    compile = {"auto": "auto", "on": True, "off": False}[args.compile]
+    compile = COMPILE_WORDS[args.compile]
     core = CoinRunCore(
         num_envs, config, device=device, check_actions=False, compile=compile, **args.core_kwargs
     )
@@ -100,7 +100,7 @@ def main(argv=None) -> None:
     p.add_argument("--top", type=int, default=25, help="rows of the profiler table")
     p.add_argument("--core", default="{}", help="extra CoinRunCore kwargs as JSON")
     p.add_argument(
-        "--compile", default="auto", choices=("auto", "on", "off"), help="CoinRunCore(compile=)"
+        "--compile", default="auto", choices=tuple(COMPILE_WORDS), help="CoinRunCore(compile=)"
     )
     p.add_argument("--out", type=Path, default=None, help="JSON results file")
     args = p.parse_args(argv)

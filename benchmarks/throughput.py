@@ -55,12 +55,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 try:  # the installed package (pip install -e .)
     from coinrun_mg.envs.config import CoinRunConfig, resolve_device
-    from coinrun_mg.envs.core import CoinRunCore, resolve_compile
+    from coinrun_mg.envs.core import COMPILE_WORDS, CoinRunCore, resolve_compile
     from coinrun_mg.envs.state import NUM_ACTIONS
 except ImportError:  # a plain checkout: envs/ is importable from the repository root
     sys.path.insert(0, str(REPO_ROOT))
     from envs.config import CoinRunConfig, resolve_device
-    from envs.core import CoinRunCore, resolve_compile
+    from envs.core import COMPILE_WORDS, CoinRunCore, resolve_compile
     from envs.state import NUM_ACTIONS
 
 DEFAULT_ENVS_CPU = (64, 256, 1024, 4096, 16384)
@@ -163,7 +163,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument(
         "--compile",
-        type=_str_list(("auto", "on", "off")),
+        type=_str_list(tuple(COMPILE_WORDS)),
         default=["auto"],
         help="CoinRunCore(compile=...) settings to run, comma-separated (default: auto, "
         "which compiles on CUDA only); compiled rows are labelled 'native+compile' and "
@@ -272,7 +272,7 @@ def _cleanup(device: torch.device) -> None:
 
 
 def bench_native(n: int, obs_mode: str, device: torch.device, args, compile="auto") -> dict:
-    compiled = resolve_compile({"on": True, "off": False}.get(compile, compile), device)
+    compiled = resolve_compile(COMPILE_WORDS[compile], device)
     backend = "native+compile" if compiled else "native"
     result = {"backend": backend, "obs": obs_mode, "envs": n, "device": str(device)}
     _cleanup(device)

@@ -348,6 +348,8 @@ def start_states(level_seeds: torch.Tensor, config: CoinRunConfig) -> EnvState:
 # --------------------------------------------------------------------------------------
 
 COMPILE_CHOICES = ("auto", True, False)
+# The same choices as command-line words (``--compile-env``, the benchmarks' ``--compile``).
+COMPILE_WORDS = {"auto": "auto", "on": True, "off": False}
 
 
 def resolve_compile(compile: bool | str, device: torch.device) -> bool:
