@@ -14,10 +14,13 @@ cost of gathers (16384 symbolic observations are 27 MB, 4096 pixel ones 50 MB), 
 are built from a few whole-batch operations that gather large rows with small index
 tensors, and no float tensor as large as the output:
 
-1. Tile crop (:func:`_crop_tiles`): one ``gather`` over each environment's flattened
-   grid with per-axis clamped indices; out-of-grid cells are then set to ``WALL`` with
-   one mask.  (``gather`` on a contiguous source was the fastest of the gathers tried:
-   advanced indexing, ``take``, ``index_select`` of strided runs.)
+1. Tile crops.  Symbolic: each row of the view is a contiguous run of bytes in the
+   level's :func:`padded_tiles` layout (rows from the top, a margin of ``WALL``), so the
+   crop is one ``index_select`` of runs from an overlapping-window view of the whole
+   batch, with no index per cell and no bounds mask.  The layout changes only with
+   the level, so :class:`~.core.CoinRunCore` keeps it and passes it in.  Pixels
+   (:func:`_crop_tiles`): one ``gather`` over each environment's flattened grid with
+   per-axis clamped indices, then one mask sets out-of-grid cells to ``WALL``.
 2. Symbolic planes: a per-environment table of the ten output bytes of each tile code
    (six tile bytes plus the four constant velocity/position bytes), then a single
    ``index_select`` of 10-byte rows writes the whole channels-last output once.  The
@@ -26,9 +29,11 @@ tensors, and no float tensor as large as the output:
    each visible tile row (3-byte pixel rows), then every image row is a copy of one
    expanded tile row.  Coin, enemies and agent are drawn on top.
 
-Measured with ``benchmarks/render_micro.py`` on 2 threads of an AMD EPYC VM: about 27 ms
-for 16384 symbolic observations (view 13) and 34 ms for 4096 pixel ones (64 px); the
-crop gather and the output-writing ``index_select`` are about two thirds of the former.
+Measured with ``benchmarks/render_micro.py --levels`` on 2 threads of an AMD EPYC VM:
+about 19 ms for 16384 symbolic observations (view 13; 25 ms with the crop gathered from
+the grid itself) and 34 ms for 4096 pixel ones (64 px).  The output-writing
+``index_select`` is about 8 ms of the former: 2.8 million 10-byte rows, bound by the
+cost per row (a plain fill of the same 28 MB takes 2 ms).
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ from .state import (
     CRATE,
     EMPTY,
     ENEMY_R,
+    GRID_H,
+    GRID_W,
     LAVA,
     LAVA_TOP,
     MAX_JUMP,
@@ -70,6 +77,8 @@ __all__ = [
     "SYMBOLIC_CHANNEL_NAMES",
     "TILE_COLOUR_NAMES",
     "human_frame",
+    "padded_shape",
+    "padded_tiles",
     "pixel_obs",
     "symbolic_obs",
 ]
@@ -302,8 +311,55 @@ def _to_byte(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return ((x - lo) * (255.0 / (hi - lo))).round_().clamp_(0, 255).to(torch.uint8)
 
 
+def padded_tiles(grid: torch.Tensor, view: int) -> torch.Tensor:
+    """Level grids laid out for :func:`symbolic_obs`'s crop, uint8 ``[N, *padded_shape(view)]``.
+
+    Rows run from the top (highest y) down and columns left to right, with ``h = view //
+    2`` cells of ``WALL`` left, right and above the grid and ``view`` rows below it: an
+    all-wall block that the view of an agent outside the grid points at.  In this layout
+    every row of a view is a contiguous run of ``view`` bytes, so the crop is one
+    ``index_select`` of runs and needs no bounds handling.  The layout changes only when
+    a level does: :class:`~.core.CoinRunCore` keeps one up to date.
+    """
+    h = view // 2
+    out = torch.zeros(
+        grid.shape[0], *padded_shape(view), dtype=torch.uint8, device=grid.device
+    )  # WALL == 0
+    out[:, h : h + GRID_H, h : h + GRID_W] = grid.transpose(1, 2).flip(1)
+    return out
+
+
+def padded_shape(view: int) -> tuple[int, int]:
+    """(rows, columns) of one environment's :func:`padded_tiles`."""
+    h = view // 2
+    return h + GRID_H + view, GRID_W + 2 * h
+
+
+def _crop_padded(padded: torch.Tensor, ax: torch.Tensor, ay: torch.Tensor, view: int):
+    """uint8 ``[N, view * view]``: the view around tiles ``(ax, ay)`` from ``padded``
+    (:func:`padded_tiles`), row by row from the top."""
+    n, rows, cols = padded.shape
+    dev = padded.device
+    # The view of an agent on tile (ax, ay) starts at padded row GRID_H - 1 - ay and
+    # column ax.  Physics keeps agents inside the grid; a view from outside it is all
+    # wall (the block below the grid), and no read leaves the environment's own layout.
+    off_grid = (ax < 0) | (ax >= GRID_W) | (ay < 0) | (ay >= GRID_H)
+    top = torch.where(off_grid, (view // 2 + GRID_H) * cols, (GRID_H - 1 - ay) * cols + ax)
+    starts = (torch.arange(n, device=dev) * (rows * cols) + top)[:, None] + torch.arange(
+        0, view * cols, cols, device=dev
+    )
+    # Overlapping windows: window i is bytes i .. i + view - 1 of the whole batch.
+    flat = padded.view(-1)
+    windows = flat.as_strided((max(flat.numel() - (view - 1), 0), view), (1, 1))
+    return windows.index_select(0, starts.view(-1)).view(n, view * view)
+
+
 def symbolic_obs(
-    state: EnvState, view: int = 13, *, lut: torch.Tensor | None = None
+    state: EnvState,
+    view: int = 13,
+    *,
+    lut: torch.Tensor | None = None,
+    padded: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Agent-centred symbolic observation, uint8 ``[N, view, view, SYMBOLIC_CHANNELS]``.
 
@@ -317,7 +373,8 @@ def symbolic_obs(
 
     ``lut`` is :func:`symbolic_constants`'s table, looked up when not given (callers
     that ``torch.compile`` this function pass it, so the compiled graph holds no cache
-    lookup).
+    lookup).  ``padded`` is ``padded_tiles(state.grid, view)``, built here when not
+    given: callers that observe the same levels many times keep it.
     """
     if view < 3 or view % 2 == 0:
         raise ValueError(f"view must be odd and >= 3, got {view}")
@@ -327,10 +384,18 @@ def symbolic_obs(
     cells = view * view
     if lut is None:
         lut = _symbolic_lut(dev)
+    if padded is None:
+        padded = padded_tiles(state.grid, view)
+    elif padded.shape != (n, *padded_shape(view)):
+        expected = (n, *padded_shape(view))
+        raise ValueError(
+            f"padded has shape {tuple(padded.shape)}; for view={view} and {n} environments "
+            f"it must be padded_tiles(state.grid, {view}), of shape {expected}"
+        )
 
     ax = state.agent_x.floor().long()
     ay = state.agent_y.floor().long()
-    tiles = _crop_tiles(state.grid, ax - half, ay + half, view, view).view(n, cells)
+    tiles = _crop_padded(padded, ax, ay, view)
 
     # Per-environment table of the 10 output bytes of each tile code, so that one
     # index_select of 10-byte rows writes every output byte once.

@@ -9,8 +9,10 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import coinrun_mg  # noqa: F401  (registers the environments)
+from coinrun_mg.envs.config import CoinRunConfig
 from coinrun_mg.envs.core import INFO_KEYS, CoinRunCore
 from coinrun_mg.envs.gym_env import CoinRunEnv, CoinRunVectorEnv
+from coinrun_mg.envs.render import symbolic_obs
 
 ENV_ID = "coinrun_mg/CoinRun-v0"
 
@@ -224,3 +226,33 @@ def test_single_env_refuses_to_step_after_the_end():
     assert truncated
     with pytest.raises(RuntimeError, match="reset"):
         env.step(4)
+
+
+def test_core_observations_follow_level_changes():
+    # The core keeps each level's padded grid between steps for the symbolic crop: after
+    # episodes end, partial resets, a restore and a state assignment its observations must
+    # still be those of the current levels.
+    core = CoinRunCore(
+        8, CoinRunConfig(view_size=7, max_episode_steps=25), device="cpu", prefetch=2
+    )
+    core.reset(seed=3)
+    g = torch.Generator().manual_seed(0)
+    ended = 0
+    for _ in range(120):
+        obs, _, terminated, truncated, _ = core.step(torch.randint(0, 15, (8,), generator=g))
+        ended += int((terminated | truncated).sum())
+        assert torch.equal(obs, symbolic_obs(core.state, 7))
+    assert ended >= 16
+    index = torch.tensor([1, 6])
+    core.reset_keys(torch.tensor([100, 101]), index)
+    assert torch.equal(core.observe(), symbolic_obs(core.state, 7))
+    assert torch.equal(core.observe(index), symbolic_obs(core.state.index(index), 7))
+
+    restored = CoinRunCore(8, CoinRunConfig(view_size=7), device="cpu")
+    restored.reset(seed=99)
+    restored.load_state_dict(core.state_dict())
+    assert torch.equal(restored.observe(), core.observe())
+    other = CoinRunCore(8, CoinRunConfig(view_size=7), device="cpu")
+    other.reset(seed=5)
+    restored.state = other.state
+    assert torch.equal(restored.observe(), other.observe())

@@ -20,6 +20,8 @@ from coinrun_mg.envs.render import (
     SYMBOLIC_CHANNELS,
     TILE_COLOUR_NAMES,
     human_frame,
+    padded_shape,
+    padded_tiles,
     pixel_obs,
     symbolic_obs,
 )
@@ -274,6 +276,27 @@ def test_symbolic_batch_equals_single_envs():
     batch = symbolic_obs(s, 13)
     for i in range(s.num_envs):
         assert torch.equal(batch[i : i + 1], symbolic_obs(s.index(slice(i, i + 1)), 13))
+
+
+def test_padded_tiles_layout():
+    s = random_state(3, seed=5)
+    view, h = 9, 4
+    padded = padded_tiles(s.grid, view)
+    assert padded.shape == (3, *padded_shape(view)) == (3, h + GRID_H + view, GRID_W + 2 * h)
+    for n, x, y in [(0, 0, 0), (1, 63, 63), (2, 10, 40), (0, 5, 62)]:
+        assert padded[n, h + GRID_H - 1 - y, h + x] == s.grid[n, x, y]
+    margin = padded.clone()
+    margin[:, h : h + GRID_H, h : h + GRID_W] = 1
+    assert (margin != 1).sum() == (margin == WALL).sum() > 0  # everything else is WALL
+
+
+def test_symbolic_with_kept_padded_grids():
+    s = random_state(5, seed=8)
+    for view in (3, 13):
+        kept = symbolic_obs(s, view, padded=padded_tiles(s.grid, view))
+        assert torch.equal(kept, symbolic_obs(s, view))
+    with pytest.raises(ValueError, match=r"padded has shape .* view=13"):
+        symbolic_obs(s, 13, padded=padded_tiles(s.grid, 11))
 
 
 # --- Pixels --------------------------------------------------------------------------------
