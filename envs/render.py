@@ -103,11 +103,13 @@ SYMBOLIC_CHANNEL_NAMES = (
 SYMBOLIC_CHANNELS = len(SYMBOLIC_CHANNEL_NAMES)
 _COIN_CH = SYMBOLIC_CHANNEL_NAMES.index("coin")
 _ENEMY_CH = SYMBOLIC_CHANNEL_NAMES.index("enemy")
+_VX_CH = SYMBOLIC_CHANNEL_NAMES.index("vx")  # the first of the four constant planes
 
 
 def _symbolic_tile_bytes() -> torch.Tensor:
-    """uint8 ``[NUM_TILES, 6]``: the first six symbolic bytes of each tile code."""
-    lut = torch.zeros(NUM_TILES, _ENEMY_CH + 1, dtype=torch.uint8)
+    """uint8 ``[NUM_TILES, SYMBOLIC_CHANNELS]``: the symbolic bytes of each tile code (the
+    coin, enemy and constant planes left 0)."""
+    lut = torch.zeros(NUM_TILES, SYMBOLIC_CHANNELS, dtype=torch.uint8)
     lut[WALL, 0] = lut[WALL_TOP, 0] = 255
     lut[LAVA, 1] = lut[LAVA_TOP, 1] = 255
     lut[SAW, 2] = 255
@@ -408,9 +410,9 @@ def symbolic_obs(
         ),
         dim=1,
     )
-    table = torch.cat(
-        (lut.expand(n, NUM_TILES, -1), consts[:, None, :].expand(n, NUM_TILES, -1)), dim=2
-    ).view(n * NUM_TILES, SYMBOLIC_CHANNELS)
+    table = lut.expand(n, NUM_TILES, SYMBOLIC_CHANNELS).clone()
+    table[:, :, _VX_CH:] = consts[:, None, :]
+    table = table.view(n * NUM_TILES, SYMBOLIC_CHANNELS)
     # int32 indices: half the memory traffic of int64 and index_select accepts them.
     rows = tiles.int().add_((torch.arange(n, device=dev, dtype=torch.int32) * NUM_TILES)[:, None])
 
@@ -420,30 +422,28 @@ def symbolic_obs(
     torch.index_select(table, 0, rows.view(-1), out=out.view(n * cells, SYMBOLIC_CHANNELS))
 
     # Coin and enemies: set one byte per item, skipping items outside the view and dead
-    # enemies (see "Sparse writes").  Offsets are small integers, exact in float32, which keeps
-    # the [N, MAX_ENEMIES] arithmetic cheap; only the final byte positions are int64.
+    # enemies (see "Sparse writes").  Alive enemies are few (none in easy mode): on the
+    # CPU they are picked out first, and only they are placed.
     centre = torch.arange(n, device=dev) * (cells * SYMBOLIC_CHANNELS) + (
         (half * view + half) * SYMBOLIC_CHANNELS
     )  # byte 0 of the agent's cell in each environment
-    axf, ayf = ax.float(), ay.float()
+    everyone = torch.arange(n, device=dev)
 
-    def mark(dx: torch.Tensor, dy: torch.Tensor, channel: int, alive: torch.Tensor | None):
-        # dx, dy: tile offsets from the agent's tile (y up), float32 [N] or [N, E].
-        inside = torch.maximum(dx.abs(), dy.abs()) <= half
-        if alive is not None:
-            inside &= alive
-        env = centre.view(-1, *([1] * (dx.dim() - 1))).expand_as(dx)
-        (env, dx, dy), keep = _select(inside, env, dx, dy)
-        rel = (dx - dy * view) * SYMBOLIC_CHANNELS + channel
-        _scatter(buf, rel.long().add_(env), keep, 255)
+    def mark(env, x, y, channel: int, keep: torch.Tensor | None):
+        # env: the items' environments; x, y: their tiles (y up), int64.
+        dx, dy = x - ax[env], y - ay[env]
+        inside = (dx.abs() <= half) & (dy.abs() <= half)
+        if keep is not None:
+            inside &= keep
+        (first, dx, dy), keep = _select(inside, centre[env], dx, dy)
+        _scatter(buf, first + (dx - dy * view) * SYMBOLIC_CHANNELS + channel, keep, 255)
 
-    mark(state.coin_x.float() - axf, state.coin_y.float() - ayf, _COIN_CH, None)
-    mark(
-        state.enemy_x.floor() - axf[:, None],
-        state.enemy_y.floor() - ayf[:, None],
-        _ENEMY_CH,
-        state.enemy_alive,
+    mark(everyone, state.coin_x, state.coin_y, _COIN_CH, None)
+    owner = everyone[:, None].expand_as(state.enemy_alive)
+    (owner, enemy_x, enemy_y), alive = _select(
+        state.enemy_alive, owner, state.enemy_x, state.enemy_y
     )
+    mark(owner, enemy_x.floor().long(), enemy_y.floor().long(), _ENEMY_CH, alive)
     return out.view(n, view, view, SYMBOLIC_CHANNELS)
 
 

@@ -51,6 +51,22 @@ def test_compiled_cpu_step_is_bit_identical(one_torch_thread):
     assert all(torch.equal(a, b) for a, b in zip(eager, compiled, strict=True))
 
 
+def test_the_gpu_observation_compiles_whole_and_matches(monkeypatch, one_torch_thread):
+    # On CUDA the observation is compiled too.  Check on the CPU that its accelerator
+    # path (no boolean indexing) traces into one graph and gives the eager bytes.
+    from coinrun_mg.envs import render
+
+    monkeypatch.setattr(render, "_COMPACT_ON_CPU", False)
+    core = CoinRunCore(64, CoinRunConfig(max_episode_steps=25), device="cpu")
+    core.reset(seed=2)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(30):
+        core.step(torch.randint(0, 15, (64,), generator=gen))
+    compiled = torch.compile(render.symbolic_obs, dynamic=False, fullgraph=True)
+    kwargs = {"lut": render.symbolic_constants("cpu"), "padded": core._padded}
+    assert torch.equal(compiled(core.state, 13, **kwargs), core.observe())
+
+
 def test_a_failing_compile_falls_back_to_eager_with_a_warning(one_torch_thread):
     # No C++ compiler (CPU) or no Triton (GPU): the env warns once and runs eagerly.
     config = CoinRunConfig(max_episode_steps=25)
