@@ -20,8 +20,9 @@ inside the timed window (random agents rarely finish, so little level generation
 Memory per env:
 * native on CUDA: ``torch.cuda.max_memory_allocated`` during setup + stepping, minus what
   was allocated before, divided by ``num_envs`` ("cuda peak").
-* native on CPU: bytes of every tensor field of ``core.state`` and ``core._upcoming``
-  plus one observation, per env ("tensors").  Step temporaries are not included.
+* native on CPU: bytes of every tensor field of ``core.state`` and ``core._upcoming``,
+  the symbolic view's padded level grids, plus one observation, per env ("tensors").
+  Step temporaries are not included.
 * procgen: growth of the process's resident set (VmRSS) while the env is created and
   warmed up, per env ("RSS", approximate).
 
@@ -319,6 +320,8 @@ def bench_native(n: int, obs_mode: str, device: torch.device, args, compile="aut
 
     obs_bytes = obs[0].numel() * obs.element_size()
     state_bytes = tensor_bytes(core.state) + tensor_bytes(core._upcoming)
+    if getattr(core, "_padded", None) is not None:
+        state_bytes += core._padded.numel()  # uint8
     result["state_bytes_per_env"] = state_bytes / n
     result["obs_bytes_per_env"] = obs_bytes
     rss1 = rss_bytes()

@@ -343,9 +343,18 @@ def start_states(level_seeds: torch.Tensor, config: CoinRunConfig) -> EnvState:
 # Compilation.  Eager, one step is about 2,000 small tensor operations: on a GPU the
 # kernel launches, not the arithmetic, bound the step (18.7 ms at 65,536 envs on an
 # H100).  torch.compile fuses the physics and the observation into a few kernels (1.8 ms
-# there).  On the CPU only the physics is compiled (3x faster at 16,384 envs, bit for
-# bit the same): the compiled observation gathers ran 10-35x slower than the eager ones.
+# there).  On the CPU only the physics is compiled (5x faster than eager at 16,384 envs,
+# bit for bit the same): the compiled observation gathers ran 10-35x slower than the
+# eager ones.
 # --------------------------------------------------------------------------------------
+
+# Inductor caps a fused kernel at 64 graph nodes.  The physics graph has well over a
+# thousand, so on the CPU it was cut into loops that handed dozens of bool buffers per
+# environment to each other, and those partial-vector bool stores cost as much as the
+# arithmetic.  Without the cap the compiled CPU physics takes 6.8 instead of 11.9 ms at
+# 16,384 envs, bit for bit the same (benchmarks/step_profile.py).  CUDA keeps inductor's
+# defaults, the setting its figures were measured with.
+_CPU_COMPILE_OPTIONS = {"max_fusion_size": 4096}
 
 COMPILE_CHOICES = ("auto", True, False)
 # The same choices as command-line words (``--compile-env``, the benchmarks' ``--compile``).
@@ -362,14 +371,16 @@ def resolve_compile(compile: bool | str, device: torch.device) -> bool:
 
 
 @cache
-def _compiled(fn):
-    """One ``torch.compile`` wrapper per function, shared by every core in the process.
+def _compiled(fn, device_type: str):
+    """One ``torch.compile`` wrapper per function and device type, shared by every core
+    in the process.
 
     Static shapes: each batch size compiles once (torch keeps up to 8 per function and
     process, then runs the function eagerly).  Kernels compiled with the batch size
     symbolic ran 2-16x slower on an H100 (``benchmarks/throughput.py``, pixels worst).
     """
-    return torch.compile(fn, dynamic=False)
+    options = _CPU_COMPILE_OPTIONS if device_type == "cpu" else None
+    return torch.compile(fn, dynamic=False, options=options)
 
 
 class _CompiledOrEager:
@@ -382,9 +393,9 @@ class _CompiledOrEager:
     one batch size), and a later error is a real one.
     """
 
-    def __init__(self, fn):
+    def __init__(self, fn, device: torch.device):
         self.fn = fn
-        self.compiled = _compiled(fn)
+        self.compiled = _compiled(fn, device.type)
         self.working = None  # unknown until the first call
 
     def __call__(self, *args, **kwargs):
@@ -463,7 +474,9 @@ class CoinRunCore:
         self.config = config if config is not None else CoinRunConfig()
         self.device = resolve_device(device)
         self.compiled = resolve_compile(compile, self.device)
-        self._physics = _CompiledOrEager(physics_step) if self.compiled else physics_step
+        self._physics = (
+            _CompiledOrEager(physics_step, self.device) if self.compiled else physics_step
+        )
         # Observations: compiled on CUDA only (see the note above ``resolve_compile``).
         # Their constant tables are passed in, so the compiled graph holds no cache lookup.
         if self.config.obs_mode == "symbolic":
@@ -476,7 +489,9 @@ class CoinRunCore:
             self._render = render.pixel_obs
             self._render_kwargs = {"constants": render.pixel_constants(64, 12.8, self.device)}
         compile_obs = self.compiled and self.device.type == "cuda"
-        self._render_all = _CompiledOrEager(self._render) if compile_obs else self._render
+        self._render_all = (
+            _CompiledOrEager(self._render, self.device) if compile_obs else self._render
+        )
         self.autoreset = autoreset
         self.check_actions = check_actions
         # Generating a batch of levels costs about 1,900 small tensor ops whatever its size
