@@ -2,8 +2,8 @@
 
     python benchmarks/render_micro.py [--threads 2] [--reps 30] [--levels] [--device cuda]
 
-Times symbolic_obs (N=16384, view 13; with the padded grids kept, as CoinRunCore does,
-and built per call) and pixel_obs (N=4096, 64 px) per call.  States
+Times symbolic_obs (N=16384, view 13; from padded grids kept between calls, as
+CoinRunCore does, and gathered from the grid) and pixel_obs (N=4096, 64 px) per call.  States
 are random tiles and entities by default, or generated hard-mode levels with agents
 spread along them (``--levels``).  Reports the minimum and median wall time and the
 median process CPU time: on a shared machine the minimum is the number to compare,
@@ -93,7 +93,7 @@ def main() -> None:
     if args.sym_n:
         s = state(args.sym_n)
         padded = render.padded_tiles(s.grid, 13)  # what CoinRunCore keeps between steps
-        for label, kwargs in (("", {"padded": padded}), (" (padded built per call)", {})):
+        for label, kwargs in (("", {"padded": padded}), (" (gathered from the grid)", {})):
             call = lambda kw=kwargs: render.symbolic_obs(s, 13, **kw)  # noqa: E731
             lo, med, cpu = bench(call, args.reps, sync)
             print(

@@ -14,12 +14,12 @@ cost of gathers (16384 symbolic observations are 27 MB, 4096 pixel ones 50 MB), 
 are built from a few whole-batch operations that gather large rows with small index
 tensors, and no float tensor as large as the output:
 
-1. Tile crops.  Symbolic: each row of the view is a contiguous run of bytes in the
-   level's :func:`padded_tiles` layout (rows from the top, a margin of ``WALL``), so the
-   crop is one ``index_select`` of runs from an overlapping-window view of the whole
-   batch, with no index per cell and no bounds mask.  The layout changes only with
-   the level, so :class:`~.core.CoinRunCore` keeps it and passes it in.  Pixels
-   (:func:`_crop_tiles`): one ``gather`` over each environment's flattened grid with
+1. Tile crops.  Symbolic, from :func:`padded_tiles` (which :class:`~.core.CoinRunCore`
+   keeps: the layout changes only with the level): each row of the view is a contiguous
+   run of bytes of the level padded with ``WALL`` and stored row by row from the top, so
+   the crop is one ``index_select`` of runs from an overlapping-window view of the whole
+   batch, with no index per cell and no bounds mask.  Otherwise (:func:`_crop_tiles`, and
+   always for pixels): one ``gather`` over each environment's flattened grid with
    per-axis clamped indices, then one mask sets out-of-grid cells to ``WALL``.
 2. Symbolic planes: a per-environment table of the ten output bytes of each tile code
    (six tile bytes plus the four constant velocity/position bytes), then a single
@@ -30,8 +30,8 @@ tensors, and no float tensor as large as the output:
    expanded tile row.  Coin, enemies and agent are drawn on top.
 
 Measured with ``benchmarks/render_micro.py --levels`` on 2 threads of an AMD EPYC VM:
-about 19 ms for 16384 symbolic observations (view 13; 25 ms with the crop gathered from
-the grid itself) and 34 ms for 4096 pixel ones (64 px).  The output-writing
+about 17 ms for 16384 symbolic observations (view 13, padded grids kept; 25 ms with the
+crop gathered from the grid) and 33 ms for 4096 pixel ones (64 px).  The output-writing
 ``index_select`` is about 8 ms of the former: 2.8 million 10-byte rows, bound by the
 cost per row (a plain fill of the same 28 MB takes 2 ms).
 """
@@ -337,16 +337,15 @@ def padded_shape(view: int) -> tuple[int, int]:
     return h + GRID_H + view, GRID_W + 2 * h
 
 
-def _crop_padded(padded: torch.Tensor, ax: torch.Tensor, ay: torch.Tensor, view: int):
+def _crop_padded(padded: torch.Tensor, ax, ay, on_grid, view: int) -> torch.Tensor:
     """uint8 ``[N, view * view]``: the view around tiles ``(ax, ay)`` from ``padded``
-    (:func:`padded_tiles`), row by row from the top."""
+    (:func:`padded_tiles`), row by row from the top; all wall where not ``on_grid``."""
     n, rows, cols = padded.shape
     dev = padded.device
     # The view of an agent on tile (ax, ay) starts at padded row GRID_H - 1 - ay and
-    # column ax.  Physics keeps agents inside the grid; a view from outside it is all
-    # wall (the block below the grid), and no read leaves the environment's own layout.
-    off_grid = (ax < 0) | (ax >= GRID_W) | (ay < 0) | (ay >= GRID_H)
-    top = torch.where(off_grid, (view // 2 + GRID_H) * cols, (GRID_H - 1 - ay) * cols + ax)
+    # column ax.  A view from off the grid reads the all-wall block below it instead, so
+    # no read leaves the environment's own layout.
+    top = torch.where(on_grid, (GRID_H - 1 - ay) * cols + ax, (view // 2 + GRID_H) * cols)
     starts = (torch.arange(n, device=dev) * (rows * cols) + top)[:, None] + torch.arange(
         0, view * cols, cols, device=dev
     )
@@ -375,8 +374,9 @@ def symbolic_obs(
 
     ``lut`` is :func:`symbolic_constants`'s table, looked up when not given (callers
     that ``torch.compile`` this function pass it, so the compiled graph holds no cache
-    lookup).  ``padded`` is ``padded_tiles(state.grid, view)``, built here when not
-    given: callers that observe the same levels many times keep it.
+    lookup).  ``padded`` is ``padded_tiles(state.grid, view)``, for callers that observe
+    the same levels many times and keep it (the crop then reads rows of it, about twice
+    as fast); without it the view is gathered from the grid itself.
     """
     if view < 3 or view % 2 == 0:
         raise ValueError(f"view must be odd and >= 3, got {view}")
@@ -386,18 +386,24 @@ def symbolic_obs(
     cells = view * view
     if lut is None:
         lut = _symbolic_lut(dev)
+    ax = state.agent_x.floor().long()
+    ay = state.agent_y.floor().long()
+    # Physics keeps every agent inside the grid; the view from a tile outside it is all
+    # wall (both crops agree on that).
+    on_grid = (ax >= 0) & (ax < GRID_W) & (ay >= 0) & (ay < GRID_H)
     if padded is None:
-        padded = padded_tiles(state.grid, view)
+        # Padding a whole batch costs more than one crop (a byte transpose), so direct
+        # callers gather from the grid itself; CoinRunCore keeps padded grids.
+        tiles = _crop_tiles(state.grid, ax - half, ay + half, view, view).view(n, cells)
+        tiles.mul_(on_grid[:, None])
     elif padded.shape != (n, *padded_shape(view)):
         expected = (n, *padded_shape(view))
         raise ValueError(
             f"padded has shape {tuple(padded.shape)}; for view={view} and {n} environments "
             f"it must be padded_tiles(state.grid, {view}), of shape {expected}"
         )
-
-    ax = state.agent_x.floor().long()
-    ay = state.agent_y.floor().long()
-    tiles = _crop_padded(padded, ax, ay, view)
+    else:
+        tiles = _crop_padded(padded, ax, ay, on_grid, view)
 
     # Per-environment table of the 10 output bytes of each tile code, so that one
     # index_select of 10-byte rows writes every output byte once.

@@ -291,10 +291,14 @@ def test_padded_tiles_layout():
 
 
 def test_symbolic_with_kept_padded_grids():
+    # The core's crop (from padded grids) and the direct one (a gather from the grid)
+    # agree, also for agents off the grid: their view is all wall.
     s = random_state(5, seed=8)
+    s.agent_x[1], s.agent_y[3] = -2.5, 64.2
     for view in (3, 13):
         kept = symbolic_obs(s, view, padded=padded_tiles(s.grid, view))
         assert torch.equal(kept, symbolic_obs(s, view))
+        assert (kept[[1, 3], ..., CH["solid"]] == 255).all()
     with pytest.raises(ValueError, match=r"padded has shape .* view=13"):
         symbolic_obs(s, 13, padded=padded_tiles(s.grid, 11))
 
