@@ -375,8 +375,8 @@ def symbolic_obs(
     ``lut`` is :func:`symbolic_constants`'s table, looked up when not given (callers
     that ``torch.compile`` this function pass it, so the compiled graph holds no cache
     lookup).  ``padded`` is ``padded_tiles(state.grid, view)``, for callers that observe
-    the same levels many times and keep it (the crop then reads rows of it, about twice
-    as fast); without it the view is gathered from the grid itself.
+    the same levels many times and keep it (the crop then copies rows of it, about a third of
+    the cost of the gather); without it the view is gathered from the grid itself.
     """
     if view < 3 or view % 2 == 0:
         raise ValueError(f"view must be odd and >= 3, got {view}")
@@ -430,10 +430,10 @@ def symbolic_obs(
     # Coin and enemies: set one byte per item, skipping items outside the view and dead
     # enemies (see "Sparse writes").  Alive enemies are few (none in easy mode): on the
     # CPU they are picked out first, and only they are placed.
-    centre = torch.arange(n, device=dev) * (cells * SYMBOLIC_CHANNELS) + (
+    everyone = torch.arange(n, device=dev)
+    centre = everyone * (cells * SYMBOLIC_CHANNELS) + (
         (half * view + half) * SYMBOLIC_CHANNELS
     )  # byte 0 of the agent's cell in each environment
-    everyone = torch.arange(n, device=dev)
 
     def mark(env, x, y, channel: int, keep: torch.Tensor | None):
         # env: the items' environments; x, y: their tiles (y up), int64.
