@@ -92,7 +92,7 @@ def main() -> None:
     )
     if args.sym_n:
         s = state(args.sym_n)
-        padded = render.padded_tiles(s.grid, 13)  # what CoinRunCore keeps between steps
+        padded = render.padded_classes(s.grid, 13)  # what CoinRunCore keeps between steps
         for label, kwargs in (("", {"padded": padded}), (" (gathered from the grid)", {})):
             call = lambda kw=kwargs: render.symbolic_obs(s, 13, **kw)  # noqa: E731
             lo, med, cpu = bench(call, args.reps, sync)

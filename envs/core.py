@@ -343,9 +343,10 @@ def start_states(level_seeds: torch.Tensor, config: CoinRunConfig) -> EnvState:
 # Compilation.  Eager, one step is about 2,000 small tensor operations: on a GPU the
 # kernel launches, not the arithmetic, bound the step (18.7 ms at 65,536 envs on an
 # H100).  torch.compile fuses the physics and the observation into a few kernels (1.8 ms
-# there).  On the CPU only the physics is compiled (5x faster than eager at 16,384 envs,
-# bit for bit the same): the compiled observation gathers ran 10-35x slower than the
-# eager ones.
+# there).  On the CPU the physics is compiled (5x faster than eager at 16,384 envs,
+# bit for bit the same) and, of the symbolic observation, only its per-environment
+# arithmetic (render.symbolic_plan): the compiled observation gathers ran 10-35x slower
+# than the eager ones.
 # --------------------------------------------------------------------------------------
 
 # Inductor caps a fused kernel at 64 graph nodes.  The physics graph has well over a
@@ -477,13 +478,14 @@ class CoinRunCore:
         self._physics = (
             _CompiledOrEager(physics_step, self.device) if self.compiled else physics_step
         )
-        # Observations: compiled on CUDA only (see the note above ``resolve_compile``).
-        # Their constant tables are passed in, so the compiled graph holds no cache lookup.
+        # Observations: compiled on CUDA; on the CPU only the symbolic plan (see the note
+        # above ``resolve_compile``).  Their constant tables are passed in, so the
+        # compiled graph holds no cache lookup.
         if self.config.obs_mode == "symbolic":
             self._render = render.symbolic_obs
             self._render_kwargs = {
                 "view": self.config.view_size,
-                "lut": render.symbolic_constants(self.device),
+                "constants": render.symbolic_constants(self.device),
             }
         else:
             self._render = render.pixel_obs
@@ -492,6 +494,9 @@ class CoinRunCore:
         self._render_all = (
             _CompiledOrEager(self._render, self.device) if compile_obs else self._render
         )
+        self._plan = None
+        if self.compiled and not compile_obs and self.config.obs_mode == "symbolic":
+            self._plan = _CompiledOrEager(render.symbolic_plan, self.device)
         self.autoreset = autoreset
         self.check_actions = check_actions
         # Generating a batch of levels costs about 1,900 small tensor ops whatever its size
@@ -501,7 +506,7 @@ class CoinRunCore:
         self.prefetch = max(1, num_envs // 4) if prefetch is None else prefetch
         self._state: EnvState | None = None
         # Symbolic observations crop the levels from a padded copy of their grids
-        # (render.padded_tiles), rebuilt here only for environments whose level changes.
+        # (render.padded_classes), rebuilt here only for environments whose level changes.
         self._padded: torch.Tensor | None = None
         self._upcoming: EnvState | None = None  # each env's next episode, when ready
         self._upcoming_ready: torch.Tensor | None = None
@@ -526,9 +531,9 @@ class CoinRunCore:
         if self.config.obs_mode != "symbolic" or self._state is None:
             self._padded = None
         elif index is None or self._padded is None:
-            self._padded = render.padded_tiles(self._state.grid, self.config.view_size)
+            self._padded = render.padded_classes(self._state.grid, self.config.view_size)
         else:
-            self._padded[index] = render.padded_tiles(
+            self._padded[index] = render.padded_classes(
                 self._state.grid[index], self.config.view_size
             )
 
@@ -686,6 +691,8 @@ class CoinRunCore:
         kwargs = dict(self._render_kwargs)
         if padded is not None:
             kwargs["padded"] = padded
+        if index is None and self._plan is not None:
+            kwargs["plan"] = self._plan(state, kwargs["view"], kwargs["constants"])
         # The whole batch has a fixed shape: it is the call compiled where enabled.
         return (self._render_all if index is None else self._render)(state, **kwargs)
 

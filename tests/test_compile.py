@@ -41,13 +41,14 @@ def test_auto_leaves_the_cpu_eager():
 
 
 def test_compiled_cpu_step_is_bit_identical(one_torch_thread):
-    # Compiling the physics must not change a single bit on the CPU, including episode
-    # ends and resets (short episodes: a low step limit).
+    # Compiling the physics and the symbolic observation's plan must not change a single
+    # bit on the CPU, including episode ends and resets (short episodes: a low step limit).
     config = CoinRunConfig(max_episode_steps=25, distribution_mode="hard")
     eager = _rollout(CoinRunCore(12, config, device="cpu", compile=False), 60)
     compiled_core = CoinRunCore(12, config, device="cpu", compile=True)
     compiled = _rollout(compiled_core, 60)
     assert compiled_core.compiled
+    assert compiled_core._physics.working and compiled_core._plan.working  # no fallback
     assert all(torch.equal(a, b) for a, b in zip(eager, compiled, strict=True))
 
 
@@ -56,14 +57,14 @@ def test_the_gpu_observation_compiles_whole_and_matches(monkeypatch, one_torch_t
     # path (no boolean indexing) traces into one graph and gives the eager bytes.
     from coinrun_mg.envs import render
 
-    monkeypatch.setattr(render, "_COMPACT_ON_CPU", False)
+    monkeypatch.setattr(render, "_CPU_PATHS", False)
     core = CoinRunCore(64, CoinRunConfig(max_episode_steps=25), device="cpu")
     core.reset(seed=2)
     gen = torch.Generator().manual_seed(1)
     for _ in range(30):
         core.step(torch.randint(0, 15, (64,), generator=gen))
     compiled = torch.compile(render.symbolic_obs, dynamic=False, fullgraph=True)
-    kwargs = {"lut": render.symbolic_constants("cpu"), "padded": core._padded}
+    kwargs = {"constants": render.symbolic_constants("cpu"), "padded": core._padded}
     assert torch.equal(compiled(core.state, 13, **kwargs), core.observe())
 
 

@@ -20,9 +20,10 @@ from coinrun_mg.envs.render import (
     SYMBOLIC_CHANNELS,
     TILE_COLOUR_NAMES,
     human_frame,
+    padded_classes,
     padded_shape,
-    padded_tiles,
     pixel_obs,
+    symbolic_classes,
     symbolic_obs,
 )
 from coinrun_mg.envs.state import (
@@ -278,16 +279,33 @@ def test_symbolic_batch_equals_single_envs():
         assert torch.equal(batch[i : i + 1], symbolic_obs(s.index(slice(i, i + 1)), 13))
 
 
-def test_padded_tiles_layout():
+def test_symbolic_classes():
+    # Tiles that look alike in the symbolic view share a class; the class decides the
+    # tile channels.
+    codes = torch.tensor([WALL, WALL_TOP, EMPTY, BARRIER, LAVA, LAVA_TOP, SAW, CRATE])
+    classes = symbolic_classes(codes.to(torch.uint8)).tolist()
+    assert classes[0] == classes[1] == render.SOLID_CLASS
+    assert classes[2] == classes[3] == render.EMPTY_CLASS
+    assert classes[4] == classes[5] == render.LAVA_CLASS
+    assert classes[6:] == [render.SAW_CLASS, render.CRATE_CLASS]
+    assert len(set(classes)) == render.NUM_SYMBOLIC_CLASSES
+    # The same on a whole grid batch, as the core pads it.
+    s = random_state(2, seed=4)
+    lookup = torch.tensor(classes, dtype=torch.uint8)
+    assert torch.equal(symbolic_classes(s.grid), lookup[s.grid.long()])
+
+
+def test_padded_classes_layout():
     s = random_state(3, seed=5)
     view, h = 9, 4
-    padded = padded_tiles(s.grid, view)
+    padded = padded_classes(s.grid, view)
     assert padded.shape == (3, *padded_shape(view)) == (3, h + GRID_H + view, GRID_W + 2 * h)
+    classes = symbolic_classes(s.grid)
     for n, x, y in [(0, 0, 0), (1, 63, 63), (2, 10, 40), (0, 5, 62)]:
-        assert padded[n, h + GRID_H - 1 - y, h + x] == s.grid[n, x, y]
+        assert padded[n, h + GRID_H - 1 - y, h + x] == classes[n, x, y]
     margin = padded.clone()
-    margin[:, h : h + GRID_H, h : h + GRID_W] = 1
-    assert (margin != 1).sum() == (margin == WALL).sum() > 0  # everything else is WALL
+    margin[:, h : h + GRID_H, h : h + GRID_W] = 9
+    assert (margin != 9).sum() == (margin == render.SOLID_CLASS).sum() > 0  # all wall
 
 
 def test_symbolic_with_kept_padded_grids():
@@ -296,11 +314,11 @@ def test_symbolic_with_kept_padded_grids():
     s = random_state(5, seed=8)
     s.agent_x[1], s.agent_y[3] = -2.5, 64.2
     for view in (3, 13):
-        kept = symbolic_obs(s, view, padded=padded_tiles(s.grid, view))
+        kept = symbolic_obs(s, view, padded=padded_classes(s.grid, view))
         assert torch.equal(kept, symbolic_obs(s, view))
         assert (kept[[1, 3], ..., CH["solid"]] == 255).all()
     with pytest.raises(ValueError, match=r"padded has shape .* view=13"):
-        symbolic_obs(s, 13, padded=padded_tiles(s.grid, 11))
+        symbolic_obs(s, 13, padded=padded_classes(s.grid, 11))
 
 
 # --- Pixels --------------------------------------------------------------------------------
@@ -582,16 +600,35 @@ def test_module_exports():
         assert hasattr(render, name)
 
 
-def test_branch_free_path_gives_the_same_results(monkeypatch):
-    # On CPU, visible items are picked with boolean indexing; other devices write the
-    # rest to a dump slot instead.  Run that path here too.
-    s = random_state(16, seed=11)
+@pytest.mark.parametrize("n", [1, 2, 5, 16])
+def test_accelerator_path_gives_the_same_results(monkeypatch, n):
+    # The CPU picks visible items with boolean indexing and writes symbolic cells two
+    # per row, in pairs that straddle environments; other devices write the rest to a
+    # dump slot and one cell per row.  Run that path here too.  Odd batches, agents off
+    # the grid, views of several sizes, both crops.
+    s = random_state(n, seed=11 + n)
     s.enemy_alive[:, :6] = True
-    expect = symbolic_obs(s, 13), pixel_obs(s), human_frame(s, 2)
-    monkeypatch.setattr(render, "_COMPACT_ON_CPU", False)
-    got = symbolic_obs(s, 13), pixel_obs(s), human_frame(s, 2)
-    assert torch.equal(got[0], expect[0]) and torch.equal(got[1], expect[1])
-    assert np.array_equal(got[2], expect[2])
+    s.agent_x[0] = -2.5
+    views = (3, 7, 13)
+
+    def observe():
+        symbolic = [symbolic_obs(s, v) for v in views]
+        symbolic += [symbolic_obs(s, v, padded=padded_classes(s.grid, v)) for v in views]
+        return symbolic + [pixel_obs(s)], human_frame(s, n - 1)
+
+    expect = observe()
+    monkeypatch.setattr(render, "_CPU_PATHS", False)
+    got = observe()
+    assert all(torch.equal(a, b) for a, b in zip(got[0], expect[0], strict=True))
+    assert np.array_equal(got[1], expect[1])
+
+
+def test_true_positions_is_nonzero():
+    g = torch.Generator().manual_seed(3)
+    for size, density in [(0, 0.5), (5, 0.5), (573, 0.02), (4096, 0.0), (1003, 1.0)]:
+        mask = torch.rand(size + 3, generator=g) < density
+        for view in (mask, mask[1:], mask[3:]):  # word-aligned or not
+            assert torch.equal(render._true_positions(view), view.nonzero().squeeze(1))
 
 
 def test_empty_batch():
