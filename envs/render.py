@@ -339,7 +339,7 @@ def _alive_enemies(state: EnvState):
     if _CPU_PATHS and state.device.type == "cpu":
         alive = _true_positions(state.enemy_alive.reshape(-1))
         return alive // slots, x.index_select(0, alive), y.index_select(0, alive), None
-    env = torch.arange(n, device=state.device).repeat_interleave(slots)
+    env = torch.arange(n, device=state.device)[:, None].expand(n, slots).reshape(-1)
     return env, x, y, state.enemy_alive.reshape(-1)
 
 
