@@ -601,11 +601,13 @@ def test_module_exports():
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 16])
-def test_accelerator_path_gives_the_same_results(monkeypatch, n):
-    # The CPU picks visible items with boolean indexing and writes symbolic cells two
-    # per row, in pairs that straddle environments; other devices write the rest to a
-    # dump slot and one cell per row.  Run that path here too.  Odd batches, agents off
-    # the grid, views of several sizes, both crops.
+def test_cpu_and_accelerator_paths_give_the_same_results(monkeypatch, n):
+    # The CPU picks alive enemies out first (8 mask bytes at a time in large batches)
+    # and, from a thousand environments, writes symbolic cells two per row, in pairs
+    # that straddle environments; other devices write everything, the rest to a dump
+    # slot, one cell per row.  Run the CPU's small- and large-batch paths and the
+    # accelerator's on odd batches, agents off the grid, views of several sizes and
+    # both crops.
     s = random_state(n, seed=11 + n)
     s.enemy_alive[:, :6] = True
     s.agent_x[0] = -2.5
@@ -616,14 +618,19 @@ def test_accelerator_path_gives_the_same_results(monkeypatch, n):
         symbolic += [symbolic_obs(s, v, padded=padded_classes(s.grid, v)) for v in views]
         return symbolic + [pixel_obs(s)], human_frame(s, n - 1)
 
-    expect = observe()
+    small = observe()
+    monkeypatch.setattr(render, "_PAIRS_FROM", 1)
+    monkeypatch.setattr(render, "_WORD_SCAN_FROM", 1)
+    large = observe()
     monkeypatch.setattr(render, "_CPU_PATHS", False)
-    got = observe()
-    assert all(torch.equal(a, b) for a, b in zip(got[0], expect[0], strict=True))
-    assert np.array_equal(got[1], expect[1])
+    accelerator = observe()
+    for got in (large, accelerator):
+        assert all(torch.equal(a, b) for a, b in zip(got[0], small[0], strict=True))
+        assert np.array_equal(got[1], small[1])
 
 
-def test_true_positions_is_nonzero():
+def test_true_positions_is_nonzero(monkeypatch):
+    monkeypatch.setattr(render, "_WORD_SCAN_FROM", 1)
     g = torch.Generator().manual_seed(3)
     for size, density in [(0, 0.5), (5, 0.5), (573, 0.02), (4096, 0.0), (1003, 1.0)]:
         mask = torch.rand(size + 3, generator=g) < density
