@@ -593,6 +593,11 @@ def symbolic_obs(
     cell_table, pair_table, _ = constants
     if plan is None:
         plan = symbolic_plan(state, view, constants)
+    elif plan.crop_starts.shape != (n, view):
+        raise ValueError(
+            f"plan is for {tuple(plan.crop_starts.shape)} (environments, view); it must be "
+            f"symbolic_plan(state, {view}) for these {n} environments"
+        )
     ax, ay = plan.ax, plan.ay
     if padded is None:
         # Padding a whole batch costs more than one crop (a byte transpose), so direct

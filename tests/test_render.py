@@ -321,6 +321,15 @@ def test_symbolic_with_kept_padded_grids():
         symbolic_obs(s, 13, padded=padded_classes(s.grid, 11))
 
 
+def test_symbolic_with_a_separate_plan():
+    # The core computes the plan on its own (compiled on the CPU) and passes it in.
+    s = random_state(5, seed=9)
+    plan = render.symbolic_plan(s, 7)
+    assert torch.equal(symbolic_obs(s, 7, plan=plan), symbolic_obs(s, 7))
+    with pytest.raises(ValueError, match=r"plan is for \(5, 7\).*symbolic_plan\(state, 13\)"):
+        symbolic_obs(s, 13, plan=plan)
+
+
 # --- Pixels --------------------------------------------------------------------------------
 # Defaults: 64 px, 12.8 tiles -> 5 px per tile; pixel centres lie 0.2 (p - 31.5) tiles
 # from the agent's centre.  With the agent at (10.4, 5.6) they fall on tile centres and
