@@ -446,8 +446,9 @@ class CoinRunCore:
     ahead of time in batches so generation stays off the per-step path: once ``prefetch``
     environments (default ``num_envs // 4``) wait for their next level, all of them get one.
 
-    ``compile`` (``"auto"``, ``True``, ``False``) runs the physics, and on CUDA the
-    observation, through ``torch.compile``; ``"auto"`` compiles on CUDA only.  The first
+    ``compile`` (``"auto"``, ``True``, ``False``) runs the physics and the observation
+    (on the CPU only the symbolic observation's per-environment arithmetic) through
+    ``torch.compile``; ``"auto"`` compiles on CUDA only.  The first
     step then takes a while (about a minute; torch caches the result on disk for later
     processes).  Compiled CPU steps are bit-identical to eager ones.  Compiled CUDA
     kernels fuse multiply-adds, so positions can differ from eager / CPU ones in the last
