@@ -20,7 +20,7 @@ inside the timed window (random agents rarely finish, so little level generation
 Memory per env:
 * native on CUDA: ``torch.cuda.max_memory_allocated`` during setup + stepping, minus what
   was allocated before, divided by ``num_envs`` ("cuda peak").
-* native on CPU: bytes of every tensor field of ``core.state`` and ``core._upcoming``,
+* native on CPU: bytes of every tensor field of ``core.state`` and ``core._bank``,
   the symbolic view's padded level grids, plus one observation, per env ("tensors").
   Step temporaries are not included.
 * procgen: growth of the process's resident set (VmRSS) while the env is created and
@@ -292,8 +292,8 @@ def bench_native(n: int, obs_mode: str, device: torch.device, args, compile="aut
     # generate the next level of *every* env inside the timed window (seconds at 16384
     # envs).  Fill it now, as part of setup, so the window sees the steady state: the
     # waiting envs' levels generated in one batch whenever num_envs/4 of them wait.
-    if hasattr(core, "_prepare_upcoming"):
-        core._prepare_upcoming(torch.arange(n, device=device))
+    if hasattr(core, "_fill_bank"):
+        core._fill_bank()
         result["prefilled_upcoming"] = True
     sync(device)
     result["setup_s"] = time.perf_counter() - t0
@@ -319,7 +319,7 @@ def bench_native(n: int, obs_mode: str, device: torch.device, args, compile="aut
     result["steps_per_s"] = n * steps / seconds
 
     obs_bytes = obs[0].numel() * obs.element_size()
-    state_bytes = tensor_bytes(core.state) + tensor_bytes(core._upcoming)
+    state_bytes = tensor_bytes(core.state) + tensor_bytes(core._bank)
     if getattr(core, "_padded", None) is not None:
         state_bytes += core._padded.numel()  # uint8
     result["state_bytes_per_env"] = state_bytes / n

@@ -443,8 +443,9 @@ class CoinRunCore:
     convention: the next ``step`` call resets and ignores its action) or ``"disabled"``.
 
     Finished environments draw the next level of their own sequence; levels are generated
-    ahead of time in batches so generation stays off the per-step path: once ``prefetch``
-    environments (default ``num_envs // 4``) wait for their next level, all of them get one.
+    ahead of time in batches so generation stays off the per-step path: each environment
+    keeps its next two levels in a bank, and once ``prefetch`` levels (default
+    ``num_envs // 4``) are missing from it, all of them are generated in one batch.
 
     ``compile`` (``"auto"``, ``True``, ``False``) runs the physics and the observation
     (on the CPU only the symbolic observation's per-environment arithmetic) through
@@ -509,8 +510,15 @@ class CoinRunCore:
         # Symbolic observations crop the levels from a padded copy of their grids
         # (render.padded_classes), rebuilt here only for environments whose level changes.
         self._padded: torch.Tensor | None = None
-        self._upcoming: EnvState | None = None  # each env's next episode, when ready
-        self._upcoming_ready: torch.Tensor | None = None
+        # The bank of upcoming levels: two per environment, in rows i and num_envs + i.
+        # _bank_next[i] (0 or 1) says which of env i's rows holds its next episode,
+        # _bank_count[i] how many are ready (that one, then the other: the episode after).
+        # Two deep, because a batch costs about 1,900 tensor operations whatever its size:
+        # one deep, random agents at 16,384 CPU envs forced a small batch every ~40 steps
+        # (an environment ended twice between batches; benchmarks/step_profile.py).
+        self._bank: EnvState | None = None
+        self._bank_next: torch.Tensor | None = None
+        self._bank_count: torch.Tensor | None = None
         self._pending_reset = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
 
     @property
@@ -555,12 +563,13 @@ class CoinRunCore:
         fresh = initial_states(keys, episode, self.config)
         if self.state is None or index is None:
             self.state = fresh
-            self._upcoming = EnvState.zeros(self.num_envs, self.device)
-            self._upcoming_ready = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+            self._bank = EnvState.zeros(2 * self.num_envs, self.device)
+            self._bank_next = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+            self._bank_count = torch.zeros_like(self._bank_next)
         else:
             self.state.assign(index, fresh)
             self._levels_changed(index)
-            self._upcoming_ready[index] = False
+            self._bank_count[index] = 0
         if index is None:
             self._pending_reset.zero_()
         else:
@@ -583,23 +592,29 @@ class CoinRunCore:
         index = done.nonzero().squeeze(1)
         if index.numel() == 0:
             return
-        ready = self._upcoming_ready
-        if not bool(ready[index].all()):
-            # Some of these have no level ready (short episodes end twice between top-ups):
-            # generate theirs and, in the same batch, every other waiting environment's.
-            self._prepare_upcoming((~ready).nonzero().squeeze(1))
-        self.state.assign(index, self._upcoming.index(index))
+        if not bool((self._bank_count[index] > 0).all()):
+            # Some of these used up their bank (short episodes): generate their levels
+            # and, in the same batch, every other missing one.
+            self._fill_bank()
+        slot = self._bank_next[index]
+        self.state.assign(index, self._bank.index(slot * self.num_envs + index))
         self._levels_changed(index)
-        ready[index] = False
-        waiting = (~ready).nonzero().squeeze(1)
-        if waiting.numel() >= self.prefetch:
-            self._prepare_upcoming(waiting)
+        self._bank_next[index] = 1 - slot
+        self._bank_count[index] -= 1
+        if 2 * self.num_envs - int(self._bank_count.sum()) >= self.prefetch:
+            self._fill_bank()
 
-    def _prepare_upcoming(self, index: torch.Tensor) -> None:
-        s = self.state
-        nxt = initial_states(s.env_key[index], s.episode[index] + 1, self.config)
-        self._upcoming.assign(index, nxt)
-        self._upcoming_ready[index] = True
+    def _fill_bank(self) -> None:
+        """Generate every level missing from the bank, in one batch."""
+        s, n, count = self.state, self.num_envs, self._bank_count
+        empty = (count == 0).nonzero().squeeze(1)  # missing their next episode ...
+        short = (count < 2).nonzero().squeeze(1)  # ... and the one after it
+        envs = torch.cat((empty, short))
+        ahead = torch.cat((torch.ones_like(empty), torch.full_like(short, 2)))
+        slot = torch.cat((self._bank_next[empty], 1 - self._bank_next[short]))
+        levels = initial_states(s.env_key[envs], s.episode[envs] + ahead, self.config)
+        self._bank.assign(slot * n + envs, levels)
+        count[short] = 2
 
     # -- saving and restoring ------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -609,13 +624,15 @@ class CoinRunCore:
             raise RuntimeError("state_dict() before reset(): there is no state to save")
         return {
             "state": {f.name: getattr(self.state, f.name) for f in fields(EnvState)},
-            "upcoming": {f.name: getattr(self._upcoming, f.name) for f in fields(EnvState)},
-            "upcoming_ready": self._upcoming_ready,
+            "bank": {f.name: getattr(self._bank, f.name) for f in fields(EnvState)},
+            "bank_next": self._bank_next,
+            "bank_count": self._bank_count,
             "pending_reset": self._pending_reset,
         }
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` saved (moved to this core's device)."""
+        """Restore what ``state_dict`` saved (copied to this core's device: the core then
+        shares no tensor with ``saved``, which may be another live core's state)."""
         names = {f.name for f in fields(EnvState)}
         if set(saved["state"]) != names or saved["state"]["grid"].shape[0] != self.num_envs:
             raise ValueError(
@@ -624,11 +641,19 @@ class CoinRunCore:
                 f"expects {sorted(names)} for {self.num_envs} envs (a different "
                 "coinrun_mg.envs version or num_envs)"
             )
-        dev = self.device
-        self.state = EnvState(**{k: v.to(dev) for k, v in saved["state"].items()})
-        self._upcoming = EnvState(**{k: v.to(dev) for k, v in saved["upcoming"].items()})
-        self._upcoming_ready = saved["upcoming_ready"].to(dev)
-        self._pending_reset = saved["pending_reset"].to(dev)
+        dev, n = self.device, self.num_envs
+        self.state = EnvState(**{k: v.to(dev, copy=True) for k, v in saved["state"].items()})
+        if "upcoming" in saved:  # saved with one upcoming level per environment
+            self._bank = EnvState.zeros(2 * n, dev)
+            one = EnvState(**{k: v.to(dev, copy=True) for k, v in saved["upcoming"].items()})
+            self._bank.assign(torch.arange(n, device=dev), one)
+            self._bank_next = torch.zeros(n, dtype=torch.int64, device=dev)
+            self._bank_count = saved["upcoming_ready"].to(dev, dtype=torch.int64, copy=True)
+        else:
+            self._bank = EnvState(**{k: v.to(dev, copy=True) for k, v in saved["bank"].items()})
+            self._bank_next = saved["bank_next"].to(dev, copy=True)
+            self._bank_count = saved["bank_count"].to(dev, copy=True)
+        self._pending_reset = saved["pending_reset"].to(dev, copy=True)
 
     # -- stepping ------------------------------------------------------------------------
     def step(self, actions: torch.Tensor):

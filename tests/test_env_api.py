@@ -10,7 +10,7 @@ from gymnasium.utils.env_checker import check_env
 
 import coinrun_mg  # noqa: F401  (registers the environments)
 from coinrun_mg.envs.config import CoinRunConfig
-from coinrun_mg.envs.core import INFO_KEYS, CoinRunCore
+from coinrun_mg.envs.core import INFO_KEYS, CoinRunCore, level_seeds_for
 from coinrun_mg.envs.gym_env import CoinRunEnv, CoinRunVectorEnv
 from coinrun_mg.envs.render import symbolic_obs
 
@@ -256,3 +256,43 @@ def test_core_observations_follow_level_changes():
     other.reset(seed=5)
     restored.state = other.state
     assert torch.equal(restored.observe(), other.observe())
+
+
+@pytest.mark.parametrize("prefetch", [1, 3, 10**9])
+def test_each_env_plays_its_own_level_sequence(prefetch):
+    # Levels come from a bank kept two deep and refilled in batches; whatever the batches,
+    # environment i's k-th episode is the level of (its key, k), also after a partial
+    # reset and after a restore from a checkpoint of the one-deep bank of earlier versions.
+    config = CoinRunConfig(max_episode_steps=5)  # every episode ends within 5 steps
+    core = CoinRunCore(6, config, device="cpu", prefetch=prefetch)
+    core.reset(seed=7)
+    batches = []
+    fill = core._fill_bank
+    core._fill_bank = lambda: batches.append(1) or fill()
+    g = torch.Generator().manual_seed(2)
+    for t in range(60):
+        core.step(torch.randint(0, 15, (6,), generator=g))
+        s = core.state
+        assert torch.equal(s.level_seed, level_seeds_for(s.env_key, s.episode, config))
+        if t == 20:
+            core.reset_keys(torch.tensor([50, 51]), torch.tensor([0, 4]))
+            assert core.state.episode[[0, 4]].tolist() == [0, 0]
+    if prefetch == 10**9:  # only forced batches: an env must end 3 times since the last
+        assert 60 // 15 <= len(batches) <= 60 // 10
+
+    saved = core.state_dict()
+    first = saved["bank_next"] * 6 + torch.arange(6)
+    one_deep = {
+        "state": saved["state"],
+        "upcoming": {k: v[first] for k, v in saved["bank"].items()},
+        "upcoming_ready": saved["bank_count"] > 0,
+        "pending_reset": saved["pending_reset"],
+    }
+    restored = CoinRunCore(6, config, device="cpu", prefetch=prefetch)
+    restored.reset(seed=0)
+    restored.load_state_dict(one_deep)
+    for _ in range(30):
+        actions = torch.randint(0, 15, (6,), generator=g)
+        expect, got = core.step(actions), restored.step(actions)
+        assert all(torch.equal(a, b) for a, b in zip(expect[:4], got[:4], strict=True))
+        assert torch.equal(core.state.level_seed, restored.state.level_seed)
