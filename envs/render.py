@@ -295,13 +295,15 @@ def pixel_constants(size: int, tiles_across: float, device: torch.device) -> tup
 
 # --- Sparse writes ------------------------------------------------------------------------
 # Coins, enemies and the pixels of entities are written by scattering into the output.
-# Items that are off-screen (or dead) are dropped.  On CPU, boolean indexing drops them
-# first, which is several times cheaper than writing them anywhere (~30 ns per write);
-# on accelerators they are aimed at a *dump slot* instead -- one spare element after the
-# real output in the same allocation, which the returned view leaves out -- to avoid the
-# host sync of boolean indexing.  Both give the same result.
+# Items that are off-screen (or dead) must not land: they are aimed at a *dump slot* --
+# one spare element after the real output in the same allocation, which the returned view
+# leaves out -- which needs no host sync.  On CPU, the candidate pixels of entity boxes
+# and the alive enemies among all enemy slots are picked out with boolean indexing first,
+# several times cheaper than writing them all (~30 ns per pixel write); a symbolic mark is
+# one byte per item, which costs about what picking it out would, so it always uses the
+# dump slot.  Both give the same result.
 #
-# This flag turns on the CPU's own paths: that compaction, and symbolic cells written two
+# This flag turns on the CPU's own paths: that picking out, and symbolic cells written two
 # per row (see _cell_bytes_in_pairs).  Tests switch it off to run the accelerator path on
 # CPU and compare.  The two-cell rows read class bytes as 16-bit words: little-endian only.
 _CPU_PATHS = sys.byteorder == "little"
@@ -630,9 +632,8 @@ def symbolic_obs(
     out = buf[:total]
 
     # Coin and enemies: set one byte each.  Items outside the view and dead enemies
-    # write the last byte of buf, the dump slot, instead (see "Sparse writes": one
-    # write costs about what picking it out would).  Alive enemies are few (none in easy
-    # mode): on the CPU they are picked out first, and only they are placed.
+    # write the last byte of buf, the dump slot, instead (see "Sparse writes").  Alive
+    # enemies are few (none in easy mode): on the CPU they are picked out first.
     buf[plan.coin_byte] = 255  # -1: the dump slot
     owner, enemy_x, enemy_y, alive = _alive_enemies(state)
     enemy_byte = _mark_byte(
