@@ -515,7 +515,8 @@ class CoinRunCore:
         # _bank_count[i] how many are ready (that one, then the other: the episode after).
         # Two deep, because a batch costs about 1,900 tensor operations whatever its size:
         # one deep, random agents at 16,384 CPU envs forced a small batch every ~40 steps
-        # (an environment ended twice between batches; benchmarks/step_profile.py).
+        # (an environment ended twice between batches), two deep every ~200 (batches
+        # counted over 400 compiled steps).
         self._bank: EnvState | None = None
         self._bank_next: torch.Tensor | None = None
         self._bank_count: torch.Tensor | None = None
@@ -642,15 +643,18 @@ class CoinRunCore:
                 "coinrun_mg.envs version or num_envs)"
             )
         dev, n = self.device, self.num_envs
-        self.state = EnvState(**{k: v.to(dev, copy=True) for k, v in saved["state"].items()})
+
+        def copied(tensors: dict[str, torch.Tensor]) -> EnvState:
+            return EnvState(**{k: v.to(dev, copy=True) for k, v in tensors.items()})
+
+        self.state = copied(saved["state"])
         if "upcoming" in saved:  # saved with one upcoming level per environment
             self._bank = EnvState.zeros(2 * n, dev)
-            one = EnvState(**{k: v.to(dev, copy=True) for k, v in saved["upcoming"].items()})
-            self._bank.assign(torch.arange(n, device=dev), one)
+            self._bank.assign(torch.arange(n, device=dev), copied(saved["upcoming"]))
             self._bank_next = torch.zeros(n, dtype=torch.int64, device=dev)
             self._bank_count = saved["upcoming_ready"].to(dev, dtype=torch.int64, copy=True)
         else:
-            self._bank = EnvState(**{k: v.to(dev, copy=True) for k, v in saved["bank"].items()})
+            self._bank = copied(saved["bank"])
             self._bank_next = saved["bank_next"].to(dev, copy=True)
             self._bank_count = saved["bank_count"].to(dev, copy=True)
         self._pending_reset = saved["pending_reset"].to(dev, copy=True)
