@@ -47,6 +47,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -272,10 +273,32 @@ def _cleanup(device: torch.device) -> None:
 # --------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass
+class Bench:
+    """One configuration, set up and ready to time.  ``step`` advances every env once,
+    ``on_start`` marks the start of a timed window, and ``finish(steps, seconds)`` turns
+    that window into a result (``result`` already holds what setup measured)."""
+
+    result: dict
+    device: torch.device
+    step: Callable[[], None]
+    on_start: Callable[[], None]
+    finish: Callable[[int, float], dict]
+
+    def run(self, args) -> dict:
+        """Warm up, time one window (:func:`timed_run`) and return the result."""
+        return self.finish(*timed_run(self.step, self.device, args, self.on_start))
+
+
 def bench_native(n: int, obs_mode: str, device: torch.device, args, compile="auto") -> dict:
+    return native_bench(n, obs_mode, device, args, compile).run(args)
+
+
+def native_bench(n: int, obs_mode: str, device: torch.device, args, compile="auto") -> Bench:
+    """Set up ``CoinRunCore`` for :func:`bench_native` (setup timed, steps not yet)."""
     compiled = resolve_compile(COMPILE_WORDS[compile], device)
     backend = "native+compile" if compiled else "native"
-    result = {"backend": backend, "obs": obs_mode, "envs": n, "device": str(device)}
+    setup = {"backend": backend, "obs": obs_mode, "envs": n, "device": str(device)}
     _cleanup(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -294,10 +317,10 @@ def bench_native(n: int, obs_mode: str, device: torch.device, args, compile="aut
     # waiting envs' levels generated in one batch whenever num_envs/4 of them wait.
     if hasattr(core, "_fill_bank"):
         core._fill_bank()
-        result["prefilled_upcoming"] = True
+        setup["prefilled_upcoming"] = True
     sync(device)
-    result["setup_s"] = time.perf_counter() - t0
-    result["obs_shape"] = list(obs.shape[1:])
+    setup["setup_s"] = time.perf_counter() - t0
+    setup["obs_shape"] = list(obs.shape[1:])
 
     gen = torch.Generator(device=device)
     gen.manual_seed(args.seed)
@@ -312,32 +335,35 @@ def bench_native(n: int, obs_mode: str, device: torch.device, args, compile="aut
     def on_start():
         holder["ended_before"] = int(holder["ended"])
 
-    steps, seconds = timed_run(step, device, args, on_start)
-    obs = holder["obs"]
-    result.update(steps=steps, seconds=seconds)
-    result["episodes_ended"] = int(holder["ended"]) - holder["ended_before"]
-    result["steps_per_s"] = n * steps / seconds
+    def finish(steps: int, seconds: float) -> dict:
+        result = dict(setup)
+        obs = holder["obs"]
+        result.update(steps=steps, seconds=seconds)
+        result["episodes_ended"] = int(holder["ended"]) - holder["ended_before"]
+        result["steps_per_s"] = n * steps / seconds
 
-    obs_bytes = obs[0].numel() * obs.element_size()
-    state_bytes = tensor_bytes(core.state) + tensor_bytes(core._bank)
-    if getattr(core, "_padded", None) is not None:
-        state_bytes += core._padded.numel()  # uint8
-    result["state_bytes_per_env"] = state_bytes / n
-    result["obs_bytes_per_env"] = obs_bytes
-    rss1 = rss_bytes()
-    if rss0 is not None and rss1 is not None:
-        result["rss_delta_bytes_per_env"] = (rss1 - rss0) / n
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) - base_alloc
-        result["cuda_peak_bytes_per_env"] = peak / n  # setup (level generation) included
-        resident = torch.cuda.memory_allocated(device) - base_alloc
-        result["cuda_resident_bytes_per_env"] = resident / n  # what stays allocated
-        result["memory_bytes_per_env"] = peak / n
-        result["memory_method"] = "cuda peak"
-    else:
-        result["memory_bytes_per_env"] = state_bytes / n + obs_bytes
-        result["memory_method"] = "tensors"
-    return result  # the caller's next _cleanup() frees core and its tensors
+        obs_bytes = obs[0].numel() * obs.element_size()
+        state_bytes = tensor_bytes(core.state) + tensor_bytes(core._bank)
+        if getattr(core, "_padded", None) is not None:
+            state_bytes += core._padded.numel()  # uint8
+        result["state_bytes_per_env"] = state_bytes / n
+        result["obs_bytes_per_env"] = obs_bytes
+        rss1 = rss_bytes()
+        if rss0 is not None and rss1 is not None:
+            result["rss_delta_bytes_per_env"] = (rss1 - rss0) / n
+        if device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(device) - base_alloc
+            result["cuda_peak_bytes_per_env"] = peak / n  # setup (level generation) included
+            resident = torch.cuda.memory_allocated(device) - base_alloc
+            result["cuda_resident_bytes_per_env"] = resident / n  # what stays allocated
+            result["memory_bytes_per_env"] = peak / n
+            result["memory_method"] = "cuda peak"
+        else:
+            result["memory_bytes_per_env"] = state_bytes / n + obs_bytes
+            result["memory_method"] = "tensors"
+        return result
+
+    return Bench(setup, device, step, on_start, finish)  # _cleanup() frees core later
 
 
 # --------------------------------------------------------------------------------------
@@ -360,7 +386,12 @@ def import_procgen():
 
 
 def bench_procgen(procgen, n: int, args, threads: int) -> dict:
-    result = {"backend": "procgen", "obs": "pixels", "envs": n, "device": "cpu"}
+    return procgen_bench(procgen, n, args, threads).run(args)
+
+
+def procgen_bench(procgen, n: int, args, threads: int) -> Bench:
+    """Set up stock procgen CoinRun for :func:`bench_procgen` (setup timed)."""
+    setup = {"backend": "procgen", "obs": "pixels", "envs": n, "device": "cpu"}
     gc.collect()
     rss0 = rss_bytes()
     t0 = time.perf_counter()
@@ -374,9 +405,9 @@ def bench_procgen(procgen, n: int, args, threads: int) -> dict:
         num_threads=threads,
     )
     _, obs, _ = env.observe()
-    result["setup_s"] = time.perf_counter() - t0
-    result["obs_shape"] = list(obs["rgb"].shape[1:])
-    result["procgen_threads"] = threads
+    setup["setup_s"] = time.perf_counter() - t0
+    setup["obs_shape"] = list(obs["rgb"].shape[1:])
+    setup["procgen_threads"] = threads
     rng = np.random.default_rng(args.seed)
 
     ended = [0, 0]  # total, at the start of the timed window
@@ -388,18 +419,19 @@ def bench_procgen(procgen, n: int, args, threads: int) -> dict:
     def on_start():
         ended[1] = ended[0]
 
-    cpu = torch.device("cpu")
-    steps, seconds = timed_run(step, cpu, args, on_start)
-    result.update(steps=steps, seconds=seconds)
-    result["episodes_ended"] = ended[0] - ended[1]
-    result["steps_per_s"] = n * steps / seconds
-    rss1 = rss_bytes()
-    result["obs_bytes_per_env"] = int(np.prod(obs["rgb"].shape[1:]))
-    if rss0 is not None and rss1 is not None:
-        result["rss_delta_bytes_per_env"] = (rss1 - rss0) / n
-        result["memory_bytes_per_env"] = (rss1 - rss0) / n
-        result["memory_method"] = "RSS"
-    return result
+    def finish(steps: int, seconds: float) -> dict:
+        result = dict(setup, steps=steps, seconds=seconds)
+        result["episodes_ended"] = ended[0] - ended[1]
+        result["steps_per_s"] = n * steps / seconds
+        rss1 = rss_bytes()
+        result["obs_bytes_per_env"] = int(np.prod(obs["rgb"].shape[1:]))
+        if rss0 is not None and rss1 is not None:
+            result["rss_delta_bytes_per_env"] = (rss1 - rss0) / n
+            result["memory_bytes_per_env"] = (rss1 - rss0) / n
+            result["memory_method"] = "RSS"
+        return result
+
+    return Bench(setup, torch.device("cpu"), step, on_start, finish)
 
 
 # --------------------------------------------------------------------------------------
