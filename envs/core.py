@@ -86,9 +86,10 @@ def _floor_index(v: torch.Tensor, size: int) -> torch.Tensor:
 
     Every coordinate the physics asks about lies inside the grid (the border walls keep
     the agent at least half a tile in), so truncation is the floor; the clamp only
-    guards the index arithmetic.
+    guards the index arithmetic.  int32: the compiled CPU physics converts floats to
+    int32 with one vector instruction, to int64 without one.
     """
-    return v.long().clamp_(0, size - 1)
+    return v.int().clamp_(0, size - 1)
 
 
 def _column(bits_flat: torch.Tensor, base: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -116,7 +117,7 @@ class _Physics:
     """Per-step constants shared by the sub-steps of one ``physics_step``."""
 
     def __init__(self, s: EnvState):
-        self.base = torch.arange(s.num_envs, device=s.device) * GRID_W
+        self.base = torch.arange(s.num_envs, device=s.device, dtype=torch.int32) * GRID_W
         self.solid = s.solid_bits.view(-1)
         self.crate = s.crate_bits.view(-1)
         self.danger = s.danger_bits.view(-1)
@@ -168,7 +169,7 @@ def _move_y(s: EnvState, under, active, frac, free, last_y, pressing_down) -> to
         & ~hit
         & (s.agent_vy < 0)
         & ~pressing_down
-        & _has_row(crate, feet.long().clamp_(0, GRID_H - 1))
+        & _has_row(crate, _floor_index(feet, GRID_H))
         & (last_y >= crate_top + AGENT_RY)
     )
     ny = _blend(land, crate_top + AGENT_RY, ny)
@@ -355,7 +356,13 @@ def start_states(level_seeds: torch.Tensor, config: CoinRunConfig) -> EnvState:
 # arithmetic.  Without the cap the compiled CPU physics takes 6.8 instead of 11.9 ms at
 # 16,384 envs, bit for bit the same (benchmarks/step_profile.py).  CUDA keeps inductor's
 # defaults, the setting its figures were measured with.
-_CPU_COMPILE_OPTIONS = {"max_fusion_size": 4096}
+#
+# Inductor also checks every gathered index against its tensor's size (one vector
+# compare and branch per gather, about 30 per environment and step).  The physics
+# clamps each index onto the grid first (_floor_index), so the checks cannot fire;
+# without them the compiled CPU physics took 5.8-7.0 instead of 7.9-8.6 ms at 16,384
+# envs (together with int32 indices; three interleaved runs).  Eager code still raises.
+_CPU_COMPILE_OPTIONS = {"max_fusion_size": 4096, "assert_indirect_indexing": False}
 
 COMPILE_CHOICES = ("auto", True, False)
 # The same choices as command-line words (``--compile-env``, the benchmarks' ``--compile``).
