@@ -550,9 +550,8 @@ class CoinRunCore:
         elif index is None or self._padded is None:
             self._padded = render.padded_classes(self._state.grid, self.config.view_size)
         else:
-            self._padded[index] = render.padded_classes(
-                self._state.grid[index], self.config.view_size
-            )
+            grids = self._state.grid.index_select(0, index)
+            self._padded.index_copy_(0, index, render.padded_classes(grids, self.config.view_size))
 
     # -- episode starts ----------------------------------------------------------------
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -567,6 +566,9 @@ class CoinRunCore:
 
     def reset_keys(self, keys: torch.Tensor, index: torch.Tensor | None = None) -> None:
         """(Re)start environments ``index`` (all if None) at episode 0 of the given keys."""
+        if index is not None:
+            index = torch.as_tensor(index, device=self.device)
+            index = index.nonzero().squeeze(1) if index.dtype == torch.bool else index.long()
         episode = torch.zeros_like(keys)
         fresh = initial_states(keys, episode, self.config)
         if self.state is None or index is None:

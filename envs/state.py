@@ -182,12 +182,22 @@ class EnvState:
 
     def index(self, idx: torch.Tensor | slice) -> EnvState:
         """The sub-batch ``idx`` (a copy for index tensors, a view for slices)."""
+        if isinstance(idx, torch.Tensor) and idx.dtype in (torch.int32, torch.int64):
+            # Episode starts take a few environments out of the level bank every step;
+            # index_select costs a fraction of advanced indexing on the CPU (13 instead
+            # of 85 us for 9 of 32,768 grids).
+            return EnvState(
+                **{f.name: getattr(self, f.name).index_select(0, idx) for f in fields(self)}
+            )
         return EnvState(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
     def assign(self, idx: torch.Tensor, other: EnvState) -> None:
-        """Write ``other`` (a batch of ``len(idx)``) into the environments ``idx``."""
+        """Write ``other`` into the environments ``idx`` (indices, each at most once, or a
+        bool mask); ``other`` holds one environment per index."""
+        idx = torch.as_tensor(idx, device=self.device)
+        idx = idx.nonzero().squeeze(1) if idx.dtype == torch.bool else idx.long()
         for f in fields(self):
-            getattr(self, f.name)[idx] = getattr(other, f.name)
+            getattr(self, f.name).index_copy_(0, idx, getattr(other, f.name))
 
 
 def column_bits(mask: torch.Tensor) -> torch.Tensor:
