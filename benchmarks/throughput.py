@@ -21,7 +21,8 @@ Memory per env:
 * native on CUDA: ``torch.cuda.max_memory_allocated`` during setup + stepping, minus what
   was allocated before, divided by ``num_envs`` ("cuda peak").
 * native on CPU: bytes of every tensor field of ``core.state`` and ``core._bank``,
-  the symbolic view's padded level grids, plus one observation, per env ("tensors").
+  what the symbolic view keeps between steps (padded level grids, pair tables, alive
+  enemy slots), plus one observation, per env ("tensors").
   Step temporaries are not included.
 * procgen: growth of the process's resident set (VmRSS) while the env is created and
   warmed up, per env ("RSS", approximate).
@@ -344,8 +345,9 @@ def native_bench(n: int, obs_mode: str, device: torch.device, args, compile="aut
 
         obs_bytes = obs[0].numel() * obs.element_size()
         state_bytes = tensor_bytes(core.state) + tensor_bytes(core._bank)
-        if getattr(core, "_padded", None) is not None:
-            state_bytes += core._padded.numel()  # uint8
+        kept = [getattr(core, "_padded", None), getattr(core, "_pair_tables", None)]
+        kept += list(getattr(core, "_enemy_slots", None) or ())
+        state_bytes += sum(t.numel() * t.element_size() for t in kept if t is not None)
         result["state_bytes_per_env"] = state_bytes / n
         result["obs_bytes_per_env"] = obs_bytes
         rss1 = rss_bytes()

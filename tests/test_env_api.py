@@ -9,10 +9,11 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import coinrun_mg  # noqa: F401  (registers the environments)
+from coinrun_mg.envs import render
 from coinrun_mg.envs.config import CoinRunConfig
 from coinrun_mg.envs.core import INFO_KEYS, CoinRunCore, level_seeds_for
 from coinrun_mg.envs.gym_env import CoinRunEnv, CoinRunVectorEnv
-from coinrun_mg.envs.render import symbolic_obs
+from coinrun_mg.envs.render import SYMBOLIC_CHANNEL_NAMES, symbolic_obs
 
 ENV_ID = "coinrun_mg/CoinRun-v0"
 
@@ -228,31 +229,37 @@ def test_single_env_refuses_to_step_after_the_end():
         env.step(4)
 
 
-def test_core_observations_follow_level_changes():
-    # The core keeps each level's padded grid between steps for the symbolic crop: after
-    # episodes end, partial resets, a restore and a state assignment its observations must
-    # still be those of the current levels.
+@pytest.mark.parametrize("pairs", [False, True])
+def test_core_observations_follow_level_changes(monkeypatch, pairs):
+    # The core keeps each level's padded grid and its alive enemy slots between steps for
+    # the symbolic view (and, on the CPU, the pair tables of large batches: forced here
+    # with `pairs`; the view is wide enough to show enemies): after episodes end, partial
+    # resets, a restore and a state assignment its observations must still be those of
+    # the current levels.
+    if pairs:
+        monkeypatch.setattr(render, "_PAIRS_FROM", 1)
     core = CoinRunCore(
-        8, CoinRunConfig(view_size=7, max_episode_steps=25), device="cpu", prefetch=2
+        8, CoinRunConfig(view_size=15, max_episode_steps=25), device="cpu", prefetch=2
     )
     core.reset(seed=3)
     g = torch.Generator().manual_seed(0)
-    ended = 0
+    ended = enemies_seen = 0
     for _ in range(120):
         obs, _, terminated, truncated, _ = core.step(torch.randint(0, 15, (8,), generator=g))
         ended += int((terminated | truncated).sum())
-        assert torch.equal(obs, symbolic_obs(core.state, 7))
-    assert ended >= 16
+        enemies_seen += int((obs[..., SYMBOLIC_CHANNEL_NAMES.index("enemy")] > 0).sum())
+        assert torch.equal(obs, symbolic_obs(core.state, 15))
+    assert ended >= 16 and enemies_seen > 0
     index = torch.tensor([1, 6])
     core.reset_keys(torch.tensor([100, 101]), index)
-    assert torch.equal(core.observe(), symbolic_obs(core.state, 7))
-    assert torch.equal(core.observe(index), symbolic_obs(core.state.index(index), 7))
+    assert torch.equal(core.observe(), symbolic_obs(core.state, 15))
+    assert torch.equal(core.observe(index), symbolic_obs(core.state.index(index), 15))
 
-    restored = CoinRunCore(8, CoinRunConfig(view_size=7), device="cpu")
+    restored = CoinRunCore(8, CoinRunConfig(view_size=15), device="cpu")
     restored.reset(seed=99)
     restored.load_state_dict(core.state_dict())
     assert torch.equal(restored.observe(), core.observe())
-    other = CoinRunCore(8, CoinRunConfig(view_size=7), device="cpu")
+    other = CoinRunCore(8, CoinRunConfig(view_size=15), device="cpu")
     other.reset(seed=5)
     restored.state = other.state
     assert torch.equal(restored.observe(), other.observe())
