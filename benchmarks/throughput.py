@@ -653,8 +653,9 @@ def main(argv=None) -> int:
     if best:
         print(f"\nprocgen best: {best:,.0f} steps/s")
     print(
-        "\nmemory/env: 'tensors' = env state + upcoming-level state + one observation "
-        "(CPU; step temporaries excluded); 'cuda peak' = max_memory_allocated delta / envs; "
+        "\nmemory/env: 'tensors' = env state + upcoming-level state + what the symbolic view "
+        "keeps between steps + one observation (CPU; step temporaries excluded); "
+        "'cuda peak' = max_memory_allocated delta / envs; "
         "'RSS' = resident-set growth over env creation and warm-up / envs (approximate)."
     )
     for note in notes:

@@ -517,10 +517,10 @@ class CoinRunCore:
         # Symbolic observations crop the levels from a padded copy of their grids
         # (render.padded_classes), rebuilt here only for environments whose level changes.
         self._padded: torch.Tensor | None = None
-        # Large symbolic batches on the CPU also keep what render.symbolic_obs would
-        # otherwise rebuild every step: its per-environment pair tables (only their
-        # constant bytes change) and the list of alive enemy slots (it changes with the
-        # levels, so _levels_changed keeps it up to date).
+        # Symbolic views on the CPU also keep what render.symbolic_obs would otherwise
+        # rebuild every step: the list of alive enemy slots (it changes with the levels,
+        # so _levels_changed keeps it up to date) and, for large batches, the
+        # per-environment pair tables (only their constant bytes change).
         self._keep_cpu_extras = self.config.obs_mode == "symbolic" and self.device.type == "cpu"
         self._pair_tables: torch.Tensor | None = None
         self._enemy_slots: render.EnemySlots | None = None
@@ -759,7 +759,7 @@ class CoinRunCore:
         if index is None and self._plan is not None:
             kwargs["plan"] = self._plan(state, kwargs["view"], kwargs["constants"])
         if index is None and self._keep_cpu_extras:
-            if self._pair_tables is None:
+            if self._pair_tables is None and render.uses_pair_tables(self.num_envs, self.device):
                 self._pair_tables = render.pair_tables(self.num_envs)
             kwargs["tables"], kwargs["enemy_slots"] = self._pair_tables, self._enemy_slots
         # The whole batch has a fixed shape: it is the call compiled where enabled.
