@@ -689,9 +689,9 @@ def symbolic_obs(
     buf[plan.coin_byte] = 255  # -1: the dump slot
     owner, enemy_x, enemy_y, alive = _alive_enemies(state, enemy_slots)
     enemy_byte = _mark_byte(
-        plan.centre[owner],
-        enemy_x.floor().long() - ax[owner],
-        enemy_y.floor().long() - ay[owner],
+        plan.centre.index_select(0, owner),  # (index_select: a third of indexing's cost)
+        enemy_x.floor().long() - ax.index_select(0, owner),
+        enemy_y.floor().long() - ay.index_select(0, owner),
         alive,
         view,
         _ENEMY_CH,
