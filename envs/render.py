@@ -353,7 +353,7 @@ class EnemySlots(NamedTuple):
 def alive_enemy_slots(state: EnvState) -> EnemySlots:
     """Where the alive enemies are, for callers that keep it between observations
     (``symbolic_obs(enemy_slots=...)``): it changes only with the levels, and finding
-    the few alive ones among all slots costs about 0.8 ms per call at 16,384 environments
+    the few alive ones among all slots costs about 1 ms per call at 16,384 environments
     (573,440 slots).  ``flat = env * MAX_ENEMIES + slot``; any order will do."""
     flat = _true_positions(state.enemy_alive.reshape(-1))
     return EnemySlots(flat // state.enemy_alive.shape[1], flat)
