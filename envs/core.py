@@ -51,6 +51,7 @@ from .state import (
     MIXRATE,
     NUM_ACTIONS,
     EnvState,
+    as_index,
 )
 
 # The agent's box is tested a hair inside its sides (procgen's 0.98 margin).  It is less
@@ -594,8 +595,7 @@ class CoinRunCore:
     def reset_keys(self, keys: torch.Tensor, index: torch.Tensor | None = None) -> None:
         """(Re)start environments ``index`` (all if None) at episode 0 of the given keys."""
         if index is not None:
-            index = torch.as_tensor(index, device=self.device)
-            index = index.nonzero().squeeze(1) if index.dtype == torch.bool else index.long()
+            index = as_index(index, self.device)
         episode = torch.zeros_like(keys)
         fresh = initial_states(keys, episode, self.config)
         if self.state is None or index is None:

@@ -344,7 +344,8 @@ def _true_positions(mask: torch.Tensor) -> torch.Tensor:
 
 
 class EnemySlots(NamedTuple):
-    """The alive enemies of a batch, flat (see :func:`alive_enemy_slots`)."""
+    """The alive enemies of a batch, flat (see :func:`alive_enemy_slots`).  ``env`` is
+    ``flat // MAX_ENEMIES``, kept because dividing 15,000 int64s costs 0.2 ms a step."""
 
     env: torch.Tensor  # int64 [K]: each one's environment
     flat: torch.Tensor  # int64 [K]: its index in the flattened enemy arrays

@@ -194,10 +194,16 @@ class EnvState:
     def assign(self, idx: torch.Tensor, other: EnvState) -> None:
         """Write ``other`` into the environments ``idx`` (indices, each at most once, or a
         bool mask); ``other`` holds one environment per index."""
-        idx = torch.as_tensor(idx, device=self.device)
-        idx = idx.nonzero().squeeze(1) if idx.dtype == torch.bool else idx.long()
+        idx = as_index(idx, self.device)
         for f in fields(self):
             getattr(self, f.name).index_copy_(0, idx, getattr(other, f.name))
+
+
+def as_index(idx, device: torch.device | str) -> torch.Tensor:
+    """Environment indices (a sequence, an integer tensor or a bool mask) as int64 on
+    ``device``, the form ``index_select`` and ``index_copy_`` take."""
+    idx = torch.as_tensor(idx, device=device)
+    return idx.nonzero().squeeze(1) if idx.dtype == torch.bool else idx.long()
 
 
 def column_bits(mask: torch.Tensor) -> torch.Tensor:
