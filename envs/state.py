@@ -185,7 +185,7 @@ class EnvState:
         if isinstance(idx, torch.Tensor) and idx.dtype in (torch.int32, torch.int64):
             # Episode starts take a few environments out of the level bank every step;
             # index_select costs a fraction of advanced indexing on the CPU (13 instead
-            # of 85 us for 9 of 32,768 grids).
+            # of 85 us for 9 of 16,384 grids).
             return EnvState(
                 **{f.name: getattr(self, f.name).index_select(0, idx) for f in fields(self)}
             )
