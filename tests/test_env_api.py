@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -122,6 +124,44 @@ def test_same_seed_same_trajectory_and_different_seed_differs():
     a, b, c = run(5), run(5), run(6)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert not torch.equal(a[2], c[2])
+
+
+def _pinned_digest(obs_mode: str, distribution_mode: str) -> str:
+    """sha256 of 32 environments' observations, rewards, ends and positions over 250 steps
+    (eager, CPU), with actions from a fixed integer recurrence (no library RNG, so no
+    torch or numpy version changes them)."""
+    config = CoinRunConfig(obs_mode=obs_mode, distribution_mode=distribution_mode)
+    core = CoinRunCore(32, config, device="cpu", compile=False)
+    obs, _ = core.reset(seed=3)
+    digest = hashlib.sha256(obs.numpy().tobytes())
+    state = 12345
+    for _ in range(250):
+        actions = []
+        for _ in range(32):
+            state = (state * 1103515245 + 12345) % 2**31
+            k = (state >> 16) % 30  # half of them run or jump to the right
+            actions.append(k if k < 15 else 7 + k % 2)
+        obs, reward, terminated, truncated, info = core.step(torch.tensor(actions))
+        for t in (obs, reward, terminated, truncated, info["agent_x"], core.state.agent_y):
+            digest.update(t.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+# CoinRun-v0's dynamics, levels and observations, pinned: results recorded with one
+# version of the package (the README's reproduction) stay valid only while these hold.
+# A deliberate change to what the environment does must change the environment's
+# version (CoinRun-v1) and these digests, and say so in the README.
+PINNED_DIGESTS = {
+    ("symbolic", "hard"): "b09f9ce9472dd60d",
+    ("symbolic", "easy"): "c3b911a612b77f87",
+    ("pixels", "hard"): "7113b83f8937a703",
+}
+
+
+@pytest.mark.parametrize("obs_mode, distribution_mode", list(PINNED_DIGESTS))
+def test_v0_dynamics_are_pinned(obs_mode, distribution_mode):
+    expected = PINNED_DIGESTS[(obs_mode, distribution_mode)]
+    assert _pinned_digest(obs_mode, distribution_mode) == expected
 
 
 def test_levels_follow_num_levels_and_start_level():
