@@ -126,12 +126,11 @@ def test_same_seed_same_trajectory_and_different_seed_differs():
     assert not torch.equal(a[2], c[2])
 
 
-def _pinned_digest(obs_mode: str, distribution_mode: str) -> str:
+def _pinned_digest(**config) -> str:
     """sha256 of 32 environments' observations, rewards, ends and positions over 250 steps
     (eager, CPU), with actions from a fixed integer recurrence (no library RNG, so no
     torch or numpy version changes them)."""
-    config = CoinRunConfig(obs_mode=obs_mode, distribution_mode=distribution_mode)
-    core = CoinRunCore(32, config, device="cpu", compile=False)
+    core = CoinRunCore(32, CoinRunConfig(**config), device="cpu", compile=False)
     obs, _ = core.reset(seed=3)
     digest = hashlib.sha256(obs.numpy().tobytes())
     state = 12345
@@ -151,17 +150,22 @@ def _pinned_digest(obs_mode: str, distribution_mode: str) -> str:
 # version of the package (the README's reproduction) stay valid only while these hold.
 # A deliberate change to what the environment does must change the environment's
 # version (CoinRun-v1) and these digests, and say so in the README.
-PINNED_DIGESTS = {
-    ("symbolic", "hard"): "b09f9ce9472dd60d",
-    ("symbolic", "easy"): "c3b911a612b77f87",
-    ("pixels", "hard"): "7113b83f8937a703",
+PINNED = {
+    "symbolic-hard": (dict(obs_mode="symbolic", distribution_mode="hard"), "b09f9ce9472dd60d"),
+    "symbolic-easy": (dict(obs_mode="symbolic", distribution_mode="easy"), "c3b911a612b77f87"),
+    "pixels-hard": (dict(obs_mode="pixels", distribution_mode="hard"), "7113b83f8937a703"),
+    # The test configuration: every coin moved, episodes end at the original end.
+    "symbolic-easy-moved": (
+        dict(obs_mode="symbolic", distribution_mode="easy", rand_fraction=1.0, end_terminates=True),
+        "0d02918a35a99767",
+    ),
 }
 
 
-@pytest.mark.parametrize("obs_mode, distribution_mode", list(PINNED_DIGESTS))
-def test_v0_dynamics_are_pinned(obs_mode, distribution_mode):
-    expected = PINNED_DIGESTS[(obs_mode, distribution_mode)]
-    assert _pinned_digest(obs_mode, distribution_mode) == expected
+@pytest.mark.parametrize("case", list(PINNED))
+def test_v0_dynamics_are_pinned(case):
+    config, expected = PINNED[case]
+    assert _pinned_digest(**config) == expected
 
 
 def test_levels_follow_num_levels_and_start_level():
