@@ -5,10 +5,14 @@ For each env count, steps a ``CoinRunCore`` with random actions and times, separ
 ``physics_step`` (on a copy of the state), the episode starts of the environments that
 ended, the observation, and the whole ``core.step``.  With ``--kernels`` it also counts
 the device kernels (CUDA) or aten ops (CPU) one ``core.step`` launches, with the torch
-profiler, and lists the most expensive ones.
+profiler, and lists the most expensive ones.  With ``--parts`` it also times the parts of
+real steps in place (``in_step_ms``: median and mean over ``--repeats`` steps): the parts
+timed alone above find their data still in cache from the call before, inside a step they
+do not (on the CPU; CUDA is synchronized around each part, which stalls its queue).
 
     python benchmarks/step_profile.py --device cpu --envs 16384
     python benchmarks/step_profile.py --device cuda --envs 4096,65536 --kernels
+    python benchmarks/step_profile.py --device cpu --envs 16384 --obs symbolic --compile on --parts
 """
 
 from __future__ import annotations
@@ -16,12 +20,16 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import statistics
 import time
+from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from network_speed import median_ms  # benchmarks/ is on sys.path when run as a script
 
+from coinrun_mg.envs import render
 from coinrun_mg.envs.config import CoinRunConfig, resolve_device
 from coinrun_mg.envs.core import COMPILE_WORDS, CoinRunCore
 from coinrun_mg.envs.state import NUM_ACTIONS
@@ -68,6 +76,8 @@ def profile(num_envs: int, obs_mode: str, device: torch.device, args) -> dict:
         "step_ms": round(step_ms, 3),
         "steps_per_s": round(num_envs / step_ms * 1e3),
     }
+    if args.parts:
+        row["in_step_ms"] = time_parts(core, actions, args.repeats, device)
     if args.kernels:
         activities = [torch.profiler.ProfilerActivity.CPU]
         if device.type == "cuda":
@@ -88,6 +98,64 @@ def profile(num_envs: int, obs_mode: str, device: torch.device, args) -> dict:
     return row
 
 
+# What --parts times inside a step: the core's stages and, of the symbolic view, its parts.
+_CORE_PARTS = ("_physics", "_start_next_episode", "_fill_bank", "observe")
+_RENDER_PARTS = ("_crop_padded", "_cell_bytes_in_pairs", "_put_constants", "_alive_enemies")
+
+
+@contextmanager
+def _timed(owner, names, times, device):
+    """Wrap ``owner``'s callables ``names`` so each call appends its milliseconds to
+    ``times[name]``; restores the originals on exit."""
+    saved = {name: getattr(owner, name) for name in names if hasattr(owner, name)}
+    # Instance attributes (the core's compiled physics) go back; methods were shadowed.
+    own = {name for name in saved if name in vars(owner)}
+
+    def wrap(name, fn):
+        def timed(*a, **k):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            out = fn(*a, **k)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times[name].append((time.perf_counter() - start) * 1000)
+            return out
+
+        return timed
+
+    try:
+        for name, fn in saved.items():
+            setattr(owner, name, wrap(name, fn))
+        yield
+    finally:
+        for name, fn in saved.items():
+            if name in own:
+                setattr(owner, name, fn)
+            else:
+                delattr(owner, name)
+
+
+def time_parts(core, actions, repeats: int, device) -> dict:
+    """Median and mean milliseconds of each part over ``repeats`` real steps ({} per part;
+    a part that did not run, such as ``_fill_bank`` in a short window, is left out)."""
+    times = defaultdict(list)
+    with _timed(core, _CORE_PARTS, times, device), _timed(render, _RENDER_PARTS, times, device):
+        for _ in range(repeats):
+            batch = actions()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            core.step(batch)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times["step"].append((time.perf_counter() - start) * 1000)
+    return {
+        name: {"median": round(statistics.median(v), 3), "mean": round(statistics.mean(v), 3)}
+        for name, v in times.items()
+    }
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto")
@@ -97,6 +165,7 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=40)
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--kernels", action="store_true", help="count kernels with the profiler")
+    p.add_argument("--parts", action="store_true", help="time the parts inside real steps")
     p.add_argument("--top", type=int, default=25, help="rows of the profiler table")
     p.add_argument("--core", default="{}", help="extra CoinRunCore kwargs as JSON")
     p.add_argument(

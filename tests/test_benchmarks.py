@@ -13,7 +13,10 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import paired_ratio  # noqa: E402
+import step_profile  # noqa: E402
 import throughput  # noqa: E402
+
+from coinrun_mg.envs import render  # noqa: E402
 
 procgen_available = throughput.import_procgen()[0] is not None
 TINY = ["--seconds", "0.05", "--warmup", "1", "--threads", "1"]
@@ -80,3 +83,20 @@ def test_paired_ratio_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         paired_ratio.parse_args(["--rounds", "0"])
     assert "--rounds >= 1" in capsys.readouterr().err
+
+
+def test_step_profile_times_the_parts_inside_steps(tmp_path):
+    crop, cells = render._crop_padded, render._cell_bytes_in_pairs
+    out = tmp_path / "s.json"
+    args = ["--device", "cpu", "--envs", "1024", "--obs", "symbolic", "--compile", "off"]
+    step_profile.main([*args, "--warmup", "2", "--repeats", "4", "--parts", "--out", str(out)])
+    (row,) = json.loads(out.read_text())["rows"]
+    parts = row["in_step_ms"]
+    # 1,024 envs take the CPU path with pair tables, so every part of it ran.
+    for name in ("step", "_physics", "observe", "_crop_padded", "_cell_bytes_in_pairs"):
+        assert parts[name]["median"] > 0 and parts[name]["mean"] > 0
+    # Each observation is part of its step, so the medians are ordered the same way.
+    assert parts["_crop_padded"]["median"] < parts["observe"]["median"]
+    assert parts["observe"]["median"] < parts["step"]["median"]
+    # The timing wrappers are gone afterwards.
+    assert render._crop_padded is crop and render._cell_bytes_in_pairs is cells
