@@ -140,7 +140,9 @@ def time_parts(core, actions, repeats: int, device) -> dict:
     """Median and mean milliseconds of each part over ``repeats`` real steps ({} per part;
     a part that did not run, such as ``_fill_bank`` in a short window, is left out)."""
     times = defaultdict(list)
-    with _timed(core, _CORE_PARTS, times, device), _timed(render, _RENDER_PARTS, times, device):
+    # On CUDA the observation is one compiled graph: wrapping its parts would break it up.
+    render_parts = _RENDER_PARTS if device.type == "cpu" else ()
+    with _timed(core, _CORE_PARTS, times, device), _timed(render, render_parts, times, device):
         for _ in range(repeats):
             batch = actions()
             if device.type == "cuda":
