@@ -208,15 +208,53 @@ def _move_agent(s: EnvState, ph: _Physics, under, action_vx, action_vy) -> None:
     s.agent_vy = s.agent_vy * free_y / substeps
 
 
-def _step_enemies(s: EnvState) -> None:
-    """Walkers move at constant speed and turn around at the ends of their patrol."""
-    x = s.enemy_x + s.enemy_vx
-    over = x > s.enemy_hi
-    under = x < s.enemy_lo
+def _walk(x, vx, lo, hi) -> tuple[torch.Tensor, torch.Tensor]:
+    """Walkers move at constant speed and turn around at the ends of their patrol;
+    returns their new ``x`` and ``vx``.  Unused slots (lo = hi = vx = 0) stay at 0."""
+    x = x + vx
+    over = x > hi
+    under = x < lo
     turn = over | under
-    x = _blend(over, 2 * s.enemy_hi - x, _blend(under, 2 * s.enemy_lo - x, x))
-    s.enemy_vx = s.enemy_vx * (1 - 2 * turn.float())
-    s.enemy_x = x.clamp(min=s.enemy_lo, max=s.enemy_hi)  # unused slots have lo = hi = 0
+    x = _blend(over, 2 * hi - x, _blend(under, 2 * lo - x, x))
+    return x.clamp(min=lo, max=hi), vx * (1 - 2 * turn.float())
+
+
+def _touching(dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    """Whether an enemy whose centre is ``(dx, dy)`` from the agent's touches its box."""
+    return (dx.abs() < AGENT_RX + ENEMY_R - COLLISION_EPS) & (
+        dy.abs() < AGENT_RY + ENEMY_R - COLLISION_EPS
+    )
+
+
+def _step_enemies(s: EnvState) -> torch.Tensor:
+    """Walk every enemy slot; returns whether an alive enemy touches the agent."""
+    s.enemy_x, s.enemy_vx = _walk(s.enemy_x, s.enemy_vx, s.enemy_lo, s.enemy_hi)
+    near = _touching(s.enemy_x - s.agent_x[:, None], s.enemy_y - s.agent_y[:, None])
+    return (s.enemy_alive & near).any(dim=1)
+
+
+def _step_alive_enemies(s: EnvState, slots: render.EnemySlots) -> torch.Tensor:
+    """:func:`_step_enemies` for the alive slots only (``slots`` lists them, see
+    ``render.alive_enemy_slots``), bit for bit: the other slots do not move.
+
+    A batch has about one alive enemy per environment among its 35 slots, so on the CPU
+    gathering those (15,000 at 16,384 envs) costs 0.6 ms eagerly, where walking all
+    573,440 slots costs 3.6 ms eagerly and 0.9 of the compiled physics' 2.3 ms (2-core
+    Intel machine, README).  The enemy tensors are updated in place.
+    """
+    env, flat = slots
+    x, vx = s.enemy_x.view(-1), s.enemy_vx.view(-1)
+    lo, hi = s.enemy_lo.view(-1).index_select(0, flat), s.enemy_hi.view(-1).index_select(0, flat)
+    new_x, new_vx = _walk(x.index_select(0, flat), vx.index_select(0, flat), lo, hi)
+    x.index_copy_(0, flat, new_x)
+    vx.index_copy_(0, flat, new_vx)
+    near = _touching(
+        new_x - s.agent_x.index_select(0, env),
+        s.enemy_y.view(-1).index_select(0, flat) - s.agent_y.index_select(0, env),
+    )
+    touched = torch.zeros(s.num_envs, dtype=torch.bool, device=s.device)
+    touched[env[near]] = True
+    return touched
 
 
 def _overlaps_tile(s: EnvState, tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
@@ -226,27 +264,47 @@ def _overlaps_tile(s: EnvState, tx: torch.Tensor, ty: torch.Tensor) -> torch.Ten
     )
 
 
-def _touches_danger(s: EnvState, ph: _Physics) -> torch.Tensor:
-    """Lava or saw tiles under the agent's box, or a walking enemy touching it."""
+def _on_danger_tile(s: EnvState, ph: _Physics) -> torch.Tensor:
+    """Lava or saw tiles under the agent's box."""
     lo = _floor_index(s.agent_y - AGENT_RY + COLLISION_EPS, GRID_H)
     hi = _floor_index(s.agent_y + AGENT_RY - COLLISION_EPS, GRID_H)
     danger = _column(ph.danger, ph.base, s.agent_x - AGENT_RX + COLLISION_EPS) | _column(
         ph.danger, ph.base, s.agent_x + AGENT_RX - COLLISION_EPS
     )
-    enemy = (
-        s.enemy_alive
-        & ((s.enemy_x - s.agent_x[:, None]).abs() < AGENT_RX + ENEMY_R - COLLISION_EPS)
-        & ((s.enemy_y - s.agent_y[:, None]).abs() < AGENT_RY + ENEMY_R - COLLISION_EPS)
-    )
-    return _has_rows(danger, lo, hi) | enemy.any(dim=1)
+    return _has_rows(danger, lo, hi)
 
 
-def physics_step(s: EnvState, actions: torch.Tensor, config: CoinRunConfig) -> StepEvents:
+def physics_step(
+    s: EnvState,
+    actions: torch.Tensor,
+    config: CoinRunConfig,
+    enemy_slots: render.EnemySlots | None = None,
+) -> StepEvents:
     """Advance every environment in ``s`` by one step (in place) and report its events.
 
     ``actions`` are int64 ``[N]`` in ``[0, 15)``: 0..8 are (left, none, right) x
-    (down, none, up); 9..14 stand still, as in procgen.
+    (down, none, up); 9..14 stand still, as in procgen.  ``enemy_slots``
+    (``render.alive_enemy_slots(s)``, for callers that keep it) walks only the alive
+    enemies, with the same result: cheaper on the CPU, but not for ``torch.compile``,
+    whose graphs have fixed shapes.
     """
+    return _physics(_move_agent_step, s, actions, config, enemy_slots)
+
+
+def _physics(move_agent_step, s, actions, config, enemy_slots) -> StepEvents:
+    """:func:`physics_step` with its agent part passed in (``CoinRunCore`` passes the
+    compiled one on the CPU and walks the enemies eagerly)."""
+    coin, touched_end, on_danger = move_agent_step(s, actions)
+    if enemy_slots is None:
+        touched_enemy = _step_enemies(s)
+    else:
+        touched_enemy = _step_alive_enemies(s, enemy_slots)
+    return _step_events(s, coin, touched_end, on_danger | touched_enemy, config)
+
+
+def _move_agent_step(s: EnvState, actions: torch.Tensor):
+    """The agent's part of :func:`physics_step`: controls, movement, and what it now
+    overlaps (the coin, the original end, lava or saw tiles); counts the step."""
     ph = _Physics(s)
     move = torch.where(actions >= 9, 4, actions)
     action_vx = move // 3 - 1
@@ -270,13 +328,17 @@ def physics_step(s: EnvState, actions: torch.Tensor, config: CoinRunConfig) -> S
     s.agent_vy = _blend(jump, torch.full_like(vy, MAX_JUMP), vy)
 
     _move_agent(s, ph, under, action_vx, action_vy)
-    _step_enemies(s)
 
     coin = _overlaps_tile(s, s.coin_x, s.coin_y)
     touched_end = _overlaps_tile(s, s.end_x, s.end_y)
-    died = _touches_danger(s, ph) & ~coin
     s.reached_end |= touched_end
     s.steps += 1
+    return coin, touched_end, _on_danger_tile(s, ph)
+
+
+def _step_events(s: EnvState, coin, touched_end, danger, config: CoinRunConfig) -> StepEvents:
+    """The step's events once the agent and the enemies have moved."""
+    died = danger & ~coin
     terminated = coin | died
     if config.end_terminates:
         terminated = terminated | touched_end
@@ -346,9 +408,9 @@ def start_states(level_seeds: torch.Tensor, config: CoinRunConfig) -> EnvState:
 # kernel launches, not the arithmetic, bound the step (18.7 ms at 65,536 envs on an
 # H100).  torch.compile fuses the physics and the observation into a few kernels (1.8 ms
 # there).  On the CPU the physics is compiled (5x faster than eager at 16,384 envs,
-# bit for bit the same) and, of the symbolic observation, only its per-environment
-# arithmetic (render.symbolic_plan): the compiled observation gathers ran 10-35x slower
-# than the eager ones.
+# bit for bit the same; from 8,192 envs only the agent's part, see CoinRunCore) and, of
+# the symbolic observation, only its per-environment arithmetic (render.symbolic_plan):
+# the compiled observation gathers ran 10-35x slower than the eager ones.
 # --------------------------------------------------------------------------------------
 
 # Inductor caps a fused kernel at 64 graph nodes.  The physics graph has well over a
@@ -364,6 +426,9 @@ def start_states(level_seeds: torch.Tensor, config: CoinRunConfig) -> EnvState:
 # without them the compiled CPU physics took 5.8-7.0 instead of 7.9-8.6 ms at 16,384
 # envs (together with int32 indices; three interleaved runs).  Eager code still raises.
 _CPU_COMPILE_OPTIONS = {"max_fusion_size": 4096, "assert_indirect_indexing": False}
+
+# Compiled CPU batches from this size walk only the alive enemies (see CoinRunCore).
+_COMPILED_ALIVE_WALK_FROM = 8192
 
 COMPILE_CHOICES = ("auto", True, False)
 # The same choices as command-line words (``--compile-env``, the benchmarks' ``--compile``).
@@ -456,8 +521,9 @@ class CoinRunCore:
     ``num_envs // 4``) are missing from it, all of them are generated in one batch.
 
     ``compile`` (``"auto"``, ``True``, ``False``) runs the physics and the observation
-    (on the CPU only the symbolic observation's per-environment arithmetic) through
-    ``torch.compile``; ``"auto"`` compiles on CUDA only.  The first
+    (on the CPU only the symbolic observation's per-environment arithmetic, and from 8,192
+    envs only the agent's part of the physics: the enemies are walked eagerly, the alive
+    ones only) through ``torch.compile``; ``"auto"`` compiles on CUDA only.  The first
     step then takes a while (about a minute; torch caches the result on disk for later
     processes).  Compiled CPU steps are bit-identical to eager ones.  Compiled CUDA
     kernels fuse multiply-adds, so positions can differ from eager / CPU ones in the last
@@ -485,9 +551,27 @@ class CoinRunCore:
         self.config = config if config is not None else CoinRunConfig()
         self.device = resolve_device(device)
         self.compiled = resolve_compile(compile, self.device)
-        self._physics = (
-            _CompiledOrEager(physics_step, self.device) if self.compiled else physics_step
+        # On the CPU the core keeps the list of alive enemies (self._enemy_slots, updated
+        # when levels change) and the physics walks only those, eagerly; compiled, only
+        # the agent's part then goes through torch.compile.  The eager walk costs about
+        # 30 small operations whatever the batch, which the compiled walk over all slots
+        # undercuts below about 8,192 envs, so smaller compiled batches keep the one
+        # compiled graph, as a GPU does (benchmarks/throughput.py, README).
+        self._keep_enemy_slots = self.device.type == "cpu"
+        walk_alive = self._keep_enemy_slots and (
+            not self.compiled or num_envs >= _COMPILED_ALIVE_WALK_FROM
         )
+        if walk_alive:
+            self._move_agent_step = (
+                _CompiledOrEager(_move_agent_step, self.device)
+                if self.compiled
+                else _move_agent_step
+            )
+            self._physics = self._physics_alive_enemies
+        else:
+            self._physics = (
+                _CompiledOrEager(physics_step, self.device) if self.compiled else physics_step
+            )
         # Observations: compiled on CUDA; on the CPU only the symbolic plan (see the note
         # above ``resolve_compile``).  Their constant tables are passed in, so the
         # compiled graph holds no cache lookup.
@@ -518,10 +602,10 @@ class CoinRunCore:
         # Symbolic observations crop the levels from a padded copy of their grids
         # (render.padded_classes), rebuilt here only for environments whose level changes.
         self._padded: torch.Tensor | None = None
-        # Symbolic views on the CPU also keep what render.symbolic_obs would otherwise
-        # rebuild every step: the list of alive enemy slots (it changes with the levels,
-        # so _levels_changed keeps it up to date) and, for large batches, the
-        # per-environment pair tables (only their constant bytes change).
+        # Observations on the CPU also use the list of alive enemy slots, and symbolic
+        # views keep, for large batches, the per-environment pair tables that
+        # render.symbolic_obs would otherwise rebuild every step (only their constant
+        # bytes change).
         self._keep_cpu_extras = self.config.obs_mode == "symbolic" and self.device.type == "cpu"
         self._pair_tables: torch.Tensor | None = None
         self._enemy_slots: render.EnemySlots | None = None
@@ -541,8 +625,9 @@ class CoinRunCore:
     def state(self) -> EnvState | None:
         """The current episodes of all environments (None before the first reset).
 
-        Assign a whole new state rather than editing a level's ``grid`` in place: the
-        core keeps derived copies of the levels (as ``EnvState`` keeps its bit masks).
+        Assign a whole new state rather than editing a level's ``grid`` or its enemies'
+        ``enemy_alive`` in place: the core keeps what it derives from the levels (padded
+        grids, the list of alive enemies), as ``EnvState`` keeps its bit masks.
         """
         return self._state
 
@@ -553,16 +638,18 @@ class CoinRunCore:
 
     def _levels_changed(self, index: torch.Tensor | None) -> None:
         """Refresh what is derived from the levels of environments ``index`` (all if None):
-        the padded grids and the alive enemy slots."""
-        if self.config.obs_mode != "symbolic" or self._state is None:
+        the padded grids (symbolic views) and the alive enemy slots (on the CPU)."""
+        if self._state is None:
             self._padded = self._enemy_slots = None
             return
-        if index is None or self._padded is None:
+        if self.config.obs_mode != "symbolic":
+            self._padded = None
+        elif index is None or self._padded is None:
             self._padded = render.padded_classes(self._state.grid, self.config.view_size)
         else:
             grids = self._state.grid.index_select(0, index)
             self._padded[index] = render.padded_classes(grids, self.config.view_size)
-        if not self._keep_cpu_extras:
+        if not self._keep_enemy_slots:
             return
         if index is None or self._enemy_slots is None:
             self._enemy_slots = render.alive_enemy_slots(self._state)
@@ -696,6 +783,10 @@ class CoinRunCore:
         self._pending_reset = saved["pending_reset"].to(dev, copy=True)
 
     # -- stepping ------------------------------------------------------------------------
+    def _physics_alive_enemies(self, s: EnvState, actions, config) -> StepEvents:
+        """``physics_step`` walking only the alive enemies of the kept list (the CPU)."""
+        return _physics(self._move_agent_step, s, actions, config, self._enemy_slots)
+
     def step(self, actions: torch.Tensor):
         """Step all environments; returns ``obs, reward, terminated, truncated, info``."""
         if self.state is None:
@@ -759,10 +850,12 @@ class CoinRunCore:
             kwargs["padded"] = padded
         if index is None and self._plan is not None:
             kwargs["plan"] = self._plan(state, kwargs["view"], kwargs["constants"])
+        if index is None and self._keep_enemy_slots:
+            kwargs["enemy_slots"] = self._enemy_slots
         if index is None and self._keep_cpu_extras:
             if self._pair_tables is None and render.uses_pair_tables(self.num_envs, self.device):
                 self._pair_tables = render.pair_tables(self.num_envs)
-            kwargs["tables"], kwargs["enemy_slots"] = self._pair_tables, self._enemy_slots
+            kwargs["tables"] = self._pair_tables
         # The whole batch has a fixed shape: it is the call compiled where enabled.
         return (self._render_all if index is None else self._render)(state, **kwargs)
 

@@ -786,7 +786,12 @@ def _draw_boxes(
 
 
 def pixel_obs(
-    state: EnvState, size: int = 64, tiles_across: float = 12.8, *, constants=None
+    state: EnvState,
+    size: int = 64,
+    tiles_across: float = 12.8,
+    *,
+    constants=None,
+    enemy_slots: EnemySlots | None = None,
 ) -> torch.Tensor:
     """Agent-centred RGB image, uint8 ``[N, size, size, 3]``.
 
@@ -802,6 +807,8 @@ def pixel_obs(
     On CPU, visible entities are selected with boolean indexing before drawing; on other
     devices everything stays branch-free without host syncs.  ``constants`` is
     :func:`pixel_constants`'s tuple for the same arguments, looked up when not given.
+    ``enemy_slots`` (:func:`alive_enemy_slots`, matching the state's levels) is for
+    callers that keep it between calls; the CPU path uses it, other devices ignore it.
     """
     if size < 1 or not tiles_across > 0:
         raise ValueError(f"need size >= 1 and tiles_across > 0, got {size}, {tiles_across}")
@@ -851,7 +858,7 @@ def pixel_obs(
     env_ids = torch.arange(n, device=dev)
     _draw_boxes(pixels, geo, env_ids, cx, cy, 0.5, 0.5, colours["coin"], coin_visible, _COIN_RADIUS)
     reach = tiles_across / 2 + ENEMY_R
-    env_e, ex, ey, alive = _alive_enemies(state)
+    env_e, ex, ey, alive = _alive_enemies(state, enemy_slots)
     ex = ex.double() - ax[env_e]
     ey = ey.double() - ay[env_e]
     visible = (ex.abs() < reach) & (ey.abs() < reach)

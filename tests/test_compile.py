@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from coinrun_mg.envs import core as core_module
 from coinrun_mg.envs.config import CoinRunConfig
 from coinrun_mg.envs.core import CoinRunCore, resolve_compile
 
@@ -40,15 +41,21 @@ def test_auto_leaves_the_cpu_eager():
     assert core.compiled is False
 
 
-def test_compiled_cpu_step_is_bit_identical(one_torch_thread):
+@pytest.mark.parametrize("walk_alive", [False, True], ids=["one-graph", "alive-enemy-walk"])
+def test_compiled_cpu_step_is_bit_identical(one_torch_thread, monkeypatch, walk_alive):
     # Compiling the physics and the symbolic observation's plan must not change a single
     # bit on the CPU, including episode ends and resets (short episodes: a low step limit).
+    # Small compiled batches compile the whole physics; large ones (here: from 1 env)
+    # compile the agent's part and walk the alive enemies eagerly, as eager cores do.
+    if walk_alive:
+        monkeypatch.setattr(core_module, "_COMPILED_ALIVE_WALK_FROM", 1)
     config = CoinRunConfig(max_episode_steps=25, distribution_mode="hard")
     eager = _rollout(CoinRunCore(12, config, device="cpu", compile=False), 60)
     compiled_core = CoinRunCore(12, config, device="cpu", compile=True)
     compiled = _rollout(compiled_core, 60)
     assert compiled_core.compiled
-    assert compiled_core._physics.working and compiled_core._plan.working  # no fallback
+    part = compiled_core._move_agent_step if walk_alive else compiled_core._physics
+    assert part.working and compiled_core._plan.working  # compiled, no fallback
     assert all(torch.equal(a, b) for a, b in zip(eager, compiled, strict=True))
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import pytest
 import torch
 
@@ -170,3 +173,36 @@ def test_actions_nine_to_fourteen_stand_still():
         for _ in range(5):
             physics_step(s, torch.tensor([action]), CoinRunConfig())
         assert float(s.agent_x) == pytest.approx(1.5) and float(s.agent_vx) == 0.0
+
+
+def test_walking_only_the_alive_enemies_changes_nothing():
+    # physics_step(enemy_slots=...) walks the listed alive enemies only (the CPU core's
+    # path); every state field and event must equal the walk over all slots, including
+    # deaths by enemy: some agents start on top of an enemy's patrol.
+    from coinrun_mg.envs.core import start_states
+    from coinrun_mg.envs.render import alive_enemy_slots
+
+    config = CoinRunConfig(distribution_mode="hard")
+    dense = start_states(torch.arange(256) + 40_000, config)
+    first = dense.enemy_alive.float().argmax(dim=1)  # an alive slot, where there is one
+    has_enemy = dense.enemy_alive.any(dim=1)
+    rows = torch.arange(256)
+    near = has_enemy & (rows % 2 == 0)
+    dense.agent_x = torch.where(near, dense.enemy_x[rows, first] + 1.0, dense.agent_x)
+    dense.agent_y = torch.where(near, dense.enemy_y[rows, first] + 0.1, dense.agent_y)
+    listed = copy.deepcopy(dense)
+    slots = alive_enemy_slots(listed)
+    assert slots.flat.numel() > 100
+    gen = torch.Generator().manual_seed(3)
+    enemy_deaths = 0
+    for _ in range(120):
+        actions = torch.randint(0, 15, (256,), generator=gen)
+        expected = physics_step(dense, actions, config)
+        got = physics_step(listed, actions, config, enemy_slots=slots)
+        for f in dataclasses.fields(expected):
+            assert torch.equal(getattr(got, f.name), getattr(expected, f.name)), f.name
+        for f in dataclasses.fields(dense):
+            assert torch.equal(getattr(listed, f.name), getattr(dense, f.name)), f.name
+        # A death with no lava or saw in the agent's level can only be an enemy's doing.
+        enemy_deaths += int((expected.died & (dense.danger_bits == 0).all(dim=1)).sum())
+    assert enemy_deaths > 0
