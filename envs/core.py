@@ -288,10 +288,10 @@ def physics_step(
     enemies, with the same result: cheaper on the CPU, but not for ``torch.compile``,
     whose graphs have fixed shapes.
     """
-    return _physics(_move_agent_step, s, actions, config, enemy_slots)
+    return _physics_with(_move_agent_step, s, actions, config, enemy_slots)
 
 
-def _physics(move_agent_step, s, actions, config, enemy_slots) -> StepEvents:
+def _physics_with(move_agent_step, s, actions, config, enemy_slots) -> StepEvents:
     """:func:`physics_step` with its agent part passed in (``CoinRunCore`` passes the
     compiled one on the CPU and walks the enemies eagerly)."""
     coin, touched_end, on_danger = move_agent_step(s, actions)
@@ -556,7 +556,7 @@ class CoinRunCore:
         # the agent's part then goes through torch.compile.  The eager walk costs about
         # 30 small operations whatever the batch, which the compiled walk over all slots
         # undercuts below about 8,192 envs, so smaller compiled batches keep the one
-        # compiled graph, as a GPU does (benchmarks/throughput.py, README).
+        # compiled graph, as a GPU does (interleaved timings in the README).
         self._keep_enemy_slots = self.device.type == "cpu"
         walk_alive = self._keep_enemy_slots and (
             not self.compiled or num_envs >= _COMPILED_ALIVE_WALK_FROM
@@ -785,7 +785,7 @@ class CoinRunCore:
     # -- stepping ------------------------------------------------------------------------
     def _physics_alive_enemies(self, s: EnvState, actions, config) -> StepEvents:
         """``physics_step`` walking only the alive enemies of the kept list (the CPU)."""
-        return _physics(self._move_agent_step, s, actions, config, self._enemy_slots)
+        return _physics_with(self._move_agent_step, s, actions, config, self._enemy_slots)
 
     def step(self, actions: torch.Tensor):
         """Step all environments; returns ``obs, reward, terminated, truncated, info``."""
