@@ -28,6 +28,8 @@ from throughput import (  # benchmarks/ is on sys.path when run as a script
     COMPILE_WORDS,
     REPO_ROOT,
     _int_list,
+    add_malloc_argument,
+    apply_malloc,
     hardware_info,
     import_procgen,
     native_bench,
@@ -64,6 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--distribution-mode", default="hard", choices=("easy", "hard"), help="(default: hard)"
     )
     p.add_argument("--seed", type=int, default=0, help="env and action seed (default: 0)")
+    add_malloc_argument(p)
     p.add_argument(
         "--out",
         type=Path,
@@ -90,6 +93,7 @@ def main(argv=None) -> int:
         print(f"error: {why}", file=sys.stderr)
         return 2
     hw = hardware_info(device)
+    hw["malloc"] = apply_malloc(args)
     t_start = time.perf_counter()
 
     # Everything is set up before the first timed window; procgen's envs are small.

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 from network_speed import median_ms  # benchmarks/ is on sys.path when run as a script
+from throughput import add_malloc_argument, apply_malloc
 
 from coinrun_mg.envs import render
 from coinrun_mg.envs.config import CoinRunConfig, resolve_device
@@ -174,8 +175,10 @@ def main(argv=None) -> None:
         "--compile", default="auto", choices=tuple(COMPILE_WORDS), help="CoinRunCore(compile=)"
     )
     p.add_argument("--out", type=Path, default=None, help="JSON results file")
+    add_malloc_argument(p)
     args = p.parse_args(argv)
     args.core_kwargs = json.loads(args.core)
+    malloc = apply_malloc(args)
     device = resolve_device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(torch.get_num_threads())
@@ -193,7 +196,8 @@ def main(argv=None) -> None:
                 row["top_ops"] = table
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"device": str(device), "rows": rows}, indent=1))
+        payload = {"device": str(device), "malloc": malloc, "rows": rows}
+        args.out.write_text(json.dumps(payload, indent=1))
 
 
 if __name__ == "__main__":

@@ -59,11 +59,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 try:  # the installed package (pip install -e .)
     from coinrun_mg.envs.config import CoinRunConfig, resolve_device
     from coinrun_mg.envs.core import COMPILE_WORDS, CoinRunCore, resolve_compile
+    from coinrun_mg.envs.malloc import tune_malloc
     from coinrun_mg.envs.state import NUM_ACTIONS
 except ImportError:  # a plain checkout: envs/ is importable from the repository root
     sys.path.insert(0, str(REPO_ROOT))
     from envs.config import CoinRunConfig, resolve_device
     from envs.core import COMPILE_WORDS, CoinRunCore, resolve_compile
+    from envs.malloc import tune_malloc
     from envs.state import NUM_ACTIONS
 
 DEFAULT_ENVS_CPU = (64, 256, 1024, 4096, 16384)
@@ -174,6 +176,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--no-procgen", action="store_true", help="skip the procgen baseline")
     p.add_argument("--no-native", action="store_true", help="skip the native env")
+    add_malloc_argument(p)
     p.add_argument("--seed", type=int, default=0, help="env and action seed (default: 0)")
     p.add_argument(
         "--out",
@@ -194,6 +197,23 @@ def parse_args(argv=None) -> argparse.Namespace:
 # --------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------
+
+
+def add_malloc_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is; by default the script calls "
+        "coinrun_mg.envs.malloc.tune_malloc(), as the coinrun-mg command does, so large "
+        "CPU batches reuse their observation memory instead of mapping it afresh each step",
+    )
+
+
+def apply_malloc(args: argparse.Namespace) -> str:
+    """Tune malloc unless ``--default-malloc``; returns what the results record."""
+    if args.default_malloc:
+        return "default"
+    return "tune_malloc()" if tune_malloc() else "default (not glibc)"
 
 
 def sync(device: torch.device) -> None:
@@ -582,6 +602,7 @@ def main(argv=None) -> int:
     procgen_envs = args.procgen_envs or [n for n in envs if n <= args.procgen_max]
 
     hw = hardware_info(device)
+    hw["malloc"] = apply_malloc(args)
     hw["loadavg_start"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     _log(
         f"# {hw['cpu_model']} ({hw['cpu_count']} cores), torch {hw['torch_version']} "

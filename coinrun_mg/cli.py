@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import coinrun_mg
+from coinrun_mg.envs.malloc import tune_malloc
 
 EPILOG = """\
 examples:
@@ -894,6 +895,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    # Big CPU batches allocate tens of MiB per step; the command owns its process, so it
+    # keeps those blocks in it rather than mapping them afresh each step (envs/malloc.py).
+    tune_malloc()
     return COMMANDS[args.command].run(args)
 
 

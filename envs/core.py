@@ -22,6 +22,7 @@ Differences from procgen CoinRun (chosen, not accidental):
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, fields
 from functools import cache
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import render
+from . import malloc, render
 from .config import AUTORESET_MODES, CoinRunConfig, resolve_device
 from .levels import generate_levels, place_coins
 from .rng import random_bits
@@ -493,6 +494,26 @@ class _CompiledOrEager:
         return out
 
 
+_warned_about_malloc = False
+
+
+def _warn_if_observations_are_mapped_afresh(obs_bytes: int) -> None:
+    """Warn once per process when each step's CPU observations are big enough for glibc
+    to map and zero-fill them anew every step (see ``malloc.py``)."""
+    global _warned_about_malloc
+    if _warned_about_malloc or not malloc.maps_afresh(obs_bytes):
+        return
+    _warned_about_malloc = True
+    warnings.warn(
+        f"each step's observations take {obs_bytes / 2**20:.1f} MiB, which glibc's malloc "
+        "maps and zero-fills afresh every step (about a third of a pixel step at 4,096 "
+        "envs); call coinrun_mg.envs.malloc.tune_malloc() first to keep them in the "
+        "process (the coinrun-mg command does)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
 INFO_KEYS = (
     "coin_collected",
     "reached_end",
@@ -620,6 +641,8 @@ class CoinRunCore:
         self._bank_next: torch.Tensor | None = None
         self._bank_count: torch.Tensor | None = None
         self._pending_reset = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
+        if self.device.type == "cpu":
+            _warn_if_observations_are_mapped_afresh(num_envs * math.prod(self.observation_shape))
 
     @property
     def state(self) -> EnvState | None:

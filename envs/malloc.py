@@ -1,0 +1,84 @@
+"""Keeping large CPU buffers inside the process between steps (glibc only).
+
+Each step of a CPU core allocates a fresh observation batch, and torch's CPU allocator
+takes it from the C library's ``malloc``.  glibc serves blocks above its *mmap
+threshold* -- adjusted as the program runs, but never above 32 MiB on 64-bit systems
+(``mallopt(3)``) -- with a fresh ``mmap`` and gives them back with ``munmap`` when freed,
+so a step whose observations exceed 32 MiB (pixels from 2,731 envs, the 13 x 13 symbolic
+view from 19,855) page-faults and zero-fills every page of them anew: 48 MiB of pixels at
+4,096 envs cost about 9 ms of kernel time per step on our 2-core machines, a third of the
+step.  :func:`tune_malloc` raises the threshold, and the heap's trim threshold with it,
+so freed blocks stay in the heap and the next step reuses them.
+
+This changes how the whole process allocates (freed memory up to the trim threshold is
+kept rather than returned to the system), so the library never does it on its own: the
+``coinrun-mg`` command and the benchmarks call it, and a :class:`~.core.CoinRunCore`
+whose CPU observations exceed the limit warns once while it has not been called.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import platform
+
+# glibc's mallopt parameter numbers (malloc.h) and the 64-bit cap on its own dynamic
+# mmap threshold, above which every block is mapped afresh.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+GLIBC_DYNAMIC_MMAP_MAX = 32 * 1024 * 1024
+_INT_MAX = 2**31 - 1
+
+_tuned_to: int | None = None  # the max_block_bytes of the last successful call
+
+
+def tune_malloc(max_block_bytes: int = 256 * 2**20) -> bool:
+    """Let glibc's ``malloc`` serve blocks up to ``max_block_bytes`` from its heap and
+    keep up to twice that freed at the heap's top instead of returning it to the system.
+
+    The default, 256 MiB, covers a step of pixels at 16,384 envs (192 MiB) and keeps up
+    to 512 MiB of freed memory in the process.  Returns True when applied, False where
+    the C library is not glibc (macOS, Windows, musl): nothing changes there.  Calling it
+    again is harmless.  Pixels at 4,096 CPU envs then step about 1.6x as fast, at 16,384
+    about 1.7x; the process's resident memory grows by up to the kept amount (README,
+    "Large CPU batches").
+    """
+    if isinstance(max_block_bytes, bool) or not isinstance(max_block_bytes, int):
+        raise TypeError(f"max_block_bytes must be an int, got {max_block_bytes!r}")
+    if not 1 << 20 <= max_block_bytes <= _INT_MAX:
+        raise ValueError(
+            f"max_block_bytes={max_block_bytes} is invalid; accepted values are 1 MiB "
+            f"({1 << 20}) to {_INT_MAX} bytes"
+        )
+    global _tuned_to
+    mallopt = _glibc_mallopt()
+    if mallopt is None:
+        return False
+    trim = min(2 * max_block_bytes, _INT_MAX)
+    if mallopt(_M_MMAP_THRESHOLD, max_block_bytes) != 1 or mallopt(_M_TRIM_THRESHOLD, trim) != 1:
+        return False
+    _tuned_to = max_block_bytes
+    return True
+
+
+def maps_afresh(num_bytes: int) -> bool:
+    """Whether a freed block of ``num_bytes`` goes back to the system under the current
+    settings, so that allocating it again page-faults: glibc's default above 32 MiB,
+    after :func:`tune_malloc` above its ``max_block_bytes``; never off glibc (False)."""
+    if _tuned_to is not None:
+        return num_bytes > _tuned_to
+    return _glibc_mallopt() is not None and num_bytes > GLIBC_DYNAMIC_MMAP_MAX
+
+
+def _glibc_mallopt():
+    """glibc's ``mallopt``, or None when the process does not run on glibc."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return None
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return mallopt
