@@ -46,7 +46,8 @@ def test_compiled_cpu_step_is_bit_identical(one_torch_thread, monkeypatch, walk_
     # Compiling the physics and the symbolic observation's plan must not change a single
     # bit on the CPU, including episode ends and resets (short episodes: a low step limit).
     # Small compiled batches compile the whole physics; large ones (here: from 1 env)
-    # compile the agent's part and walk the alive enemies eagerly, as eager cores do.
+    # compile the agent's part and, with their number symbolic, the walk of the alive
+    # enemies (which changes with every new level here).
     if walk_alive:
         monkeypatch.setattr(core_module, "_COMPILED_ALIVE_WALK_FROM", 1)
     config = CoinRunConfig(max_episode_steps=25, distribution_mode="hard")
@@ -54,8 +55,12 @@ def test_compiled_cpu_step_is_bit_identical(one_torch_thread, monkeypatch, walk_
     compiled_core = CoinRunCore(12, config, device="cpu", compile=True)
     compiled = _rollout(compiled_core, 60)
     assert compiled_core.compiled
-    part = compiled_core._move_agent_step if walk_alive else compiled_core._physics
-    assert part.working and compiled_core._plan.working  # compiled, no fallback
+    parts = [compiled_core._plan]
+    if walk_alive:
+        parts += [compiled_core._move_agent_step, compiled_core._step_alive_enemies]
+    else:
+        parts.append(compiled_core._physics)
+    assert all(part.working for part in parts)  # compiled, no fallback
     assert all(torch.equal(a, b) for a, b in zip(eager, compiled, strict=True))
 
 
