@@ -412,7 +412,7 @@ def start_states(level_seeds: torch.Tensor, config: CoinRunConfig) -> EnvState:
 # kernel launches, not the arithmetic, bound the step (18.7 ms at 65,536 envs on an
 # H100).  torch.compile fuses the physics and the observation into a few kernels (1.8 ms
 # there).  On the CPU the physics is compiled (5x faster than eager at 16,384 envs,
-# bit for bit the same; from 8,192 envs only the agent's part, see CoinRunCore) and, of
+# bit for bit the same; from 8,192 envs in two graphs, see CoinRunCore) and, of
 # the symbolic observation, only its per-environment arithmetic (render.symbolic_plan):
 # the compiled observation gathers ran 10-35x slower than the eager ones.
 # --------------------------------------------------------------------------------------
@@ -556,8 +556,8 @@ class CoinRunCore:
 
     ``compile`` (``"auto"``, ``True``, ``False``) runs the physics and the observation
     (on the CPU only the symbolic observation's per-environment arithmetic, and from 8,192
-    envs only the agent's part of the physics: the enemies are walked eagerly, the alive
-    ones only) through ``torch.compile``; ``"auto"`` compiles on CUDA only.  The first
+    envs the physics as two graphs: the agent's part, and a walk of the alive enemies
+    only) through ``torch.compile``; ``"auto"`` compiles on CUDA only.  The first
     step then takes a while (about a minute; torch caches the result on disk for later
     processes).  Compiled CPU steps are bit-identical to eager ones.  Compiled CUDA
     kernels fuse multiply-adds, so positions can differ from eager / CPU ones in the last
@@ -586,11 +586,12 @@ class CoinRunCore:
         self.device = resolve_device(device)
         self.compiled = resolve_compile(compile, self.device)
         # On the CPU the core keeps the list of alive enemies (self._enemy_slots, updated
-        # when levels change) and the physics walks only those, eagerly; compiled, only
-        # the agent's part then goes through torch.compile.  The eager walk costs about
-        # 30 small operations whatever the batch, which the compiled walk over all slots
-        # undercuts below about 8,192 envs, so smaller compiled batches keep the one
-        # compiled graph, as a GPU does (interleaved timings in the README).
+        # when levels change) and the physics walks only those; compiled, the agent's part
+        # and that walk (its size symbolic) are two graphs.  A second graph call costs
+        # more than the one graph's walk over all slots in small batches, so below 8,192
+        # envs compiled cores keep the one graph, as a GPU does (median steps/s, one graph
+        # vs two: 64 envs 150k vs 124k, 1,024 786k vs 771k, 4,096 1.30M vs 1.32M, 8,192
+        # 1.74M vs 1.86M; README).
         self._keep_enemy_slots = self.device.type == "cpu"
         walk_alive = self._keep_enemy_slots and (
             not self.compiled or num_envs >= _COMPILED_ALIVE_WALK_FROM
