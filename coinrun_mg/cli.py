@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import coinrun_mg
+from coinrun_mg.envs.malloc import describe as malloc_description
 from coinrun_mg.envs.malloc import tune_malloc
 
 EPILOG = """\
@@ -115,6 +116,7 @@ def _run_info(args: argparse.Namespace) -> int:
         f"gymnasium:   {gymnasium.__version__}",
         f"numpy:       {numpy.__version__}",
         f"procgen:     {_procgen_status()}",
+        f"malloc:      {malloc_description()}",
         "env ids:     " + (", ".join(env_ids) if env_ids else "(none registered)"),
     ]
     print("\n".join(lines))

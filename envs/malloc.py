@@ -70,6 +70,16 @@ def maps_afresh(num_bytes: int) -> bool:
     return _glibc_mallopt() is not None and num_bytes > GLIBC_DYNAMIC_MMAP_MAX
 
 
+def describe() -> str:
+    """One line on the process's malloc for ``coinrun-mg info``."""
+    if _glibc_mallopt() is None:
+        return "not glibc: large CPU observation blocks are left to the C library"
+    if _tuned_to is None:
+        limit = GLIBC_DYNAMIC_MMAP_MAX >> 20
+        return f"glibc defaults: blocks over {limit} MiB are mapped afresh at each allocation"
+    return f"glibc, tune_malloc(): blocks up to {_tuned_to >> 20} MiB are kept in the process"
+
+
 def _glibc_mallopt():
     """glibc's ``mallopt``, or None when the process does not run on glibc."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":

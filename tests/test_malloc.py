@@ -98,3 +98,4 @@ def test_the_command_tunes_malloc(monkeypatch, capsys):
     assert main(["info"]) == 0
     assert not malloc.maps_afresh(48 << 20)
     assert malloc.maps_afresh(257 << 20)
+    assert "malloc:      glibc, tune_malloc(): blocks up to 256 MiB" in capsys.readouterr().out
