@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import platform
 
 # glibc's mallopt parameter numbers (malloc.h) and the 64-bit cap on its own dynamic
@@ -80,8 +81,10 @@ def describe() -> str:
     return f"glibc, tune_malloc(): blocks up to {_tuned_to >> 20} MiB are kept in the process"
 
 
+@functools.cache
 def _glibc_mallopt():
-    """glibc's ``mallopt``, or None when the process does not run on glibc."""
+    """glibc's ``mallopt``, or None when the process does not run on glibc (looked up
+    once: every CPU core asks, through :func:`maps_afresh`)."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
