@@ -6,8 +6,11 @@ config = PPOConfig.from_profile("quick", rand_fraction=0.02, total_steps=1_000_0
 result = train(config, "runs/quick_f0.02_s1")           # resume=True continues a run
 policy = load_policy("runs/quick_f0.02_s1/checkpoint.pt", device="cpu")
 actions = policy(obs)                                    # uint8 [N, H, W, C] -> int64 [N]
+
+A damaged, foreign or unsafe checkpoint file raises ``CheckpointError`` (a ValueError).
 """
 
+from .checkpoint import CheckpointError, read_run_config
 from .config import PROFILES, PPOConfig
 from .networks import Agent, CompactCNN, ImpalaCNN
 from .ppo import (
@@ -17,7 +20,6 @@ from .ppo import (
     compute_gae,
     first_episode_stats,
     load_policy,
-    read_run_config,
     train,
 )
 from .vec_adapter import VecEnvAdapter
@@ -25,6 +27,7 @@ from .vec_adapter import VecEnvAdapter
 __all__ = [
     "PROFILES",
     "Agent",
+    "CheckpointError",
     "CompactCNN",
     "ImpalaCNN",
     "PPOConfig",

@@ -49,7 +49,9 @@ from torch import nn
 from coinrun_mg.envs.config import CoinRunConfig, resolve_device
 from coinrun_mg.envs.core import COMPILE_WORDS, CoinRunCore
 from coinrun_mg.envs.state import NUM_ACTIONS
+from coinrun_mg.files import atomic_write_text
 
+from .checkpoint import CHECKPOINT_NAME, read_checkpoint, read_run_config, write_checkpoint
 from .config import NATIVE_ENV, RESUMABLE_FIELDS, PPOConfig
 from .networks import Agent, sample_actions
 from .vec_adapter import VecEnvAdapter
@@ -65,10 +67,6 @@ __all__ = [
     "read_run_config",
     "train",
 ]
-
-CHECKPOINT_NAME = "checkpoint.pt"
-CHECKPOINT_FORMAT = "coinrun-mg-ppo"
-CHECKPOINT_VERSION = 1
 
 
 # ======================================================================================
@@ -329,60 +327,8 @@ def _env_spec(config: PPOConfig, env: CoinRunCore | VecEnvAdapter) -> dict[str, 
 
 
 # ======================================================================================
-# Checkpoints
+# Policies from checkpoints (files: checkpoint.py)
 # ======================================================================================
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over ``path``:
-    a reader (or a crash) sees the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def read_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
-    """Load a training checkpoint (``torch.load(weights_only=True)``) and check its format."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    data = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a coinrun-mg PPO checkpoint")
-    if data.get("version", 0) > CHECKPOINT_VERSION:
-        raise ValueError(
-            f"{path} has checkpoint version {data['version']}; this coinrun-mg reads "
-            f"versions up to {CHECKPOINT_VERSION} (upgrade coinrun-mg)"
-        )
-    return data
-
-
-def read_run_config(run_dir: str | os.PathLike) -> PPOConfig | None:
-    """The config of the run in ``run_dir`` (from its checkpoint), or None if it has none."""
-    path = Path(run_dir) / CHECKPOINT_NAME
-    if not path.exists():
-        return None
-    return PPOConfig.from_dict(read_checkpoint(path)["config"])
 
 
 def load_policy(
@@ -541,7 +487,7 @@ def train(
     # --- logging ------------------------------------------------------------------------
     from torch.utils.tensorboard import SummaryWriter
 
-    _atomic_write_text(json.dumps(config.to_dict(), indent=2) + "\n", run_dir / "config.json")
+    atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     # purge_step hides the events a killed run logged after its last checkpoint.
     writer = SummaryWriter(str(run_dir), purge_step=global_step + 1 if saved else None)
     if saved is None:
@@ -549,10 +495,8 @@ def train(
     progress = _Progress(config, global_step)
 
     def save_checkpoint(path: Path) -> None:
-        _atomic_torch_save(
+        write_checkpoint(
             {
-                "format": CHECKPOINT_FORMAT,
-                "version": CHECKPOINT_VERSION,
                 "config": config.to_dict(),
                 "env_spec": _env_spec(config, env),
                 "model": agent.state_dict(),
