@@ -11,26 +11,31 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[IO], object], *, text: bool = False
+) -> None:
     """Write ``path`` through ``write(file)``, atomically.
 
-    ``write`` gets a binary file open on a new temporary file in the same folder; the
-    file is flushed and fsynced, renamed over ``path`` (``os.replace``) and the folder is
-    fsynced so that the rename itself survives a crash.  If ``write`` (or anything
-    before the rename) raises, the temporary file is removed and ``path`` is untouched.
+    ``write`` gets a file open on a new temporary file in the same folder: binary, or
+    with ``text=True`` UTF-8 text with newlines written as given (what ``csv`` and
+    ``json.dump`` want).  The file is flushed and fsynced, renamed over ``path``
+    (``os.replace``) and the folder is fsynced so that the rename itself survives a crash.
+    If ``write`` (or anything before the rename) raises, the temporary file is removed and
+    ``path`` is untouched.
     """
     path = Path(path)
     # Unique per process and call; O_EXCL never reuses a stranger's file.  Mode 0o666
     # lets the umask decide the permissions, as a plain open() would.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    how = {"mode": "w", "encoding": "utf-8", "newline": ""} if text else {"mode": "wb"}
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, **how) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())

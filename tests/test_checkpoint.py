@@ -3,6 +3,7 @@ line by the API and the CLI), version-1 files, and the atomic-write helper."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import random
@@ -210,6 +211,14 @@ def test_good_checkpoint_round_trips_with_its_digest(trained, tmp_path):
     obs = torch.zeros((3, *policy.obs_shape), dtype=torch.uint8)
     assert policy(obs).shape == (3,)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    # Verified on the CPU, then moved whole to the device asked for (as map_location did).
+    moved = read_checkpoint(copy, device="meta")
+    assert (
+        type(moved["model"]) is type(data["model"])
+        and moved["model"].keys() == data["model"].keys()
+    )
+    assert all(t.device.type == "meta" for t in moved["model"].values())
+    assert moved["rng"]["sample"].device.type == "meta" and moved["config"] == data["config"]
 
 
 def test_version_1_checkpoint_loads_with_a_warning(trained, tmp_path):
@@ -296,6 +305,8 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
     atomic_write_text(path, "new\n")
     assert path.read_text() == "new\n"
+    atomic_write(path, lambda f: json.dump({"coin": "ü"}, f), text=True)  # a text file
+    assert json.loads(path.read_text(encoding="utf-8")) == {"coin": "ü"}
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
 
 
