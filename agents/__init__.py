@@ -13,6 +13,7 @@ from .networks import Agent, CompactCNN, ImpalaCNN
 from .ppo import (
     Policy,
     TrainingHook,
+    TrainingInterrupted,
     TrainResult,
     compute_gae,
     first_episode_stats,
@@ -31,6 +32,7 @@ __all__ = [
     "Policy",
     "TrainResult",
     "TrainingHook",
+    "TrainingInterrupted",
     "VecEnvAdapter",
     "compute_gae",
     "first_episode_stats",
