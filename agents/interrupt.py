@@ -29,8 +29,9 @@ class StopOnInterrupt:
     """Between :meth:`install` and :meth:`restore` (or inside ``with``), the first
     Ctrl-C sets :attr:`requested`.
 
-    Outside the main thread (where signal handlers cannot be set) it does nothing and
-    Ctrl-C keeps its usual effect.  The previous handler comes back on exit.
+    Outside the main thread (where signal handlers cannot be set), or where SIGINT is
+    ignored or handled by someone else, it does nothing and Ctrl-C keeps its effect
+    there.  The previous handler comes back on restore.
     """
 
     def __init__(self) -> None:
@@ -39,15 +40,19 @@ class StopOnInterrupt:
         self._installed = False
 
     def install(self) -> StopOnInterrupt:
-        if threading.current_thread() is threading.main_thread():
+        # Only in place of Python's own handler: a process that ignores Ctrl-C (a sweep's
+        # worker, whose driver decides what stops) or handles it itself keeps doing so.
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
             self._previous = signal.signal(signal.SIGINT, self._handle)
             self._installed = True
         return self
 
     def restore(self) -> None:
         if self._installed:
-            previous = self._previous
-            signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+            signal.signal(signal.SIGINT, self._previous)
             self._installed = False
 
     def __enter__(self) -> StopOnInterrupt:

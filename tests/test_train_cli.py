@@ -17,7 +17,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from coinrun_mg import cli
-from coinrun_mg.agents import PPOConfig, train
+from coinrun_mg.agents import PPOConfig, TrainingHook, TrainingInterrupted, train
 from coinrun_mg.agents.ppo import CHECKPOINT_NAME
 from coinrun_mg.envs import core, malloc
 from coinrun_mg.envs.config import CoinRunConfig
@@ -149,6 +149,39 @@ def test_ctrl_c_saves_a_checkpoint_and_the_resumed_run_is_bit_identical(tmp_path
     for name in a["model"]:
         assert torch.equal(a["model"][name], b["model"][name]), name
     assert not torch.equal(saved["model"]["actor.weight"], b["model"]["actor.weight"])
+
+
+class SelfInterrupt(TrainingHook):
+    """Presses Ctrl-C (SIGINT to this process) at its step."""
+
+    def __init__(self, step: int):
+        self.every_steps = step
+
+    def __call__(self, step, policy, writer):
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_train_stops_on_ctrl_c_with_a_checkpoint_and_restores_the_handler(tmp_path):
+    config = PPOConfig.from_profile("quick", total_steps=512, progress_bar=False, **TINY)
+    config = config.replace(checkpoint_every=0)  # only the interrupt writes one
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train(config, tmp_path / "run", hooks=[SelfInterrupt(256)])
+    assert isinstance(stopped.value, KeyboardInterrupt)  # sweeps stop on it as before
+    assert stopped.value.global_step == 256
+    assert stopped.value.checkpoint == tmp_path / "run" / CHECKPOINT_NAME
+    assert torch.load(stopped.value.checkpoint, weights_only=True)["global_step"] == 256
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    # A process that ignores Ctrl-C (a sweep's worker) keeps ignoring it.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        result = train(
+            config.replace(total_steps=384), tmp_path / "other", hooks=[SelfInterrupt(128)]
+        )
+        assert result.global_step == 384
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # --- memory -----------------------------------------------------------------------------
