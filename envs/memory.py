@@ -47,7 +47,10 @@ def available_bytes(device: torch.device) -> int | None:
     """Memory free for a new allocation on ``device``, or None when it cannot be told."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
+        # Blocks torch's caching allocator holds but no tensor uses (an earlier run in
+        # this process, e.g. a sweep's) are free for this one too.
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free + cached)
     if device.type != "cpu":
         return None
     try:
