@@ -154,11 +154,13 @@ def test_ctrl_c_saves_a_checkpoint_and_the_resumed_run_is_bit_identical(tmp_path
 class SelfInterrupt(TrainingHook):
     """Presses Ctrl-C (SIGINT to this process) at its step."""
 
-    def __init__(self, step: int):
+    def __init__(self, step: int, presses: int = 1):
         self.every_steps = step
+        self.presses = presses
 
     def __call__(self, step, policy, writer):
-        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(self.presses):
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 def test_train_stops_on_ctrl_c_with_a_checkpoint_and_restores_the_handler(tmp_path):
@@ -170,6 +172,13 @@ def test_train_stops_on_ctrl_c_with_a_checkpoint_and_restores_the_handler(tmp_pa
     assert stopped.value.global_step == 256
     assert stopped.value.checkpoint == tmp_path / "run" / CHECKPOINT_NAME
     assert torch.load(stopped.value.checkpoint, weights_only=True)["global_step"] == 256
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    # A second Ctrl-C stops at once: inside the hook, before any checkpoint is written.
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        train(config, tmp_path / "twice", hooks=[SelfInterrupt(256, presses=2)])
+    assert not isinstance(stopped.value, TrainingInterrupted)
+    assert not (tmp_path / "twice" / CHECKPOINT_NAME).exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
     # A process that ignores Ctrl-C (a sweep's worker) keeps ignoring it.
