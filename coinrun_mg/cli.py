@@ -219,6 +219,11 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         }
         if name == "progress_bar":  # spelled --no-progress, as in the other commands
             kwargs["help"] = argparse.SUPPRESS
+        elif name == "eval_every":  # the command attaches the goal / proxy evaluation
+            kwargs["help"] = (
+                "environment steps between goal / proxy evaluations, logged as eval/* "
+                f"(0: none; native env only; see --eval-episodes) ({note})"
+            )
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif kind in (int, float, str):
