@@ -16,6 +16,7 @@ from .networks import Agent, CompactCNN, ImpalaCNN
 from .ppo import (
     Policy,
     TrainingHook,
+    TrainingInterrupted,
     TrainResult,
     compute_gae,
     first_episode_stats,
@@ -34,6 +35,7 @@ __all__ = [
     "Policy",
     "TrainResult",
     "TrainingHook",
+    "TrainingInterrupted",
     "VecEnvAdapter",
     "compute_gae",
     "first_episode_stats",

@@ -48,12 +48,15 @@ from torch import nn
 
 from coinrun_mg.envs.config import CoinRunConfig, resolve_device
 from coinrun_mg.envs.core import COMPILE_WORDS, CoinRunCore
+from coinrun_mg.envs.memory import check_num_envs, observation_bytes
 from coinrun_mg.envs.state import NUM_ACTIONS
 from coinrun_mg.files import atomic_write_text
 
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, read_run_config, write_checkpoint
 from .config import NATIVE_ENV, RESUMABLE_FIELDS, PPOConfig
+from .interrupt import StopOnInterrupt, TrainingInterrupted
 from .networks import Agent, sample_actions
+from .run_dir import prepare_run_dir
 from .vec_adapter import VecEnvAdapter
 
 __all__ = [
@@ -61,6 +64,7 @@ __all__ = [
     "Policy",
     "TrainResult",
     "TrainingHook",
+    "TrainingInterrupted",
     "compute_gae",
     "first_episode_stats",
     "load_policy",
@@ -428,6 +432,7 @@ def train(
     run_dir: str | os.PathLike = "runs/ppo",
     *,
     resume: bool = False,
+    overwrite: bool = False,
     hooks: Sequence[TrainingHook | Callable[..., Any]] = (),
 ) -> TrainResult:
     """Train a PPO agent and return it; logs, config and checkpoints go to ``run_dir``.
@@ -435,11 +440,24 @@ def train(
     With ``resume=True`` and a checkpoint in ``run_dir``, training continues from it
     (``config`` may then be None, or equal to the run's config up to
     :data:`~coinrun_mg.agents.config.RESUMABLE_FIELDS`); without a checkpoint it starts
-    afresh.
+    afresh, and the logs of the run that left none (killed before its first checkpoint)
+    are moved aside to ``<run_dir>.replaced-<UTC time>``.
+
+    A ``run_dir`` that already holds a run (a checkpoint, ``config.json`` or TensorBoard
+    event files) is refused with a ``ValueError`` unless ``resume=True``, or
+    ``overwrite=True``, which moves the whole old run aside to
+    ``<run_dir>.replaced-<UTC time>`` (nothing is deleted) and starts a new one.
+
+    A ``num_envs`` whose estimated memory exceeds what the device has free is refused
+    up front (``ValueError``).  Ctrl-C while training in the main thread saves a
+    checkpoint at the end of the iteration and raises :class:`TrainingInterrupted` (a
+    ``KeyboardInterrupt`` carrying the checkpoint path and step); a second Ctrl-C
+    interrupts at once.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = run_dir / CHECKPOINT_NAME
+    if resume and overwrite:
+        raise ValueError("resume=True and overwrite=True exclude each other; choose one")
     saved = read_checkpoint(checkpoint_path) if resume and checkpoint_path.exists() else None
     if saved is not None:
         config = _resume_config(PPOConfig.from_dict(saved["config"]), config, checkpoint_path)
@@ -447,6 +465,10 @@ def train(
         raise ValueError(f"config=None is only allowed when resuming; {run_dir} has no checkpoint")
 
     device = resolve_device(config.device)
+    _check_memory(config, device)
+    moved = prepare_run_dir(run_dir, CHECKPOINT_NAME, resume=resume, overwrite=overwrite)
+    if moved is not None:
+        print(f"{run_dir}: moved the old run's files to {moved}", flush=True)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)  # network init and the global RNG (hooks)
@@ -527,6 +549,7 @@ def train(
     stats: dict[str, float] = {}
     start_time, start_step = time.time(), global_step
     iteration = start_iteration
+    stop = StopOnInterrupt().install()  # Ctrl-C: finish the iteration, save, stop
     try:
         for iteration in range(start_iteration + 1, config.num_iterations + 1):
             iteration_start = time.time()
@@ -664,14 +687,20 @@ def train(
                         writer.add_scalar(key, value, global_step)
                         stats[key] = float(value)
             every = config.checkpoint_every
-            if last or (every > 0 and global_step // every > previous_step // every):
+            saved_now = last or (every > 0 and global_step // every > previous_step // every)
+            if saved_now:
                 save_checkpoint(checkpoint_path)
                 if config.keep_checkpoints and not last:
                     (run_dir / "checkpoints").mkdir(exist_ok=True)
                     save_checkpoint(run_dir / "checkpoints" / f"step_{global_step:012d}.pt")
             writer.flush()
             progress.update(global_step, stats)
+            if stop.requested and not last:
+                if not saved_now:
+                    save_checkpoint(checkpoint_path)
+                raise TrainingInterrupted(checkpoint_path, global_step)
     finally:
+        stop.restore()
         progress.close()
         writer.close()
         if not is_core:
@@ -684,6 +713,12 @@ def train(
 # ======================================================================================
 # Helpers: RNG state, progress display, config text
 # ======================================================================================
+
+
+def _check_memory(config: PPOConfig, device: torch.device) -> None:
+    """Refuse a ``num_envs`` whose environments and rollout storage cannot fit."""
+    obs_bytes = observation_bytes(config.obs_mode, config.view_size)
+    check_num_envs(config.num_envs, obs_bytes, device, num_steps=config.num_steps)
 
 
 def _rng_state(device: torch.device, sample_rng, shuffle_rng) -> dict[str, Any]:

@@ -127,8 +127,22 @@ def _run_info(args: argparse.Namespace) -> int:
 
 TRAIN_EPILOG = """\
 Every PPOConfig field is an option (--field-name); an option given on the command line
-overrides the profile's value.  Logs (TensorBoard), config.json and checkpoint.pt go to
---run-dir (default: runs/<profile>_f<rand-fraction>_s<seed>).
+overrides the profile's value.  Without --profile a new run uses the paper profile on a
+CUDA device and the quick profile otherwise (the paper's IMPALA CNN on pixels takes days
+on a CPU).  Logs (TensorBoard), config.json and checkpoint.pt go to --run-dir (default:
+runs/<profile>_f<rand-fraction>_s<seed>).
+
+A --run-dir that already holds a run (a checkpoint, config.json or TensorBoard event
+files) is refused unless --resume continues it or --overwrite moves it aside to
+<run-dir>.replaced-<UTC time> (nothing is deleted).  --resume in a folder without a
+checkpoint starts afresh and moves the old logs aside the same way.
+
+Ctrl-C saves a checkpoint at the end of the current iteration, prints the command that
+resumes from it and exits with status 130; a second Ctrl-C stops at once.
+
+--eval-every N evaluates the agent every N steps on --eval-episodes test levels (every
+coin moved) and training levels, and logs eval/goal_rate, eval/proxy_rate,
+eval/died_rate, eval/timeout_rate and eval/train_coin_rate (native env only).
 
 examples:
   coinrun-mg train --profile quick --rand-fraction 0.02 --total-steps 3000000 --seed 1
@@ -136,6 +150,10 @@ examples:
                               continue that run from its last checkpoint (after a kill)
   coinrun-mg train --run-dir runs/quick_f0.02_s1 --resume --total-steps 6000000
                               extend a finished run (the config is read from its checkpoint)
+  coinrun-mg train --profile quick --run-dir runs/q --overwrite
+                              a new run in runs/q; the old one goes to runs/q.replaced-<time>
+  coinrun-mg train --profile quick --eval-every 500000 --eval-episodes 256
+                              goal / proxy rates in TensorBoard while training
   coinrun-mg train --profile paper --device cuda --rand-fraction 0.02 --total-steps 200000000
                               the paper's setup (IMPALA CNN on pixels, hard mode): a GPU job
   coinrun-mg train --profile quick --obs-mode pixels --network impala --num-envs 64
@@ -160,15 +178,31 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         choices=tuple(PROFILES),
         default=None,
         help="named hyperparameter set: 'quick' (CPU: symbolic view, easy mode, MLP) "
-        "or 'paper' (the defaults: IMPALA CNN, pixels, hard mode); default: paper, or with "
-        "--resume the run's own config",
+        "or 'paper' (the defaults: IMPALA CNN, pixels, hard mode); default: paper on a CUDA "
+        "device, quick otherwise, or with --resume the run's own config",
     )
     parser.add_argument("--run-dir", default=None, help="directory for logs and checkpoints")
-    parser.add_argument(
+    reuse = parser.add_mutually_exclusive_group()
+    reuse.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in --run-dir from its last checkpoint (starts afresh if none)",
     )
+    reuse.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="move a run already in --run-dir aside (to <run-dir>.replaced-<UTC time>) and "
+        "start a new one",
+    )
+    parser.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=256,
+        metavar="N",
+        help="episodes of each --eval-every evaluation, on test and on training levels "
+        "(default 256)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     types = typing.get_type_hints(PPOConfig)
     quick = PROFILES["quick"]
     group = parser.add_argument_group("PPOConfig fields (defaults: the paper profile)")
@@ -183,6 +217,13 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
             "default": argparse.SUPPRESS,
             "help": f"{field.metadata.get('help', '')} ({note})",
         }
+        if name == "progress_bar":  # spelled --no-progress, as in the other commands
+            kwargs["help"] = argparse.SUPPRESS
+        elif name == "eval_every":  # the command attaches the goal / proxy evaluation
+            kwargs["help"] = (
+                "environment steps between goal / proxy evaluations, logged as eval/* "
+                f"(0: none; native env only; see --eval-episodes) ({note})"
+            )
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif kind in (int, float, str):
@@ -200,33 +241,86 @@ def _run_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from coinrun_mg.agents.config import PPOConfig, field_names
-    from coinrun_mg.agents.ppo import read_run_config, train
+    from coinrun_mg.agents.ppo import TrainingInterrupted, read_run_config, train
+    from coinrun_mg.envs.config import resolve_device
 
     overrides = {name: getattr(args, name) for name in field_names() if hasattr(args, name)}
     if "coin_region" in overrides:
         overrides["coin_region"] = tuple(overrides["coin_region"])
+    if args.no_progress:
+        overrides["progress_bar"] = False
+    run_dir = None
     try:
-        profile = args.profile or "paper"
+        device = resolve_device(overrides.get("device", "auto"))
+        profile = args.profile or ("paper" if device.type == "cuda" else "quick")
         config = PPOConfig.from_profile(profile, **overrides)
         run_dir = Path(args.run_dir or f"runs/{profile}_f{config.rand_fraction:g}_s{config.seed}")
         saved = read_run_config(run_dir) if args.resume else None
         if saved is not None and args.profile is None:
             config = saved.replace(**overrides)  # the run's own config, plus what was given
+        elif args.profile is None and profile == "quick":
+            print(
+                f"no --profile on {device.type}: training the quick profile (symbolic view, "
+                "MLP); --profile paper trains the paper's IMPALA CNN on pixels (a GPU job)",
+                flush=True,
+            )
+        hooks = _train_hooks(config, args.eval_episodes)
         what = "resuming" if saved is not None else "training"
         print(
             f"{what} {run_dir}: {config.total_steps} steps, {config.obs_mode} observations, "
             f"{config.network} network, rand_fraction={config.rand_fraction:g}, "
-            f"device={config.device} (tensorboard --logdir {run_dir})",
+            f"device={resolve_device(config.device)} (tensorboard --logdir {run_dir})",
             flush=True,
         )
-        result = train(config, run_dir, resume=args.resume)
+        result = train(
+            config, run_dir, resume=args.resume, overwrite=args.overwrite, hooks=hooks
+        )
     except ValueError as exc:
         print(f"coinrun-mg train: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as stop:
+        print(
+            f"\ncoinrun-mg train: interrupted at step {stop.global_step}; checkpoint "
+            f"{stop.checkpoint}; resume with: {_resume_command(run_dir)}",
+            file=sys.stderr,
+        )
+        return 130
+    except KeyboardInterrupt:
+        where = "before training started"
+        if run_dir is not None:
+            where = "at once; resume from the last periodic checkpoint, if any, with: "
+            where += _resume_command(run_dir)
+        print(f"\ncoinrun-mg train: interrupted {where}", file=sys.stderr)
+        return 130
     coin_rate = result.stats.get("charts/coin_rate")
     tail = f", last coin rate {coin_rate:.2f}" if coin_rate is not None else ""
     print(f"done: {result.global_step} steps{tail}; checkpoint {result.checkpoint}")
     return 0
+
+
+def _train_hooks(config, episodes: int) -> list:
+    """The goal / proxy evaluation hook when --eval-every asks for it (native env only)."""
+    from coinrun_mg.agents.config import NATIVE_ENV
+
+    if config.eval_every <= 0:
+        return []
+    if config.env_id != NATIVE_ENV:
+        raise ValueError(
+            f"--eval-every {config.eval_every} evaluates on the native env only; this run "
+            f"trains on env_id={config.env_id!r} (use --eval-every 0, or coinrun-mg eval "
+            "on its checkpoint)"
+        )
+    if episodes < 1:
+        raise ValueError(f"--eval-episodes {episodes} is invalid; it must be an int >= 1")
+    from coinrun_mg.sweep import GoalProxyHook  # imported here: sweeps pull in more
+
+    return [GoalProxyHook(episodes=episodes)]
+
+
+def _resume_command(run_dir) -> str:
+    import shlex
+
+    return f"coinrun-mg train --run-dir {shlex.quote(str(run_dir))} --resume"
 
 
 # --- eval -------------------------------------------------------------------------------
@@ -694,7 +788,7 @@ def _add_video_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hold", type=float, default=1.0, metavar="SECONDS", help="outcome banner (default 1)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, auto (default cpu)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
     parser.add_argument(
         "--num-envs",
         type=int,

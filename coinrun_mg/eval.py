@@ -379,9 +379,13 @@ def _run_native(policy, config, episodes, seed, num_envs, device, progress, cell
     was decided with this step, -1 while it goes on).  ``shown`` flags the slots whose
     state belongs to a recorded episode; ``slot_episode`` maps slots to episodes.
     """
+    from coinrun_mg.envs.config import resolve_device
     from coinrun_mg.envs.core import CoinRunCore
+    from coinrun_mg.envs.memory import check_num_envs, observation_bytes
 
     slots = min(num_envs, episodes)
+    obs_bytes = observation_bytes(config.obs_mode, config.view_size)
+    check_num_envs(slots, obs_bytes, resolve_device(device))  # refuse before allocating
     core = CoinRunCore(slots, config, device=device, autoreset="disabled", check_actions=False)
     dev = core.device
     slot_ep = torch.arange(slots, device=dev)

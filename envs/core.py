@@ -520,8 +520,7 @@ def _warn_if_observations_are_mapped_afresh(obs_bytes: int) -> None:
     warnings.warn(
         f"each step's observations take {obs_bytes / 2**20:.1f} MiB, which glibc's malloc "
         "maps and zero-fills afresh every step (about a third of a pixel step at 4,096 "
-        "envs); call coinrun_mg.envs.malloc.tune_malloc() first to keep them in the "
-        "process (the coinrun-mg command does)",
+        f"envs); {malloc.remedy(obs_bytes)}",
         RuntimeWarning,
         stacklevel=3,
     )

@@ -71,6 +71,26 @@ def maps_afresh(num_bytes: int) -> bool:
     return _glibc_mallopt() is not None and num_bytes > GLIBC_DYNAMIC_MMAP_MAX
 
 
+def remedy(num_bytes: int) -> str:
+    """What a user can do about blocks of ``num_bytes`` being mapped afresh: call
+    :func:`tune_malloc` while it has not been called, else raise its limit (or use
+    fewer envs when no limit glibc accepts covers them)."""
+    if _tuned_to is None:
+        return (
+            "call coinrun_mg.envs.malloc.tune_malloc() first to keep them in the process "
+            "(the coinrun-mg command does)"
+        )
+    if num_bytes > _INT_MAX:
+        return (
+            f"that is more than tune_malloc() can keep (at most {_INT_MAX >> 20} MiB "
+            "blocks); use fewer envs per process"
+        )
+    return (
+        f"tune_malloc() was called with a limit of {_tuned_to >> 20} MiB; call "
+        f"tune_malloc({num_bytes}) or more to keep them in the process, or use fewer envs"
+    )
+
+
 def describe() -> str:
     """One line on the process's malloc for ``coinrun-mg info``."""
     if _glibc_mallopt() is None:

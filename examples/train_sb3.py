@@ -3,6 +3,7 @@
     pip install -e ".[sb3]"
     python examples/train_sb3.py                     # 100k steps: a few minutes on 2 CPU cores
     python examples/train_sb3.py --obs-mode pixels --total-steps 2000000 --device cuda
+    python examples/train_sb3.py --resume --total-steps 200000   # continue runs/sb3/model.zip
     tensorboard --logdir runs/sb3                    # eval/goal_rate, eval/proxy_rate, ...
 
 The environment is ``coinrun_mg.sb3.make_vec_env`` (one batched simulator behind SB3's
@@ -71,30 +72,41 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--eval-episodes", type=int, default=128, help="episodes per callback evaluation"
     )
     out.add_argument("--episodes", type=int, default=500, help="episodes of the final evaluation")
-    out.add_argument("--log-dir", default="runs/sb3", help="TensorBoard logs ('' for none)")
-    out.add_argument("--save", default="runs/sb3/model.zip", help="model file ('' for none)")
+    out.add_argument("--run-dir", default="runs/sb3", help="TensorBoard logs and model.zip")
+    out.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the model saved in the run (--save) up to --total-steps",
+    )
+    out.add_argument(
+        "--log-dir", default=None, help="TensorBoard logs ('' for none; default: RUN_DIR)"
+    )
+    out.add_argument(
+        "--save", default=None, help="model file ('' for none; default: RUN_DIR/model.zip)"
+    )
     args = parser.parse_args(argv)
+    if args.log_dir is None:
+        args.log_dir = args.run_dir
+    if args.save is None:
+        args.save = str(Path(args.run_dir) / "model.zip")
+    if args.resume and not args.save:
+        parser.error("--resume continues the model file of --save; it cannot be ''")
+    if not args.resume and args.save and Path(args.save).exists():
+        parser.error(
+            f"--save {args.save} already holds a model; use --resume to continue it, or "
+            "another --run-dir (or --save) for a new one"
+        )
     if args.policy == "mlp" and args.obs_mode == "pixels":
         parser.error("--policy mlp is for the symbolic view; use --policy cnn with pixels")
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> tuple[EvalReport, EvalReport]:
-    args = parse_args(argv)
-    venv = make_vec_env(
-        num_envs=args.num_envs,
-        seed=args.seed,
-        obs_mode=args.obs_mode,
-        distribution_mode=args.distribution_mode,
-        rand_fraction=args.rand_fraction,
-        max_episode_steps=args.max_episode_steps,
-        device=args.env_device,
-    )
+def new_model(args: argparse.Namespace, venv) -> PPO:
     policy_kwargs = {}
     if args.obs_mode == "symbolic" and args.policy == "cnn":
         # NatureCNN's 8x8 stride-4 kernel does not fit the 13x13 view.
         policy_kwargs["features_extractor_class"] = SymbolicCNN
-    model = PPO(
+    return PPO(
         "CnnPolicy" if args.policy == "cnn" else "MlpPolicy",
         venv,
         n_steps=args.n_steps,
@@ -109,6 +121,26 @@ def main(argv: Sequence[str] | None = None) -> tuple[EvalReport, EvalReport]:
         seed=args.seed,
         device=args.device,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> tuple[EvalReport, EvalReport]:
+    args = parse_args(argv)
+    venv = make_vec_env(
+        num_envs=args.num_envs,
+        seed=args.seed,
+        obs_mode=args.obs_mode,
+        distribution_mode=args.distribution_mode,
+        rand_fraction=args.rand_fraction,
+        max_episode_steps=args.max_episode_steps,
+        device=args.env_device,
+    )
+    if args.resume and Path(args.save).exists():
+        model = PPO.load(args.save, env=venv, device=args.device)
+        print(f"resuming {args.save} at step {model.num_timesteps}")
+    else:
+        if args.resume:
+            print(f"no model at {args.save}: starting afresh")
+        model = new_model(args, venv)
     callback = GoalProxyEvalCallback(
         eval_every=args.eval_every,
         episodes=args.eval_episodes,
@@ -116,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> tuple[EvalReport, EvalReport]:
         verbose=1,
     )
     started = time.time()
-    model.learn(args.total_steps, callback=callback)
+    steps_left = max(0, args.total_steps - model.num_timesteps)
+    model.learn(steps_left, callback=callback, reset_num_timesteps=not args.resume)
     seconds = time.time() - started
     print(f"trained {model.num_timesteps} steps in {seconds:.0f} s (evaluations included)")
     if args.save:

@@ -290,7 +290,7 @@ def test_cli_train_writes_checkpoint_config_and_tensorboard_events(tmp_path, cap
     run_dir = tmp_path / "cli-run"
     args = ["train", "--profile", "quick", "--total-steps", "64", "--seed", "3"]
     args += ["--device", "cpu", "--run-dir", str(run_dir), "--num-envs", "8", "--num-steps"]
-    args += ["8", "--minibatch-size", "16", "--rand-fraction", "0.02", "--no-progress-bar"]
+    args += ["8", "--minibatch-size", "16", "--rand-fraction", "0.02", "--no-progress"]
     assert cli.main(args) == 0
     assert (run_dir / CHECKPOINT_NAME).exists()
     assert list(run_dir.glob("events.out.tfevents.*"))
@@ -298,7 +298,7 @@ def test_cli_train_writes_checkpoint_config_and_tensorboard_events(tmp_path, cap
     assert (saved["seed"], saved["rand_fraction"], saved["obs_mode"]) == (3, 0.02, "symbolic")
 
     # --resume on a finished run: nothing left to do.
-    assert cli.main(["train", "--run-dir", str(run_dir), "--resume", "--no-progress-bar"]) == 0
+    assert cli.main(["train", "--run-dir", str(run_dir), "--resume", "--no-progress"]) == 0
     assert "already trained" in capsys.readouterr().out
     # Bad values: exit code 2 and the reason.
     assert cli.main(["train", "--profile", "quick", "--minibatch-size", "1000"]) == 2
