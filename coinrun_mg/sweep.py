@@ -572,6 +572,12 @@ def _acquire_lock(out_dir: Path, say: Callable[[str], None]) -> int:
                 f"{out_dir} is in use by another sweep ({_holder_text(holder)}); wait for it "
                 "to end or choose another output folder"
             ) from None
+        except OSError as exc:  # a file system without locks
+            os.close(fd)
+            raise SweepError(
+                f"cannot lock {path}: {exc.strerror or exc}; use an output folder on a file "
+                "system that supports locks"
+            ) from exc
         # The holder may have removed the file between our open and our flock: the lock
         # counts only on the file that is at the path now.
         try:
