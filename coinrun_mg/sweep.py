@@ -557,7 +557,7 @@ def _read_holder(fd: int) -> dict[str, Any] | None:
 
 def _acquire_lock(out_dir: Path, say: Callable[[str], None]) -> int:
     """Lock ``out_dir`` for this sweep (see the module docstring); the open lock file's
-    descriptor, for :func:`_release_lock`.  Raises :class:`SweepError` if it is held."""
+    descriptor, kept open while it holds the lock.  :class:`SweepError` if it is held."""
     import fcntl
 
     path = out_dir / LOCK_NAME
