@@ -427,7 +427,15 @@ evaluates each: the coin rate in its training configuration, and goal / proxy / 
 timeout rates on test levels (every coin moved), on the paper's good levels (the
 fraction-0 agent of the same seed is the reference) and on all levels.  Writes
 OUT/report.json, OUT/episodes.csv and OUT/curve.png (the misgeneralization curve) and
-prints a table of means across seeds with 95% intervals.
+prints a table of means across seeds with 95% intervals (with one seed: the run's Wilson
+interval over its test episodes).  Without fraction 0 in --fractions there is no
+reference agent: the test rates are then on all levels, and the table says so.
+
+One sweep at a time per OUT: a sweep holds OUT/.sweep.lock (naming its pid, host, start
+time and command) until it ends; a second sweep into the same OUT is refused at once
+(exit 2) with the holder's pid, host and start time.  The lock goes with its process, so
+a sweep that was killed leaves no lock that needs removing by hand.  An OUT that cannot
+be written is refused before any training (exit 2).
 
 Executors: local (default) runs one run after another, or --workers N runs at once in
 separate processes; ray makes each run a Ray task (--cpus-per-run CPUs, and a GPU when
@@ -438,7 +446,9 @@ Ray is optional: pip install "coinrun-mg[ray]".
 Resumable: run the same command again after a kill, Ctrl-C or a failure; finished runs
 (those with OUT/runs/*/result.json) are not redone, a half-trained run continues from
 its checkpoint, and a run that failed is tried again.  A failing run is retried
---retries times, then reported in report.json ("failed") without stopping the others.
+--retries times, then reported in report.json ("failed") without stopping the others;
+a failure that a retry cannot fix (a bad setting, a damaged checkpoint, a missing
+package, no permission / read-only / disk full) is reported at once, not retried.
 
 --seeds N means seeds 0..N-1; a comma-separated list (e.g. 1,2 or 7,) gives the seeds.
 
@@ -554,7 +564,8 @@ def _add_sweep_arguments(
         type=int,
         default=0,
         metavar="N",
-        help="torch CPU threads (0: torch's default)",
+        help="torch CPU threads of runs in this process (0: torch's default; worker "
+        "processes and Ray tasks: --cpus-per-run)",
     )
     parser.add_argument(
         "--executor",
@@ -606,12 +617,8 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
     import time
 
     from coinrun_mg.executors import make_executor
-    from coinrun_mg.sweep import format_table, run_sweep
+    from coinrun_mg.sweep import SweepError, format_table, run_sweep, table_note
 
-    if args.torch_threads > 0:
-        import torch
-
-        torch.set_num_threads(args.torch_threads)
     out = args.out or default_out
     started = time.time()
     try:
@@ -637,8 +644,11 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
             hook_episodes=args.hook_episodes,
             executor=executor,
             retries=args.retries,
+            torch_threads=args.torch_threads,
         )
-    except (ValueError, ImportError) as exc:  # ImportError: --executor ray without Ray
+    # ImportError: --executor ray without Ray; SweepError: OUT locked or unwritable;
+    # OSError: writing the outputs at the end failed.
+    except (ValueError, ImportError, SweepError, OSError) as exc:
         print(f"coinrun-mg {name}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -650,9 +660,13 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
         return 130
     print()
     print(format_table(report["aggregate"]))
-    print("(mean [95% interval] across seeds; test: good levels, every coin moved)")
+    print(table_note(report["aggregate"]))
     for failed in report["failed"]:
-        print(f"FAILED f={failed['rand_fraction']:g} seed={failed['seed']}: {failed['error']}")
+        why = f" ({failed['not_retried']})" if failed.get("not_retried") else ""
+        print(
+            f"FAILED f={failed['rand_fraction']:g} seed={failed['seed']}: "
+            f"{failed['error']}{why}"
+        )
     print(f"wrote {out}/report.json, {out}/episodes.csv, {out}/curve.png")
     print(f"wall time {time.time() - started:.1f} s")
     return 1 if report["failed"] else 0

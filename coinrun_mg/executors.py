@@ -14,7 +14,15 @@ small interface (:class:`Executor`):
 * ``close(cancel)`` - stop; ``cancel=True`` (an error or Ctrl-C in the driver) also stops
   the runs still going, whose finished work stays on disk for the next call to resume;
 
-plus ``slots``, how many runs may go at once (read after ``open``).
+plus ``slots``, how many runs may go at once (read after ``open``), and optionally
+``settings()``, what the executor was asked for (recorded in the sweep's report).  An
+executor says ``[run] <job.action>`` through ``log`` when a run actually starts (see
+:func:`announce_start`); the sweep says ``queued`` when it submits one.
+
+A failed entry says whether a retry could fix the failure (``"retryable"``, see
+:func:`_retryable`): a crash, a dead worker or node or a transient error can be retried; a
+bad setting or damaged checkpoint (``ValueError``), a missing package (``ImportError``) or
+a file-system refusal (no permission, read-only, disk full) cannot.
 
 Two executors:
 
@@ -29,6 +37,7 @@ Nothing here imports Ray (or torch) at import time.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
 import os
 import signal
@@ -63,7 +72,9 @@ class RunJob:
     ``run_dir`` and ``reference`` are paths on the driver's machine.  ``reference`` is
     the checkpoint of the reference policy of the good-levels filter (None: unfiltered
     test).  ``attempt`` counts from 1.  ``fail_attempts``: the first that many attempts
-    raise on purpose (fault injection for tests, see ``coinrun_mg.sweep.FAIL_ENV``).
+    raise on purpose, a crash or, with ``fail_kind="value"``, a permanent ValueError
+    (fault injection for tests, see ``coinrun_mg.sweep.FAIL_ENV``).  ``action``: what the
+    run does, said when it starts (``"training"``, ``"evaluating again ..."``).
     """
 
     fraction: float
@@ -78,6 +89,8 @@ class RunJob:
     hook: Any = None  # coinrun_mg.sweep.GoalProxyHook | None
     attempt: int = 1
     fail_attempts: int = 0
+    fail_kind: str = "crash"
+    action: str = "training"
 
     @property
     def name(self) -> str:
@@ -105,23 +118,60 @@ class Executor(Protocol):
     def close(self, cancel: bool = False) -> None: ...
 
 
-def failed_entry(job: RunJob, error: str, trace: str) -> dict[str, Any]:
-    """The result entry of a run that failed with ``error`` (one line) and ``trace``."""
-    return {
+def announce_start(log: Log, job: RunJob) -> None:
+    """Say that ``job`` starts now (an executor calls it when the run really begins)."""
+    again = f" (attempt {job.attempt})" if job.attempt > 1 else ""
+    log(f"[{job.name}] {job.action}{again} in {job.run_dir}")
+
+
+#: OSError numbers that a retry cannot fix: no permission, read-only, disk or quota full.
+_PERMANENT_ERRNOS = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+)
+
+
+def _retryable(exc: BaseException | None) -> tuple[bool, str]:
+    """Whether trying a run again could fix ``exc``, and if not, why not (one phrase).
+
+    None (a worker process or node that died), crashes and transient errors: yes.  A bad
+    setting or a damaged checkpoint (``ValueError``, e.g. ``CheckpointError``), a missing
+    package (``ImportError``) or a file-system refusal (no permission, read-only, disk
+    full): no, the next attempt would fail the same way.
+    """
+    if isinstance(exc, ValueError):
+        return False, "a bad setting or damaged checkpoint fails the same way again"
+    if isinstance(exc, ImportError):
+        return False, "a missing package fails the same way again"
+    if isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS:
+        return False, "no permission, a read-only file system or a full disk fails again"
+    return True, ""
+
+
+def failed_entry(
+    job: RunJob, error: str, trace: str, exc: BaseException | None = None
+) -> dict[str, Any]:
+    """The result entry of a run that failed with ``error`` (one line) and ``trace``;
+    ``exc`` (None: the run's process died) decides whether it may be retried."""
+    retryable, why = _retryable(exc)
+    entry = {
         "rand_fraction": job.fraction,
         "seed": job.seed,
         "status": "failed",
         "run_dir": job.run_dir,
         "error": error,
         "traceback": trace,
+        "retryable": retryable,
     }
+    if not retryable:
+        entry["not_retried"] = f"not retried: {why}"
+    return entry
 
 
 def _exception_entry(job: RunJob, exc: BaseException) -> dict[str, Any]:
     lines = str(exc).strip().splitlines()
     error = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
     trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return failed_entry(job, error, trace)
+    return failed_entry(job, error, trace, exc)
 
 
 def _check_count(name: str, value: Any, minimum: int, allow_none: bool = False) -> None:
@@ -180,10 +230,18 @@ class LocalExecutor:
         self._queue: deque[RunJob] = deque()
         self._running: dict[Any, tuple[Any, RunJob]] = {}  # connection -> (process, job)
         self._run_one: RunOne | None = None
+        self._log: Log = lambda _msg: None
+
+    def settings(self) -> dict[str, Any]:
+        """What this executor runs with, for the sweep's report."""
+        # One worker runs in the caller's process, on the caller's torch threads.
+        threads = self.torch_threads if self.workers > 1 else None
+        return {"name": "local", "workers": self.workers, "torch_threads_per_run": threads}
 
     def open(self, run_one: RunOne, out_dir: Path, log: Log) -> None:
         del out_dir
         self._run_one = run_one
+        self._log = log
         if self.workers > 1:
             threads = self.torch_threads
             log(f"local: up to {self.workers} runs at once, {threads} torch threads each")
@@ -199,6 +257,7 @@ class LocalExecutor:
         if self.workers == 1:
             # In this process: what the caller set up (torch threads, patches) applies.
             job = self._queue.popleft()
+            announce_start(self._log, job)
             return job, self._run_one(job)
         self._start_waiting()
         from multiprocessing.connection import wait
@@ -232,6 +291,7 @@ class LocalExecutor:
             process.start()
             sender.close()  # the child holds the only sending end: its death reads as EOF
             self._running[receiver] = (process, job)
+            announce_start(self._log, job)
 
     def close(self, cancel: bool = False) -> None:
         self._queue.clear()
@@ -360,6 +420,10 @@ class RayExecutor:
 
     Ray's own task retries are off: a run that raises or whose worker or node dies is
     retried by the sweep (``retries``), the same way for every executor.
+
+    Ray decides when a task starts; the executor says a run starts (``[run] training``)
+    when one of its ``slots`` is free for it: at once when fewer runs are out, else when
+    an earlier run ends.
     """
 
     def __init__(
@@ -392,6 +456,18 @@ class RayExecutor:
         self._running: dict[Any, RunJob] = {}
         self._put_cache: dict[tuple[str, int], Any] = {}
         self._announced = False
+        self._not_started: deque[RunJob] = deque()  # submitted, waiting for a free slot
+
+    def settings(self) -> dict[str, Any]:
+        """What this executor runs with, for the sweep's report."""
+        return {
+            "name": "ray",
+            "address": self.address,
+            "num_cpus": self.num_cpus,
+            "cpus_per_run": self.cpus_per_run,
+            "gpus_per_run": self.gpus_per_run,
+            "shared_fs": self.shared_fs,
+        }
 
     # --- set-up ---------------------------------------------------------------------
 
@@ -484,6 +560,10 @@ class RayExecutor:
             payload,
             max(1, int(self.cpus_per_run)),
         )
+        if len(self._running) < self.slots:
+            announce_start(self._log, job)
+        else:
+            self._not_started.append(job)
         self._running[ref] = job
 
     def pending(self) -> int:
@@ -494,6 +574,10 @@ class RayExecutor:
 
         ready, _ = ray.wait(list(self._running), num_returns=1)
         job = self._running.pop(ready[0])
+        if job in self._not_started:
+            self._not_started.remove(job)  # Ray started it before an earlier run ended
+        elif self._not_started:
+            announce_start(self._log, self._not_started.popleft())  # the slot it frees
         try:
             entry = ray.get(ready[0])
         except Exception as exc:  # the worker or its node died, or Ray failed the task
@@ -511,6 +595,7 @@ class RayExecutor:
                 with contextlib.suppress(Exception):
                     ray.cancel(ref, force=True)
         self._running.clear()
+        self._not_started.clear()
         self._put_cache.clear()
         if getattr(self, "_token_path", None) is not None:
             self._token_path.unlink(missing_ok=True)

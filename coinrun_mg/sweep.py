@@ -30,14 +30,30 @@ message; a run evaluated without a reference that now exists is evaluated again.
 Training also resumes from the run's checkpoint after a kill or Ctrl-C.  A run that
 raises (or whose process or node dies) is tried again up to ``retries`` times, then
 recorded as failed (with the error) while the sweep goes on; the next call tries it again.
+Only failures a retry can fix are retried (a crash, a dead worker or node, a transient
+error); a bad setting or damaged checkpoint (``ValueError``), a missing package or a
+file-system refusal (no permission, read-only, disk full) is recorded at once, with
+``"not_retried"`` saying why (see :mod:`coinrun_mg.executors`).
+
+One sweep at a time per output folder: ``run_sweep`` holds an exclusive lock on
+``out_dir/.sweep.lock`` (``fcntl.flock``, which the system drops when the process ends,
+however it ends) from before the first run until the outputs are written; the file
+names the holder (pid, host, start time, command).  A second sweep into the same folder
+raises :class:`SweepError` at once, naming the holder; a lock file left by a sweep that
+was killed is not locked any more and is taken over.  Before any run starts the folder is
+also checked for writing (``out_dir/runs`` created, a probe file written and removed), so
+an unwritable folder fails once, with :class:`SweepError`, instead of failing every run.
 
 Outputs in ``out_dir``: ``report.json`` (runs, per-fraction aggregates across seeds,
 the sweep's settings), ``episodes.csv`` (every test episode of every run, with its
 ``rand_fraction``, ``seed`` and ``good_level``) and ``curve.png`` (the misgeneralization
 curve: test goal and proxy rates and the training coin rate against the training
 fraction).  Aggregates: mean and standard deviation (``ddof=1``; 0 for one seed) across
-seeds, and a 95% interval: mean +- 1.96 standard errors for two or more seeds, the
-run's Wilson interval for one.
+seeds, and a 95% interval: mean +- 1.96 standard errors for two or more seeds
+(``"interval": "seeds"``), the run's Wilson interval over its test episodes for one
+(``"interval": "episodes"``).  Each aggregate and the report say on which levels the
+test rates are (``"test_levels"``): the good levels, or all levels when there is no
+fraction-0 reference; :func:`table_note` puts both into words under the table.
 
 :class:`GoalProxyHook` is the training hook that logs ``eval/goal_rate``,
 ``eval/proxy_rate``, ``eval/died_rate``, ``eval/timeout_rate`` (test configuration) and
@@ -46,13 +62,17 @@ run's Wilson interval for one.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import datetime
 import json
 import math
 import os
+import socket
+import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -65,15 +85,24 @@ RESULT_NAME = "result.json"
 REPORT_NAME = "report.json"
 CSV_NAME = "episodes.csv"
 PLOT_NAME = "curve.png"
+LOCK_NAME = ".sweep.lock"
 EPISODES_CSV = "test_episodes.csv"  # per-run file
 
 #: Default first seed key of evaluations (episode i uses key eval_seed + i).
 EVAL_SEED = 1_000_000
 
 #: Fault injection, for testing retries in any executor: ``"f0.5_s0:1,f0_s1"`` makes the
-#: first attempt of run f0.5_s0 and of run f0_s1 raise (``NAME:N``: the first N).  Read by
-#: the driver and carried in each job, so it reaches worker processes and Ray nodes.
+#: first attempt of run f0.5_s0 and of run f0_s1 raise (``NAME:N``: the first N) a crash
+#: (RuntimeError, retryable); ``NAME:N:value`` raises a ValueError instead (permanent, not
+#: retried).  Read by the driver and carried in each job, so it reaches worker processes
+#: and Ray nodes.
 FAIL_ENV = "COINRUN_MG_SWEEP_FAIL"
+FAIL_KINDS = {"crash": RuntimeError, "value": ValueError}
+
+#: What the test rates are measured on (``"test_levels"`` of an aggregate and the report).
+GOOD_LEVELS = "good levels"
+ALL_LEVELS = "all levels (no fraction-0 reference)"
+MIXED_LEVELS = "good levels where the seed's fraction-0 run finished, else all levels"
 
 #: Scalars of the aggregate table: (name, section of a run, key in that section).
 METRICS = (
@@ -213,6 +242,9 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "failed_seeds": [
                 r["seed"] for r in runs if r["rand_fraction"] == fraction and r not in group
             ],
+            # The 95% intervals: across seeds, or the one run's Wilson interval.
+            "interval": None if not group else "episodes" if len(group) == 1 else "seeds",
+            "test_levels": _levels_label([bool(r.get("filtered")) for r in group]),
         }
         for name, section, key in METRICS:
             values = [r[section][key] for r in group if r[section].get(key) is not None]
@@ -225,9 +257,44 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _levels_label(filtered: Sequence[bool]) -> str | None:
+    """The ``test_levels`` label of runs whose tests were (not) on the good levels."""
+    if not filtered:
+        return None
+    if all(filtered):
+        return GOOD_LEVELS
+    return ALL_LEVELS if not any(filtered) else MIXED_LEVELS
+
+
+def levels_label(aggregates: Sequence[dict[str, Any]]) -> str:
+    """On which levels the test rates of ``aggregates`` are (:data:`GOOD_LEVELS`,
+    :data:`ALL_LEVELS` or :data:`MIXED_LEVELS`)."""
+    labels = {a.get("test_levels") for a in aggregates} - {None}
+    if len(labels) == 1:
+        return labels.pop()
+    return MIXED_LEVELS if labels else GOOD_LEVELS
+
+
+def interval_label(aggregates: Sequence[dict[str, Any]]) -> str:
+    """What the 95% intervals of ``aggregates`` are over, in words."""
+    kinds = {a.get("interval") for a in aggregates} - {None}
+    if kinds == {"episodes"}:
+        return "95% Wilson interval over episodes (one seed)"
+    if kinds == {"seeds"} or not kinds:
+        return "95% interval across seeds"
+    return "95% interval across seeds, or over episodes where a fraction has one seed"
+
+
+def table_note(aggregates: Sequence[dict[str, Any]]) -> str:
+    """The line under :func:`format_table`: what the intervals are and which levels."""
+    levels = levels_label(aggregates)
+    return f"(mean [{interval_label(aggregates)}]; test: {levels}, every coin moved)"
+
+
 def format_table(aggregates: Sequence[dict[str, Any]]) -> str:
-    """A printable table: fraction, training coin rate, test goal and proxy rates (good
-    levels), each as mean [95% interval], and the number of seeds."""
+    """A printable table: fraction, training coin rate, test goal and proxy rates, each
+    as mean [95% interval], and the number of seeds; :func:`table_note` says which
+    levels and intervals."""
 
     def cell(summary: dict[str, Any]) -> str:
         if summary["mean"] is None:
@@ -252,18 +319,20 @@ def format_table(aggregates: Sequence[dict[str, Any]]) -> str:
 
 
 def plot_curve(aggregates: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
-    """The misgeneralization curve as a PNG: test goal and proxy rates (good levels) and
-    the training coin rate against the training fraction, with 95% intervals."""
+    """The misgeneralization curve as a PNG: test goal and proxy rates (on the levels
+    :func:`test_levels` names) and the training coin rate against the training fraction,
+    with 95% intervals; the labels say which levels and intervals."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    levels = levels_label(aggregates)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     try:
         series = (
-            ("test_goal_rate", "test goal rate (coin)", "tab:green", "-"),
-            ("test_proxy_rate", "test proxy rate (end)", "tab:red", "-"),
+            ("test_goal_rate", f"test goal rate (coin), {levels}", "tab:green", "-"),
+            ("test_proxy_rate", f"test proxy rate (end), {levels}", "tab:red", "-"),
             ("train_coin_rate", "training coin rate", "tab:gray", "--"),
         )
         for name, label, color, style in series:
@@ -290,11 +359,12 @@ def plot_curve(aggregates: Sequence[dict[str, Any]], path: str | os.PathLike) ->
         if positive:
             ax.set_xscale("symlog", linthresh=positive[0])
         ax.set_xlabel("training fraction of levels with a moved coin (rand_fraction)")
-        ax.set_ylabel("rate (95% interval)")
+        ax.set_ylabel(f"rate ({interval_label(aggregates)})")
         ax.set_ylim(-0.02, 1.02)
         ax.set_title("Goal misgeneralization in CoinRun")
         ax.grid(alpha=0.3)
-        ax.legend(loc="best", fontsize="small")
+        if ax.get_legend_handles_labels()[0]:  # nothing to show when every run failed
+            ax.legend(loc="best", fontsize="small")
         fig.tight_layout()
         fig.savefig(path, dpi=120)
     finally:
@@ -382,18 +452,22 @@ def _train_and_evaluate(
     }
 
 
-def _injected_failures() -> dict[str, int]:
-    """``{run name: attempts}`` from :data:`FAIL_ENV` (``"f0.5_s0:1,f0_s1"``; no count: 1)."""
+def _injected_failures() -> dict[str, tuple[int, str]]:
+    """``{run name: (attempts, kind)}`` from :data:`FAIL_ENV` (``"f0.5_s0:1,f0_s1:2:value"``;
+    no count: 1; no kind: ``"crash"``)."""
     text = os.environ.get(FAIL_ENV, "").strip()
-    out: dict[str, int] = {}
+    out: dict[str, tuple[int, str]] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
-        name, _, count = part.partition(":")
+        name, _, rest = part.partition(":")
+        count, _, kind = rest.partition(":")
         try:
-            out[name] = int(count) if count else 1
+            if (kind or "crash") not in FAIL_KINDS:
+                raise ValueError
+            out[name] = (int(count) if count else 1, kind or "crash")
         except ValueError:
             raise ValueError(
-                f"{FAIL_ENV}={text!r} is invalid; use comma-separated RUN[:ATTEMPTS] items, "
-                "e.g. f0.5_s0:1,f0_s1"
+                f"{FAIL_ENV}={text!r} is invalid; use comma-separated RUN[:ATTEMPTS[:KIND]] "
+                f"items, KIND one of {sorted(FAIL_KINDS)}, e.g. f0.5_s0:1,f0_s1:1:value"
             ) from None
     return out
 
@@ -403,7 +477,8 @@ def _run_job(job: RunJob) -> dict[str, Any]:
     and return its result entry; a run that raises gives a failed entry."""
     try:
         if job.attempt <= job.fail_attempts:
-            raise RuntimeError(f"injected failure ({FAIL_ENV}), attempt {job.attempt}")
+            error = FAIL_KINDS[job.fail_kind]
+            raise error(f"injected failure ({FAIL_ENV}), attempt {job.attempt}")
         run_dir = Path(job.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         return _train_and_evaluate(
@@ -419,13 +494,132 @@ def _run_job(job: RunJob) -> dict[str, Any]:
             job.hook,
         )
     except Exception as exc:
-        return failed_entry(job, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        return failed_entry(job, f"{type(exc).__name__}: {exc}", traceback.format_exc(), exc)
 
 
-def _check_retries(retries: Any) -> int:
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"retries={retries!r} is invalid; it must be an int >= 0")
-    return retries
+def _check_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name}={value!r} is invalid; it must be an int >= 0")
+    return value
+
+
+# ======================================================================================
+# The output folder: one sweep at a time, and writable
+# ======================================================================================
+
+
+class SweepError(Exception):
+    """A sweep that cannot start: its output folder is held by another sweep, or cannot be
+    written.  The message is one line for the user."""
+
+
+def _check_writable(out_dir: Path) -> None:
+    """Create ``out_dir/runs`` and write and remove a probe file in it and in ``out_dir``:
+    an unwritable folder fails here, once, before any training."""
+    try:
+        runs = out_dir / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        for folder in (out_dir, runs):
+            probe = folder / f".write-probe-{os.getpid()}"
+            with open(probe, "w") as f:
+                f.write("probe\n")
+                f.flush()
+                os.fsync(f.fileno())
+            probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.filename is not None:
+            reason += f" ({exc.filename})"
+        raise SweepError(f"cannot write to {out_dir}: {reason}") from exc
+
+
+def _holder_text(holder: dict[str, Any] | None) -> str:
+    """The lock holder in words: ``pid 123 on host, since 2026-01-02 10:00:00 UTC``."""
+    if not holder:
+        return "holder not yet recorded"
+    since = holder.get("since")
+    when = ""
+    if isinstance(since, (int, float)):
+        stamp = datetime.datetime.fromtimestamp(since, datetime.timezone.utc)
+        when = f", since {stamp:%Y-%m-%d %H:%M:%S} UTC"
+    command = holder.get("command")
+    said = f": {command}" if command else ""
+    return f"pid {holder.get('pid')} on {holder.get('host')}{when}{said}"
+
+
+def _read_holder(fd: int) -> dict[str, Any] | None:
+    try:
+        data = json.loads(os.pread(fd, 1 << 16, 0).decode() or "null")
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _acquire_lock(out_dir: Path, say: Callable[[str], None]) -> int:
+    """Lock ``out_dir`` for this sweep (see the module docstring); the open lock file's
+    descriptor, kept open while it holds the lock.  :class:`SweepError` if it is held."""
+    import fcntl
+
+    path = out_dir / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise SweepError(
+                f"{out_dir} is in use by another sweep ({_holder_text(holder)}); wait for it "
+                "to end or choose another output folder"
+            ) from None
+        except OSError as exc:  # a file system without locks
+            os.close(fd)
+            raise SweepError(
+                f"cannot lock {path}: {exc.strerror or exc}; use an output folder on a file "
+                "system that supports locks"
+            ) from exc
+        # The holder may have removed the file between our open and our flock: the lock
+        # counts only on the file that is at the path now.
+        try:
+            current = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    stale = _read_holder(fd)
+    if stale:  # its sweep was killed without releasing it: the system dropped its flock
+        say(f"sweep: taking over the lock of a sweep that is gone ({_holder_text(stale)})")
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": time.time(),
+        "command": " ".join(sys.argv),
+    }
+    data = (json.dumps(holder) + "\n").encode()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+    os.fsync(fd)
+    return fd
+
+
+@contextlib.contextmanager
+def _locked(out_dir: Path, say: Callable[[str], None]) -> Iterator[None]:
+    """Hold the lock of ``out_dir`` (:func:`_acquire_lock`) for the block; on the way out
+    remove the lock file while still holding it, then let go."""
+    fd = _acquire_lock(out_dir, say)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(out_dir / LOCK_NAME)
+        os.close(fd)  # drops the flock
+
+
+def _executor_settings(executor: Any) -> dict[str, Any]:
+    """What the executor runs with (its ``settings()``), for the report."""
+    describe = getattr(executor, "settings", None)
+    return dict(describe()) if callable(describe) else {"name": type(executor).__name__}
 
 
 #: A seed's reference while its fraction-0 run is still going.
@@ -448,6 +642,7 @@ def run_sweep(
     hook_every: int | None = None,
     executor: str | Executor = "local",
     retries: int = 1,
+    torch_threads: int = 0,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """Train and evaluate every ``(fraction, seed)`` run, then write the sweep's outputs.
@@ -462,10 +657,15 @@ def run_sweep(
     ``executor``: ``"local"`` (one run after another in this process), ``"ray"`` (a
     local Ray instance) or an executor object, e.g. ``LocalExecutor(workers=2)`` or
     ``RayExecutor(address="auto")`` (see :mod:`coinrun_mg.executors`).  A run that fails
-    is tried again up to ``retries`` more times in this call, then reported as failed.
-    On Ctrl-C (or any error) the runs still going are stopped and the exception goes
-    on; the finished runs stay on disk for the next call.  Returns the report written to
-    ``out_dir/report.json``; see the module docstring for the outputs.
+    is tried again up to ``retries`` more times in this call if a retry can fix its error,
+    then reported as failed.  ``torch_threads``: torch CPU threads of this process, where
+    the local executor's single worker runs (0: leave torch's setting).
+
+    Only one sweep at a time may use ``out_dir``: :class:`SweepError` if another holds it,
+    or if it cannot be written, before any run starts.  On Ctrl-C (or any error) the runs
+    still going are stopped and the exception goes on; the finished runs stay on disk for
+    the next call.  Returns the report written to ``out_dir/report.json``; see the module
+    docstring for the outputs.
     """
     from coinrun_mg.agents import PPOConfig
 
@@ -473,7 +673,8 @@ def run_sweep(
     seeds = _check_seeds(seeds)
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes={episodes!r} is invalid; it must be an int >= 1")
-    retries = _check_retries(retries)
+    retries = _check_count("retries", retries)
+    torch_threads = _check_count("torch_threads", torch_threads)
     overrides = dict(overrides or {})
     if total_steps is not None:
         overrides["total_steps"] = total_steps
@@ -488,175 +689,207 @@ def run_sweep(
         every = hook_every if hook_every is not None else max(1, probe.total_steps // 10)
         hook = GoalProxyHook(hook_episodes, every_steps=every, seed=eval_seed)
     say = log or (lambda _msg: None)
-    evaluation = {"episodes": episodes, "eval_seed": eval_seed}
+    settings = {
+        "profile": profile,
+        "fractions": fractions,
+        "seeds": seeds,
+        "total_steps": probe.total_steps,
+        "episodes": episodes,
+        "eval_seed": eval_seed,
+        "eval_num_envs": eval_num_envs,
+        "device": device,
+        "hook_episodes": hook_episodes,
+        "hook_every": hook.every_steps if hook is not None else None,
+        "retries": retries,
+        "torch_threads": torch_threads,
+        "executor": _executor_settings(executor),
+        "overrides": {k: v for k, v in overrides.items() if k != "total_steps"},
+    }
+    if torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(torch_threads)
 
     out_dir = Path(out_dir)
-    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
-    sweep_start = time.time()
+    _check_writable(out_dir)
+    with _locked(out_dir, say):
+        evaluation = {"episodes": episodes, "eval_seed": eval_seed}
+        sweep_start = time.time()
 
-    # Each seed's reference checkpoint: a path, None (no fraction-0 run, or it failed)
-    # or _PENDING while its fraction-0 run goes on.
-    reference: dict[int, Any] = {}
-    final: dict[tuple[int, float], dict[str, Any]] = {}  # the report's entries
-    waiting: dict[int, list[float]] = {seed: [] for seed in seeds}  # for their reference
-    carried: dict[str, float] = {}  # training seconds of runs evaluated again
+        # Each seed's reference checkpoint: a path, None (no fraction-0 run, or it failed)
+        # or _PENDING while its fraction-0 run goes on.
+        reference: dict[int, Any] = {}
+        final: dict[tuple[int, float], dict[str, Any]] = {}  # the report's entries
+        waiting: dict[int, list[float]] = {seed: [] for seed in seeds}  # for their reference
+        carried: dict[str, float] = {}  # training seconds of runs evaluated again
 
-    def plan(fraction: float, seed: int, ref: Path | None) -> dict[str, Any] | RunJob:
-        """The run's finished entry when its marker holds one for these settings and
-        this reference, else the job that (re)does it."""
-        name = run_name(fraction, seed)
-        run_dir = out_dir / "runs" / name
-        marker = run_dir / RESULT_NAME
-        config = PPOConfig.from_profile(
-            profile, **{**overrides, "rand_fraction": fraction, "seed": seed, "device": device}
-        )
-        done = _read_json(marker)
-        same = done is not None and (
-            done.get("config") == _jsonable(config.to_dict())
-            and done.get("evaluation") == evaluation
-        )
-        if same and (done.get("filtered") or ref is None):
-            say(f"[{name}] done already ({marker})")
-            return done
-        if same:
-            say(f"[{name}] evaluating again, on the good levels of {ref}")
-            carried[name] = float(done.get("train_seconds") or 0.0)
-        else:
-            why = "settings changed: " if done is not None else ""
-            say(f"[{name}] {why}training and evaluating in {run_dir}")
-        return RunJob(
-            fraction=fraction,
-            seed=seed,
-            run_dir=str(run_dir),
-            config=config,
-            episodes=episodes,
-            eval_seed=eval_seed,
-            eval_num_envs=eval_num_envs,
-            device=device,
-            reference=str(ref) if ref is not None else None,
-            hook=hook,
-            fail_attempts=failures.get(name, 0),
-        )
-
-    def consider(fraction: float, seed: int) -> None:
-        """Finish, submit or park a run of fraction > 0, given its seed's reference."""
-        ref = reference[seed]
-        if ref == _PENDING and not eager:
-            waiting[seed].append(fraction)  # the fraction-0 run comes first
-            return
-        outcome = plan(fraction, seed, None if ref == _PENDING else ref)
-        if isinstance(outcome, RunJob):
-            executor.submit(outcome)  # with a pending reference: unfiltered for now
-        elif ref == _PENDING and not outcome.get("filtered"):
-            waiting[seed].append(fraction)  # filtered once the reference exists
-        else:
-            final[(seed, fraction)] = outcome
-
-    def finish(job: RunJob, entry: dict[str, Any]) -> None:
-        """Take in a run that ended: retry, record, and release what waited for it."""
-        name, seed, fraction = job.name, job.seed, job.fraction
-        entry["attempts"] = job.attempt
-        if entry.get("status") != "done":
-            if job.attempt <= retries:
-                say(
-                    f"[{name}] attempt {job.attempt} FAILED: {entry.get('error')}; "
-                    f"trying again ({job.attempt} of {retries} retries)"
-                )
-                executor.submit(replace(job, attempt=job.attempt + 1))
-                return
-            say(f"[{name}] FAILED: {entry.get('error')}")
-            carried.pop(name, None)
-            final[(seed, fraction)] = entry
-        else:
-            entry["train_seconds"] += carried.pop(name, 0.0)
-            _atomic_write_json(entry, Path(job.run_dir) / RESULT_NAME)
-            test = entry["test"]
-            say(
-                f"[{name}] done: test goal rate {test['goal_rate']:.3f}, proxy rate "
-                f"{test['proxy_rate']:.3f}{'' if entry['filtered'] else ' (unfiltered)'}, "
-                f"{entry['train_seconds']:.0f} s training"
+        def plan(fraction: float, seed: int, ref: Path | None) -> dict[str, Any] | RunJob:
+            """The run's finished entry when its marker holds one for these settings and
+            this reference, else the job that (re)does it."""
+            name = run_name(fraction, seed)
+            run_dir = out_dir / "runs" / name
+            marker = run_dir / RESULT_NAME
+            config = PPOConfig.from_profile(
+                profile, **{**overrides, "rand_fraction": fraction, "seed": seed, "device": device}
             )
-            ref = reference[seed]
-            if fraction != 0 and job.reference is None and ref == _PENDING:
-                waiting[seed].append(fraction)  # evaluated without it; again once it exists
-            elif fraction != 0 and job.reference is None and ref is not None:
-                outcome = plan(fraction, seed, ref)  # its reference came meanwhile
-                if isinstance(outcome, RunJob):
-                    executor.submit(outcome)
-                else:
-                    final[(seed, fraction)] = outcome
+            done = _read_json(marker)
+            same = done is not None and (
+                done.get("config") == _jsonable(config.to_dict())
+                and done.get("evaluation") == evaluation
+            )
+            if same and (done.get("filtered") or ref is None):
+                say(f"[{name}] done already ({marker})")
+                return done
+            if same:
+                action = f"evaluating again, on the good levels of {ref}"
+                carried[name] = float(done.get("train_seconds") or 0.0)
             else:
+                why = ", settings changed" if done is not None else ""
+                action = f"training and evaluating{why}"
+            say(f"[{name}] queued: {action}")
+            fail_attempts, fail_kind = failures.get(name, (0, "crash"))
+            return RunJob(
+                fraction=fraction,
+                seed=seed,
+                run_dir=str(run_dir),
+                config=config,
+                episodes=episodes,
+                eval_seed=eval_seed,
+                eval_num_envs=eval_num_envs,
+                device=device,
+                reference=str(ref) if ref is not None else None,
+                hook=hook,
+                fail_attempts=fail_attempts,
+                fail_kind=fail_kind,
+                action=action,
+            )
+
+        def consider(fraction: float, seed: int) -> None:
+            """Finish, submit or park a run of fraction > 0, given its seed's reference."""
+            ref = reference[seed]
+            if ref == _PENDING and not eager:
+                waiting[seed].append(fraction)  # the fraction-0 run comes first
+                return
+            outcome = plan(fraction, seed, None if ref == _PENDING else ref)
+            if isinstance(outcome, RunJob):
+                executor.submit(outcome)  # with a pending reference: unfiltered for now
+            elif ref == _PENDING and not outcome.get("filtered"):
+                waiting[seed].append(fraction)  # filtered once the reference exists
+            else:
+                final[(seed, fraction)] = outcome
+
+        def finish(job: RunJob, entry: dict[str, Any]) -> None:
+            """Take in a run that ended: retry, record, and release what waited for it."""
+            name, seed, fraction = job.name, job.seed, job.fraction
+            entry["attempts"] = job.attempt
+            if entry.get("status") != "done":
+                retryable = entry.setdefault("retryable", True)  # a custom executor's entry
+                if retryable and job.attempt <= retries:
+                    say(
+                        f"[{name}] attempt {job.attempt} FAILED: {entry.get('error')}; "
+                        f"trying again ({job.attempt} of {retries} retries)"
+                    )
+                    executor.submit(replace(job, attempt=job.attempt + 1))
+                    return
+                entry["retried"] = job.attempt > 1
+                if retryable:
+                    tries = f"{job.attempt} attempt{'s' if job.attempt > 1 else ''}"
+                    entry["not_retried"] = f"not retried: retries={retries} used up ({tries})"
+                say(f"[{name}] FAILED: {entry.get('error')} ({entry['not_retried']})")
+                carried.pop(name, None)
                 final[(seed, fraction)] = entry
-        if fraction == 0:
-            done = entry.get("status") == "done"
-            reference[seed] = Path(job.run_dir) / CHECKPOINT_NAME if done else None
-            for other in waiting.pop(seed, []):
-                consider(other, seed)
-
-    eager = False
-    try:
-        executor.open(_run_job, out_dir, say)
-        # Runs side by side: fractions > 0 start at once and are evaluated again on the
-        # good levels once their seed's fraction-0 run is done (an evaluation costs far
-        # less than waiting a whole training).  One after another, they wait for it.
-        eager = executor.slots > 1
-        for seed in seeds:
-            reference[seed] = None
-            if fractions[0] == 0:  # sorted: fraction 0 (the reference) first
-                own = out_dir / "runs" / run_name(0.0, seed) / CHECKPOINT_NAME
-                outcome = plan(0.0, seed, own)  # the fraction-0 agent is its own reference
-                if isinstance(outcome, RunJob):
-                    reference[seed] = _PENDING
-                    executor.submit(outcome)
+            else:
+                entry["train_seconds"] += carried.pop(name, 0.0)
+                _atomic_write_json(entry, Path(job.run_dir) / RESULT_NAME)
+                test = entry["test"]
+                say(
+                    f"[{name}] done: test goal rate {test['goal_rate']:.3f}, proxy rate "
+                    f"{test['proxy_rate']:.3f}{'' if entry['filtered'] else ' (unfiltered)'}, "
+                    f"{entry['train_seconds']:.0f} s training"
+                )
+                ref = reference[seed]
+                if fraction != 0 and job.reference is None and ref == _PENDING:
+                    waiting[seed].append(fraction)  # evaluated without it; again once it exists
+                elif fraction != 0 and job.reference is None and ref is not None:
+                    outcome = plan(fraction, seed, ref)  # its reference came meanwhile
+                    if isinstance(outcome, RunJob):
+                        executor.submit(outcome)
+                    else:
+                        final[(seed, fraction)] = outcome
                 else:
-                    final[(seed, 0.0)] = outcome
-                    reference[seed] = own
-        for seed in seeds:
-            for fraction in fractions:
-                if fraction != 0:
-                    consider(fraction, seed)
-        while executor.pending():
-            finish(*executor.next_result())
-    except BaseException:
-        # Ctrl-C or a bug: stop the runs still going; finished ones are on disk.
-        executor.close(cancel=True)
-        raise
-    executor.close()
+                    final[(seed, fraction)] = entry
+            if fraction == 0:
+                done = entry.get("status") == "done"
+                reference[seed] = Path(job.run_dir) / CHECKPOINT_NAME if done else None
+                for other in waiting.pop(seed, []):
+                    consider(other, seed)
 
-    runs = [final[(seed, fraction)] for seed in seeds for fraction in fractions]
-    aggregates = aggregate(runs)
-    report = {
-        "runs": runs,
-        "aggregate": aggregates,
-        "failed": [
-            {"rand_fraction": r["rand_fraction"], "seed": r["seed"], "error": r["error"]}
-            for r in runs
-            if r.get("status") != "done"
-        ],
-        "settings": {
-            "profile": profile,
-            "fractions": fractions,
-            "seeds": seeds,
-            "total_steps": probe.total_steps,
-            "episodes": episodes,
-            "eval_seed": eval_seed,
-            "device": device,
-            "overrides": {k: v for k, v in overrides.items() if k != "total_steps"},
-        },
-        "outputs": {"csv": CSV_NAME, "plot": PLOT_NAME},
-        "wall_seconds": time.time() - sweep_start,
-    }
-    _write_episodes_csv(runs, out_dir)
-    plot_curve(aggregates, out_dir / PLOT_NAME)
-    _atomic_write_json(report, out_dir / REPORT_NAME)
-    return report
+        eager = False
+        try:
+            executor.open(_run_job, out_dir, say)
+            # Runs side by side: fractions > 0 start at once and are evaluated again on the
+            # good levels once their seed's fraction-0 run is done (an evaluation costs far
+            # less than waiting a whole training).  One after another, they wait for it.
+            eager = executor.slots > 1
+            for seed in seeds:
+                reference[seed] = None
+                if fractions[0] == 0:  # sorted: fraction 0 (the reference) first
+                    own = out_dir / "runs" / run_name(0.0, seed) / CHECKPOINT_NAME
+                    outcome = plan(0.0, seed, own)  # the fraction-0 agent is its own reference
+                    if isinstance(outcome, RunJob):
+                        reference[seed] = _PENDING
+                        executor.submit(outcome)
+                    else:
+                        final[(seed, 0.0)] = outcome
+                        reference[seed] = own
+            for seed in seeds:
+                for fraction in fractions:
+                    if fraction != 0:
+                        consider(fraction, seed)
+            while executor.pending():
+                finish(*executor.next_result())
+        except BaseException:
+            # Ctrl-C or a bug: stop the runs still going; finished ones are on disk.
+            executor.close(cancel=True)
+            raise
+        executor.close()
+
+        runs = [final[(seed, fraction)] for seed in seeds for fraction in fractions]
+        aggregates = aggregate(runs)
+        report = {
+            "runs": runs,
+            "aggregate": aggregates,
+            "failed": [
+                {
+                    "rand_fraction": r["rand_fraction"],
+                    "seed": r["seed"],
+                    "error": r["error"],
+                    "not_retried": r.get("not_retried"),
+                }
+                for r in runs
+                if r.get("status") != "done"
+            ],
+            "test_levels": levels_label(aggregates),
+            "interval": interval_label(aggregates),
+            "settings": settings,
+            "outputs": {"csv": CSV_NAME, "plot": PLOT_NAME},
+            "wall_seconds": time.time() - sweep_start,
+        }
+        _write_episodes_csv(runs, out_dir)
+        plot_curve(aggregates, out_dir / PLOT_NAME)
+        _atomic_write_json(report, out_dir / REPORT_NAME)
+        return report
 
 
 __all__ = [
     "GoalProxyHook",
+    "SweepError",
     "aggregate",
     "format_table",
+    "interval_label",
+    "levels_label",
     "plot_curve",
     "run_name",
     "run_sweep",
+    "table_note",
 ]

@@ -132,8 +132,14 @@ def test_a_failing_run_is_reported_and_the_others_kept(tmp_path, monkeypatch):
     failed, kept = report["runs"]
     assert "RuntimeError: simulated crash" in failed["error"]
     assert report["failed"] == [
-        {"rand_fraction": 0.0, "seed": 0, "error": "RuntimeError: simulated crash"}
+        {
+            "rand_fraction": 0.0,
+            "seed": 0,
+            "error": "RuntimeError: simulated crash",
+            "not_retried": "not retried: retries=1 used up (2 attempts)",
+        }
     ]
+    assert (failed["retryable"], failed["retried"]) == (True, True)
     assert not (tmp_path / "runs" / "f0_s0" / "result.json").exists()
     # Without its reference agent the run's test is unfiltered.
     assert kept["filtered"] is False and kept["test"] == kept["test_all"]
@@ -247,8 +253,14 @@ def test_cli_reproduce_runs_end_to_end(tmp_path, capsys, monkeypatch):
 def test_local_workers_run_side_by_side_and_retries(tmp_path, monkeypatch):
     # Two processes: fraction 0.5 does not wait for its reference; it is evaluated again on
     # the good levels once the fraction-0 run is done.
-    report = _sweep(tmp_path, executor=LocalExecutor(workers=2, torch_threads=1), hook_episodes=0)
+    messages = []
+    workers = LocalExecutor(workers=2, torch_threads=1)
+    report = _sweep(tmp_path, executor=workers, hook_episodes=0, log=messages.append)
     assert report["failed"] == []
+    # Each run is said to be queued, then to start when its process starts.
+    for name in ("f0_s0", "f0.5_s0"):
+        said = [m.split()[1] for m in messages if m.startswith(f"[{name}]")]
+        assert said[:3] == ["queued:", "training", "done:"]
     first, second = report["runs"]
     assert first["filtered"] and second["filtered"]
     assert second["reference"] == str(tmp_path / "runs" / "f0_s0" / "checkpoint.pt")

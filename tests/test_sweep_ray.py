@@ -116,6 +116,8 @@ def test_ray_sweep_equals_the_local_sweep(tmp_path, ray_instance):
     remote = _sweep(tmp_path / "ray", executor=RayExecutor(shared_fs=False))
 
     assert remote.keys() == local.keys()
+    executors_used = (remote["settings"].pop("executor"), local["settings"].pop("executor"))
+    assert [e["name"] for e in executors_used] == ["ray", "local"]
     assert remote["settings"] == local["settings"]
     assert remote["failed"] == local["failed"] == []
     assert remote["aggregate"] == local["aggregate"]
@@ -150,7 +152,12 @@ def test_ray_retries_a_failing_run_and_reports_one_that_keeps_failing(
     assert (failed["status"], failed["attempts"]) == ("failed", 2)
     assert "injected failure" in failed["error"]
     assert report["failed"] == [
-        {"rand_fraction": 0.0, "seed": 0, "error": failed["error"]},
+        {
+            "rand_fraction": 0.0,
+            "seed": 0,
+            "error": failed["error"],
+            "not_retried": "not retried: retries=1 used up (2 attempts)",
+        },
     ]
     assert (kept["status"], kept["attempts"]) == ("done", 2)
     assert kept["filtered"] is False  # no reference: fraction 0 failed
@@ -161,6 +168,15 @@ def test_ray_retries_a_failing_run_and_reports_one_that_keeps_failing(
     assert by_fraction[0.5]["seeds"] == [0]
     rows = _rows(tmp_path / "episodes.csv")
     assert len(rows) == 16 and {r["rand_fraction"] for r in rows} == {"0.5"}
+
+    # A permanent failure (a ValueError in the Ray worker) is not retried.
+    monkeypatch.setenv(FAIL_ENV, "f0.5_s0:9:value,f0_s0:9:value")
+    messages = []
+    report = _sweep(tmp_path / "permanent", executor="ray", retries=2, log=messages.append)
+    for run in report["runs"]:
+        assert (run["status"], run["attempts"], run["retryable"]) == ("failed", 1, False)
+    starts = [m.split()[0] for m in messages if m.split()[1:2] == ["training"]]
+    assert sorted(starts) == ["[f0.5_s0]", "[f0_s0]"]  # each said to start once
 
 
 def test_gpu_per_run_follows_the_device_and_a_local_instance_refuses_missing_gpus(
