@@ -42,7 +42,9 @@ the same precedence (coin > end > death > timeout) to tensors.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import inspect
 import json
 import math
 import os
@@ -80,6 +82,11 @@ REFERENCE_OVERRIDES = {"rand_fraction": 0.0, "end_terminates": False}
 _LEVEL_FIELDS = ("distribution_mode", "num_levels", "start_level", "max_episode_steps")
 
 _STAND_STILL = 4
+
+# Action noise (see the module docstring): the test run and the reference run of the
+# good-levels filter draw from different per-episode keys.
+_NOISE_KEY_STREAM = 0x6E6F6973  # far from the level generator's streams
+NOISE_TEST, NOISE_REFERENCE = 0, 1
 
 
 # ======================================================================================
@@ -364,9 +371,82 @@ def _as_actions(actions, device) -> torch.Tensor:
     return torch.as_tensor(actions).to(device=device, dtype=torch.int64).reshape(-1)
 
 
-def _run_native(policy, config, episodes, seed, num_envs, device, progress, cells=None, watch=None):
+def noise_keys(seed: int, episodes: torch.Tensor, role: int = NOISE_TEST) -> torch.Tensor:
+    """The action-noise key of each episode index in ``episodes`` (int64, 62 bits): a hash
+    of the episode's environment seed key ``seed + i`` and ``role`` (:data:`NOISE_TEST`
+    or :data:`NOISE_REFERENCE`), so it shares no stream with the level generator."""
+    from coinrun_mg.envs.rng import random_bits
+
+    env_keys = seed + episodes.to(torch.int64)
+    high = random_bits(env_keys, _NOISE_KEY_STREAM + 2 * role)
+    low = random_bits(env_keys, _NOISE_KEY_STREAM + 2 * role + 1)
+    return ((high >> 2) << 32) | low
+
+
+def action_noise(keys: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """Uniforms in (0, 1), ``[N, NUM_ACTIONS]`` float32: row ``n`` is the noise of step
+    ``steps[n]`` (0 for the first action) of the episode with noise key ``keys[n]``.
+
+    Entry ``a`` is ``random_bits(key, step * NUM_ACTIONS + a)``, its top 24 bits mapped
+    to the centre of one of 2**24 equal cells (exact in float32, never 0 or 1).
+    """
+    from coinrun_mg.envs.rng import random_bits
+    from coinrun_mg.envs.state import NUM_ACTIONS
+
+    actions = torch.arange(NUM_ACTIONS, device=keys.device)
+    bits = random_bits(keys[:, None], steps.to(keys.device)[:, None] * NUM_ACTIONS + actions)
+    return ((bits >> 8).to(torch.float32) + 0.5) / float(1 << 24)
+
+
+def takes_noise(policy: Callable) -> bool:
+    """Whether ``policy`` has a ``noise`` parameter (as :class:`~coinrun_mg.agents.Policy`
+    has): the evaluator then passes every step's :func:`action_noise`."""
+    try:
+        return "noise" in inspect.signature(policy).parameters
+    except (TypeError, ValueError):  # builtins and other callables without a signature
+        return False
+
+
+class _Actor:
+    """Calls the policy, with each slot's own episode noise when the policy takes it."""
+
+    def __init__(self, policy, seed: int, role: int, device):
+        self.policy = policy
+        self.noisy = takes_noise(policy)
+        self.seed, self.role, self.device = seed, role, device
+
+    def __call__(self, obs, episode: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        if not self.noisy:
+            return _as_actions(self.policy(obs), self.device)
+        noise = action_noise(noise_keys(self.seed, episode, self.role), steps)
+        return _as_actions(self.policy(obs, noise=noise), self.device)
+
+
+@contextlib.contextmanager
+def _seeded_torch_rng(seed: int, device: torch.device):
+    """The global torch RNG seeded with ``seed`` inside, the caller's state restored after
+    (for policies that sample from it rather than take ``noise``)."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def _run_native(
+    policy,
+    config,
+    episodes,
+    seed,
+    num_envs,
+    device,
+    progress,
+    cells=None,
+    watch=None,
+    role=NOISE_TEST,
+):
     """First episodes of keys ``seed .. seed + episodes - 1`` on the torch core.
 
+    A policy that takes ``noise`` gets each slot's :func:`action_noise` (the keys of
+    ``role``), so what happens in an episode does not depend on the other slots.
     ``num_envs`` slots step together; a slot whose episode is decided restarts at once
     with the next key of the evaluation (``reset_keys``), or, when none is left, with
     its own key again and then stands still, ignored.  ``cells`` (x, y tensors per
@@ -384,6 +464,7 @@ def _run_native(policy, config, episodes, seed, num_envs, device, progress, cell
     slots = min(num_envs, episodes)
     core = CoinRunCore(slots, config, device=device, autoreset="disabled", check_actions=False)
     dev = core.device
+    act = _Actor(policy, seed, role, dev)
     slot_ep = torch.arange(slots, device=dev)
     core.reset_keys(seed + slot_ep)
     obs = core.observe()
@@ -404,7 +485,7 @@ def _run_native(policy, config, episodes, seed, num_envs, device, progress, cell
         watch(core, slot_ep, live, undecided)
 
     while bool(live.any()):
-        actions = torch.where(live, _as_actions(policy(obs), dev), still)
+        actions = torch.where(live, act(obs, slot_ep, steps), still)
         obs, reward, terminated, truncated, info = core.step(actions)
         steps += live
         ret += reward * live
@@ -487,18 +568,54 @@ def _run_vector(policy, env_id, env_kwargs, episodes, seed, num_envs, device, pr
 # ======================================================================================
 
 
-def _resolve_policy(policy, device):
-    """A callable policy, and the env kwargs it was trained with (if it knows them)."""
+def resolve_policy(policy, device="auto"):
+    """``(callable, env_kwargs, env_id)``: ``policy`` as a callable (a checkpoint path is
+    loaded with :func:`coinrun_mg.agents.load_policy`), the env kwargs it was trained with
+    and its env id (empty and None when a plain callable does not say)."""
     if isinstance(policy, (str, os.PathLike)):
         from coinrun_mg.agents.ppo import load_policy
+        from coinrun_mg.envs.config import resolve_device
 
-        policy = load_policy(policy, device=device)
+        policy = load_policy(policy, device=resolve_device(device))
     if not callable(policy):
         raise ValueError(f"policy={policy!r} is invalid; pass a callable or a checkpoint path")
     kwargs = dict(getattr(policy, "env_kwargs", None) or {})
     if "coin_region" in kwargs:
         kwargs["coin_region"] = tuple(kwargs["coin_region"])
     return policy, kwargs, getattr(policy, "env_id", None)
+
+
+def run_episodes(
+    policy: Callable[..., Any],
+    config,
+    episodes: int,
+    seed: int = 0,
+    num_envs: int | None = None,
+    device: str | torch.device = "auto",
+    *,
+    progress: Callable[[int], None] | None = None,
+    watch: Callable[..., None] | None = None,
+) -> EvalReport:
+    """Play the first episodes of keys ``seed .. seed + episodes - 1`` on the native env
+    (``config``: a :class:`~coinrun_mg.envs.config.CoinRunConfig`, used as given) and
+    report them: the test run of :func:`evaluate`, with its per-episode action noise and
+    its seeded global torch RNG.  ``policy`` must be a callable (see
+    :func:`resolve_policy`); ``num_envs`` slots step together (default
+    ``min(episodes, 1024)``); ``progress(n)`` is told of every ``n`` episodes decided.
+
+    ``watch(core, slot_episode, shown, code)`` sees every state of every episode (the
+    videos draw them): after each episode start (``code`` all -1) and after each step,
+    before decided slots restart (``code``: the outcome index a slot's episode was
+    decided with this step, -1 while it goes on).  ``shown`` flags the slots whose state
+    belongs to an episode of the evaluation; ``slot_episode`` maps slots to episodes.
+    """
+    from coinrun_mg.envs.config import resolve_device
+
+    dev = resolve_device(device)
+    num_envs = min(episodes, 1024) if num_envs is None else num_envs
+    with _seeded_torch_rng(seed, dev):
+        result = _run_native(policy, config, episodes, seed, num_envs, dev, progress, watch=watch)
+    return EvalReport(result.rows(), result.ret.tolist(), {"seed": seed})
 
 
 def evaluate(
@@ -545,7 +662,7 @@ def evaluate(
         raise ValueError("pass good_levels or reference_policy, not both")
     dev = resolve_device(device)
 
-    policy, trained_kwargs, trained_env_id = _resolve_policy(policy, dev)
+    policy, trained_kwargs, trained_env_id = resolve_policy(policy, dev)
     env_id = env_id or trained_env_id or COINRUN_ENV_ID
     if env_id == "native":  # the trainer's name for the torch core
         env_id = COINRUN_ENV_ID
@@ -564,16 +681,17 @@ def evaluate(
         total = episodes * (2 if reference_policy is not None else 1)
         bar = tqdm(total=total, unit="ep", desc="evaluating", leave=False, mininterval=1.0)
 
+    update = bar.update if bar is not None else None
     try:
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(seed)
-            update = bar.update if bar is not None else None
-            if native:
-                config = CoinRunConfig(**kwargs)
-                result = _run_native(policy, config, episodes, seed, num_envs, dev, update)
-            else:
+        if native:
+            config = CoinRunConfig(**kwargs)
+            report = run_episodes(policy, config, episodes, seed, num_envs, dev, progress=update)
+        else:
+            with _seeded_torch_rng(seed, dev):
                 result = _run_vector(policy, env_id, kwargs, episodes, seed, num_envs, dev, update)
-            if reference_policy is not None:
+            report = EvalReport(result.rows(), result.ret.tolist())
+        if reference_policy is not None:
+            with _seeded_torch_rng(seed, dev):
                 good = _reference_good_levels(
                     reference_policy, config, episodes, seed, num_envs, dev, update
                 )
@@ -581,8 +699,7 @@ def evaluate(
         if bar is not None:
             bar.close()
 
-    meta = {"env_id": env_id, "seed": seed, "env_kwargs": kwargs}
-    report = EvalReport(result.rows(), result.ret.tolist(), meta)
+    report.meta = {"env_id": env_id, "seed": seed, "env_kwargs": kwargs}
     if reference_policy is None and good_levels is None:
         return report
     if reference_policy is None:
@@ -620,7 +737,7 @@ def _reference_good_levels(reference, test_config, episodes, seed, num_envs, dev
     from coinrun_mg.envs.config import CoinRunConfig
     from coinrun_mg.envs.core import initial_states
 
-    reference, ref_kwargs, _ = _resolve_policy(reference, device)
+    reference, ref_kwargs, _ = resolve_policy(reference, device)
     ref_kwargs = {k: v for k, v in ref_kwargs.items() if k in ("obs_mode", "view_size")}
     base = test_config.to_dict()
     base["coin_region"] = tuple(base["coin_region"])
@@ -640,7 +757,10 @@ def _reference_good_levels(reference, test_config, episodes, seed, num_envs, dev
         xs.append(s.coin_x.float())
         ys.append(s.coin_y.float())
     cells = (torch.cat(xs), torch.cat(ys))
-    result = _run_native(reference, ref_config, episodes, seed, num_envs, device, progress, cells)
+    result = _run_native(
+        reference, ref_config, episodes, seed, num_envs, device, progress, cells,
+        role=NOISE_REFERENCE,
+    )  # fmt: skip
     return (~result.passed_cell).tolist()
 
 

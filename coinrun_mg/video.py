@@ -452,7 +452,7 @@ def _open_writer(path: Path, video_format: str, fps: float, width: int, height: 
 
 
 class _Recorder:
-    """The ``watch`` of :func:`coinrun_mg.eval._run_native`: draws every frame of every
+    """The ``watch`` of :func:`coinrun_mg.eval.run_episodes`: draws every frame of every
     episode and streams it to that episode's file."""
 
     def __init__(self, out_dir, video_format, fps, size, hold_frames, on_done, on_frame=None):
@@ -568,7 +568,7 @@ def record_videos(
     stills for a frame strip.
     """
     from coinrun_mg.envs.config import CoinRunConfig, resolve_device
-    from coinrun_mg.eval import TEST_DEFAULTS, _resolve_policy, _run_native
+    from coinrun_mg.eval import TEST_DEFAULTS, resolve_policy, run_episodes
 
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes={episodes!r} is invalid; it must be an int >= 1")
@@ -586,7 +586,7 @@ def record_videos(
     video_format = _choose_format(video_format)
     dev = resolve_device(device)
 
-    policy, trained_kwargs, trained_env_id = _resolve_policy(policy, dev)
+    policy, trained_kwargs, trained_env_id = resolve_policy(policy, dev)
     if env_id in ("native", COINRUN_ENV_ID):
         pass
     elif env_id is None:
@@ -619,11 +619,8 @@ def record_videos(
     hold_frames = int(round(hold_seconds * fps))
     recorder = _Recorder(out_dir, video_format, fps, size, hold_frames, done, on_frame)
     try:
-        # As in evaluate(): the policy samples from a torch RNG seeded with `seed`,
-        # forked so that the caller's RNG state is left alone.
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(seed)
-            _run_native(policy, config, episodes, seed, num_envs, dev, None, watch=recorder)
+        # evaluate()'s own test run: the same episodes, the same outcomes.
+        run_episodes(policy, config, episodes, seed, num_envs, dev, watch=recorder)
     except BaseException:
         recorder.abort()
         raise

@@ -184,6 +184,37 @@ def test_stochastic_policy_reports_are_reproducible():
     assert a.rows == b.rows and a.returns == b.returns
 
 
+STOCHASTIC = dict(seed=2, device="cpu", max_episode_steps=60)
+
+
+def test_stochastic_rows_do_not_depend_on_episodes_or_num_envs(sampling_policy):
+    # Episode i's level and its action noise come from its own key: a longer evaluation
+    # and another batch size play the same first episodes the same way.
+    policy = sampling_policy
+    short = evaluate(policy, episodes=100, **STOCHASTIC)  # num_envs: 100 (the default)
+    long = evaluate(policy, episodes=200, **STOCHASTIC)  # num_envs: 200
+    assert len({r["steps"] for r in short.rows}) > 10  # the test can tell episodes apart
+    assert len({r["outcome"] for r in short.rows}) > 1
+    assert long.rows[:100] == short.rows and long.returns[:100] == short.returns
+    for num_envs in (7, 64):
+        other = evaluate(policy, episodes=100, num_envs=num_envs, **STOCHASTIC)
+        assert other.rows == short.rows and other.returns == short.returns
+    # The noise is the policy's own: the same agent, deterministic, plays differently.
+    policy.deterministic = True
+    assert evaluate(policy, episodes=100, **STOCHASTIC).rows != short.rows
+
+
+def test_stochastic_good_levels_do_not_depend_on_episodes_or_num_envs(sampling_policy):
+    policy = sampling_policy
+    kwargs = dict(reference_policy=policy, **STOCHASTIC)
+    short = evaluate(policy, episodes=60, **kwargs)
+    long = evaluate(policy, episodes=120, **kwargs)
+    narrow = evaluate(policy, episodes=60, num_envs=7, **kwargs)
+    assert 0 < sum(short.good_levels) < 60
+    assert long.good_levels[:60] == short.good_levels == narrow.good_levels
+    assert long.all.rows[:60] == short.all.rows == narrow.all.rows
+
+
 def test_episodes_stop_at_the_first_end_touch_without_end_terminates():
     # With end_terminates=False the env goes on after the end marker, the evaluation does
     # not: the same episodes decide the same way, on the same step.
