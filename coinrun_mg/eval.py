@@ -530,28 +530,40 @@ def _run_native(
 
 
 def _run_vector(policy, env_id, env_kwargs, episodes, seed, num_envs, device, progress):
-    """First episodes through ``gymnasium.make_vec``, in chunks of ``num_envs`` envs."""
+    """First episodes through ``gymnasium.make_vec``, in chunks of ``num_envs`` envs.
+
+    On the procgen backend each chunk starts env ``j`` on the level seed of episode
+    ``start + j``'s key (:func:`procgen_level_seeds`); any other env is reset with
+    ``seed=seed + start`` and picks its levels itself.
+    """
     import gymnasium
 
+    from coinrun_mg import PROCGEN_COINRUN_ENV_ID
     from coinrun_mg.agents.vec_adapter import VecEnvAdapter
     from coinrun_mg.envs.config import resolve_device
 
     dev = resolve_device(device)
     rec = _Recorder(episodes, progress)
     size = min(num_envs, episodes)
+    act = _Actor(policy, seed, NOISE_TEST, dev)
+    per_level = env_id == PROCGEN_COINRUN_ENV_ID
     adapter = VecEnvAdapter(gymnasium.make_vec(env_id, num_envs=size, **env_kwargs), dev)
     try:
         for start in range(0, episodes, size):
             wanted = min(size, episodes - start)
-            obs, _ = adapter.reset(seed=seed + start)
             episode = start + torch.arange(size, device=dev)
+            if per_level:
+                levels = procgen_level_seeds(seed, episode.cpu(), env_kwargs)
+                obs, _ = adapter.reset(
+                    seed=seed if start == 0 else None, options={"level_seeds": levels}
+                )
+            else:
+                obs, _ = adapter.reset(seed=seed + start)
             live = torch.arange(size, device=dev) < wanted
             steps = torch.zeros(size, dtype=torch.int64, device=dev)
             ret = torch.zeros(size, dtype=torch.float32, device=dev)
             while bool(live.any()):
-                obs, reward, terminated, truncated, info = adapter.step(
-                    _as_actions(policy(obs), dev)
-                )
+                obs, reward, terminated, truncated, info = adapter.step(act(obs, episode, steps))
                 steps += live
                 ret += reward * live
                 code = _decide(reward, terminated, truncated, info, live)
@@ -561,6 +573,18 @@ def _run_vector(policy, env_id, env_kwargs, episodes, seed, num_envs, device, pr
     finally:
         adapter.close()
     return rec.result()
+
+
+def procgen_level_seeds(seed: int, episodes: torch.Tensor, env_kwargs: dict) -> np.ndarray:
+    """The procgen level seed of each episode index in ``episodes``: the level seed the
+    native env gives the episode's key ``seed + i`` (within ``num_levels`` /
+    ``start_level`` of ``env_kwargs``), a different level on the procgen backend."""
+    from coinrun_mg.envs.config import CoinRunConfig
+    from coinrun_mg.envs.core import level_seeds_for
+
+    levels = {k: env_kwargs[k] for k in ("num_levels", "start_level") if k in env_kwargs}
+    keys = seed + episodes.to(torch.int64)
+    return level_seeds_for(keys, torch.zeros_like(keys), CoinRunConfig(**levels)).numpy()
 
 
 # ======================================================================================

@@ -348,6 +348,39 @@ def test_procgen_backend_through_make_vec():
         evaluate(right_jump, reference_policy=right_jump, **kwargs)
 
 
+def noisy_right(obs, noise):
+    """A sampling policy of fixed action probabilities (mostly right) that takes the
+    evaluator's per-episode noise, on any observation."""
+    from coinrun_mg.agents.networks import sample_actions
+
+    logits = torch.zeros(obs.shape[0], 15)
+    logits[:, 6:9] = 2.0
+    return sample_actions(logits, uniforms=noise)
+
+
+@pytest.mark.procgen
+def test_procgen_rows_do_not_depend_on_episodes_or_num_envs():
+    pytest.importorskip("procgen")
+    from coinrun_mg.eval import procgen_level_seeds
+
+    kwargs = dict(
+        env_id=coinrun_mg.PROCGEN_COINRUN_ENV_ID,
+        seed=4,
+        device="cpu",
+        obs_mode="pixels",
+        distribution_mode="easy",
+        max_episode_steps=60,
+    )
+    short = evaluate(noisy_right, episodes=8, **kwargs)
+    assert [r["level_seed"] for r in short.rows] == procgen_level_seeds(
+        4, torch.arange(8), {}
+    ).tolist()
+    assert len({r["steps"] for r in short.rows}) > 1
+    long = evaluate(noisy_right, episodes=12, **kwargs)
+    narrow = evaluate(noisy_right, episodes=8, num_envs=3, **kwargs)
+    assert long.rows[:8] == short.rows and narrow.rows == short.rows
+
+
 # --- CLI ----------------------------------------------------------------------------------------
 
 
