@@ -12,19 +12,38 @@ and classifies each episode by what happened first:
 * ``timeout`` - none of those within the step limit.
 
 An episode counts as finished at its first decisive event, as in the paper, even when
-the environment itself would go on (``end_terminates=False``).  Episode ``i`` of an
-evaluation uses the environment seed key ``seed + i``, so its level is fixed and a
-report is reproducible (stochastic policies sample from the global torch RNG, which
-``evaluate`` seeds with ``seed`` inside a forked RNG state, leaving the caller's alone).
+the environment itself would go on (``end_terminates=False``).
+
+Reproducible per episode.  Episode ``i`` of an evaluation uses the environment seed key
+``seed + i``, which fixes its level, and, for a policy that samples, its own action
+noise: a policy with a ``noise`` parameter (:class:`~coinrun_mg.agents.Policy`, so every
+checkpoint) is called as ``policy(obs, noise=u)`` with uniforms ``u[n, a]`` in (0, 1)
+from the counter-based hash of ``envs/rng.py``, ``random_bits(k_i, t * NUM_ACTIONS + a)``
+for step ``t`` of the episode in slot ``n`` (``k_i``: a key hashed from ``seed + i``,
+:func:`noise_keys`), and samples by Gumbel-max from them.  The level and the actions of
+episode ``i`` are then functions of ``seed``, ``i``, the env settings and the policy
+alone: the first 100 rows of a 200-episode evaluation are a 100-episode evaluation's
+rows, whatever ``num_envs`` (the slots restart in any order).  One caveat: the network's
+output for an observation can differ in its last bits with the batch size (and does
+between devices), which changes a sampled action only where two actions' noisy scores
+tie to that precision.  A policy callable without a ``noise`` parameter is called as
+``policy(obs)``; whether its episodes are reproducible is up to it.  One that samples from
+the global torch RNG gets it seeded with ``seed`` (inside a forked RNG state, so the
+caller's is left alone): the same call gives the same report, but an episode's actions
+then depend on the other slots, so rows change with ``episodes`` and ``num_envs``.
 
 The native environment (``coinrun_mg/CoinRun-v0``) runs on the torch core directly:
 ``num_envs`` slots step together on the device and a slot whose episode is decided
 starts the next episode of the evaluation at once (no waiting for the batch's slowest
-episode).  Any other Gymnasium id (e.g. the procgen backend
-``coinrun_mg/ProcgenCoinRun-v0``) runs through ``gymnasium.make_vec`` and
-:class:`~coinrun_mg.agents.VecEnvAdapter` in chunks of ``num_envs`` environments, each
-chunk reset with ``seed=seed + first episode index`` (procgen derives its environments'
-levels from that one seed; level seeds are read from the infos).
+episode).  Any other Gymnasium id runs through ``gymnasium.make_vec`` and
+:class:`~coinrun_mg.agents.VecEnvAdapter` in chunks of ``num_envs`` environments.  On the
+procgen backend (``coinrun_mg/ProcgenCoinRun-v0``) environment ``j`` of a chunk starts on
+the level seed of its episode's key (:func:`procgen_level_seeds`: the level seed the
+native env gives that key, within ``num_levels`` / ``start_level``; procgen makes another
+level of it) through ``reset(options={"level_seeds": ...})``, so there too the rows do
+not depend on ``episodes`` or ``num_envs``.  Any other id is reset with
+``seed=seed + first episode index`` per chunk and picks its levels itself: its levels
+may depend on ``num_envs``.
 
 Good levels (the paper's filter): ``reference_policy=`` (typically the agent trained with
 ``rand_fraction=0``) is run in the *training* configuration (coin at the end,
@@ -32,8 +51,12 @@ Good levels (the paper's filter): ``reference_policy=`` (typically the agent tra
 agent's box overlaps the tile where the test configuration puts the coin at any step of
 its episode (the coin lies on the natural path to the end).  The paper marks a level bad
 when that happens in at least 10% of several runs; here each level gets one run of the
-reference policy, so a level is bad if it happens in that run.  The filter needs the
-agent's position, so it runs on the native environment only.
+reference policy, so a level is bad if it happens in that run.  That run has its own
+per-episode noise (the same scheme, keys of another role: :data:`NOISE_REFERENCE`), so
+the good-level flags do not depend on ``episodes`` or ``num_envs`` either, and it is an
+independent sample rather than a replay of the test run's random choices (which, for the
+same agent, would tie the two runs together).  The filter needs the agent's position,
+so it runs on the native environment only.
 
 Outcomes as data: :func:`step_outcome` (one step's flags) and :func:`classify_episode`
 (a whole trajectory of per-step flags) are pure functions; the batched evaluator applies
@@ -665,7 +688,9 @@ def evaluate(
     checkpoint's env id, else ``coinrun_mg/CoinRun-v0`` (run on the torch core, also
     spelled ``"native"``); any other id runs through ``gymnasium.make_vec``.
     ``num_envs``: environments stepped together (default ``min(episodes, 1024)``).
-    Episode ``i`` uses seed key ``seed + i``.
+    Episode ``i`` uses seed key ``seed + i`` for its level and its action noise, so its
+    row does not depend on ``episodes`` or ``num_envs`` (see the module docstring for
+    what that takes of the policy).
 
     ``good_levels``: level seeds to keep in a filtered sub-report; ``reference_policy``
     computes them (see the module docstring; native backend only).  With either, the

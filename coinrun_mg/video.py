@@ -3,11 +3,15 @@
 ``record_videos(policy, "videos", episodes=4)`` plays the same episodes as
 ``evaluate(policy, episodes=4, seed=seed)`` (the native environment in the test
 configuration: the checkpoint's training kwargs, then ``rand_fraction=1.0`` and
-``end_terminates=True``, then the caller's kwargs; episode ``i`` uses seed key ``seed + i``
-and the policy samples from the torch RNG seeded with ``seed``), and writes one video per
-episode.  It runs the evaluation module's own episode loop, so a video's outcome is the
-outcome :func:`~coinrun_mg.eval.evaluate` reports for that episode (with the same
-``num_envs``), and the same seed gives the same videos.
+``end_terminates=True``, then the caller's kwargs), and writes one video per episode.
+It runs the evaluation's own test run (:func:`coinrun_mg.eval.run_episodes`): episode
+``i`` uses seed key ``seed + i`` for its level and its action noise, so the video of
+episode ``i`` shows the outcome and steps :func:`~coinrun_mg.eval.evaluate` reports for
+it with the same ``seed``, whatever ``episodes`` and ``num_envs`` either call uses, and
+the same arguments give the same videos.  That holds for a policy that takes ``noise``
+(every checkpoint); a callable that samples from the global torch RNG instead agrees
+with ``evaluate`` only for the same ``episodes`` and ``num_envs`` (see
+:mod:`coinrun_mg.eval`).
 
 Each frame, ``size`` pixels wide (default 512), stacks:
 
@@ -557,7 +561,8 @@ def record_videos(
     None (the checkpoint's, which must be native), ``"native"`` or
     ``coinrun_mg/CoinRun-v0``; a policy trained on another backend is played on the
     native one only when ``env_id`` asks for it.  ``num_envs`` (default
-    ``min(episodes, 16)``) episodes step together, as in ``evaluate``.
+    ``min(episodes, 16)``) episodes step together, as in ``evaluate``; it does not
+    change what happens in an episode.
 
     Writes ``out_dir/episodeNNN_levelSEED_OUTCOME.mp4`` (or ``.gif``; ``video_format``
     ``"auto"`` takes MP4 when it can be written) and returns one :class:`EpisodeVideo`
