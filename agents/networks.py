@@ -210,10 +210,28 @@ class Agent(nn.Module):
         return action, log_prob, entropy, value
 
 
-def sample_actions(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_actions(
+    logits: torch.Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    uniforms: torch.Tensor | None = None,
+) -> torch.Tensor:
     """One categorical sample per row (Gumbel-max: ``argmax(logits + Gumbel noise)``).
 
-    Unlike ``torch.distributions.Categorical.sample`` it takes an explicit generator.
+    Unlike ``torch.distributions.Categorical.sample`` it takes an explicit generator, or
+    the uniforms themselves (``uniforms``: in (0, 1), the shape of ``logits``; see
+    :func:`gumbel_max`), in which case nothing is drawn.
     """
-    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    if uniforms is None:
+        uniforms = torch.rand(
+            logits.shape, generator=generator, device=logits.device, dtype=logits.dtype
+        )
+    return gumbel_max(logits, uniforms)
+
+
+def gumbel_max(logits: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """The categorical sample that ``uniforms`` (in (0, 1), one per logit) pick in each
+    row: ``argmax(logits - log(-log(u)))``.  The same uniforms and logits give the same
+    action, whatever drew the uniforms."""
+    u = torch.as_tensor(uniforms).to(device=logits.device, dtype=logits.dtype)
     return torch.argmax(logits - torch.log(-torch.log(u)), dim=-1)

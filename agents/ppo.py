@@ -98,7 +98,10 @@ class Policy:
     """A trained agent as a function: uint8 obs ``[N, H, W, C]`` -> int64 actions ``[N]``.
 
     ``deterministic=False`` samples from the policy (how it was trained); ``True`` takes
-    the most likely action.  Sampling uses ``generator`` (the global RNG when None).
+    the most likely action.  Sampling uses ``generator`` (the global RNG when None), or
+    the uniforms in ``(0, 1)`` passed as ``noise`` (``[N, num_actions]``, Gumbel-max:
+    see :func:`~coinrun_mg.agents.networks.sample_actions`), which is how the evaluation gives
+    every episode its own action noise; a deterministic policy ignores ``noise``.
     Numpy observations give numpy actions.  ``config`` is the training
     :class:`PPOConfig`; ``env_kwargs`` rebuilds the training environment
     (``CoinRunConfig(**policy.env_kwargs)`` or ``gymnasium.make_vec(policy.env_id, ...)``).
@@ -132,7 +135,9 @@ class Policy:
     def env_kwargs(self) -> dict[str, Any]:
         return self.config.env_kwargs()
 
-    def __call__(self, obs: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    def __call__(
+        self, obs: torch.Tensor | np.ndarray, noise: torch.Tensor | None = None
+    ) -> torch.Tensor | np.ndarray:
         as_numpy = isinstance(obs, np.ndarray)
         obs = torch.as_tensor(obs, device=self.device)
         if obs.ndim != 4 or tuple(obs.shape[1:]) != self.obs_shape:
@@ -146,7 +151,7 @@ class Policy:
         if self.deterministic:
             actions = logits.argmax(dim=-1)
         else:
-            actions = sample_actions(logits, self.generator)
+            actions = sample_actions(logits, self.generator, uniforms=noise)
         return actions.cpu().numpy() if as_numpy else actions
 
 

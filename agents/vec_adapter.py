@@ -56,8 +56,10 @@ class VecEnvAdapter:
         # Environments whose next step() call only starts their next episode.
         self._resetting = np.zeros(self.num_envs, dtype=bool)
 
-    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        obs, info = self.env.reset(seed=seed)
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        obs, info = self.env.reset(seed=seed, options=options)
         self._resetting[:] = False
         return self._tensor(obs), self._info(info, self._resetting)
 

@@ -326,12 +326,19 @@ def _resume_command(run_dir) -> str:
 # --- eval -------------------------------------------------------------------------------
 
 EVAL_EPILOG = """\
-Plays the first episode of --episodes fresh test levels (episode i uses seed key
---seed + i, so a report is reproducible) and classifies each by what happened first:
-goal (coin), proxy (the original end), died, timeout.  Rates come with Wilson 95%
-intervals.  The environment takes the checkpoint's training kwargs (observations,
-difficulty), then the test configuration: --rand-fraction (default 1.0) and
-end_terminates=True.
+Plays the first episode of --episodes fresh test levels and classifies each by what
+happened first: goal (coin), proxy (the original end), died, timeout.  Rates come with
+Wilson 95% intervals.  The environment takes the checkpoint's training kwargs
+(observations, difficulty), then the test configuration: --rand-fraction (default 1.0)
+and end_terminates=True.
+
+Episode i uses seed key --seed + i for its level and for the noise the policy samples
+its actions with, on either backend: its row (level, steps, outcome, and the good-level
+flag of --reference) is the same whatever --episodes and --num-envs, e.g. the first 100
+rows of --episodes 200 are the rows of --episodes 100 (the network's output can differ
+in its last bits with the batch size or the device, which changes an action only on an
+exact tie).  On procgen the level seed of a key is the native one; procgen makes
+another level of it.
 
 examples:
   coinrun-mg eval runs/quick_f0.02_s1/checkpoint.pt
@@ -689,14 +696,16 @@ def _run_reproduce(args: argparse.Namespace) -> int:
 VIDEO_EPILOG = """\
 Plays --episodes test episodes as `coinrun-mg eval` does (the checkpoint's training
 kwargs, then --rand-fraction, default 1.0, and end_terminates=True; episode i uses
-seed key --seed + i) on the native environment and writes one video per episode:
+seed key --seed + i for its level and its action noise) on the native environment and
+writes one video per episode:
 DIR/episodeNNN_levelSEED_OUTCOME.mp4 (H.264, PyAV: pip install 'coinrun-mg[video]'),
 or .gif when MP4 cannot be written.  Each frame shows the episode and level, the step
 and the outcome (GOAL / PROXY / DIED / TIMEOUT), the agent-centred view with the coin
 and the original end labelled (arrows point to them when off-screen) and a map of the
 whole level; the last frame is held with a banner naming the outcome.  The same
-command gives the same videos, with the outcomes `coinrun-mg eval` reports for the
-same --seed, --episodes and --num-envs.
+command gives the same videos.  Video i shows episode i of `coinrun-mg eval` with the
+same --seed on the native backend, with its outcome and steps, whatever --episodes and
+--num-envs either command uses.
 
 examples:
   coinrun-mg video runs/quick_f0_s1/checkpoint.pt --episodes 4 --rand-fraction 1.0 --out videos

@@ -12,19 +12,38 @@ and classifies each episode by what happened first:
 * ``timeout`` - none of those within the step limit.
 
 An episode counts as finished at its first decisive event, as in the paper, even when
-the environment itself would go on (``end_terminates=False``).  Episode ``i`` of an
-evaluation uses the environment seed key ``seed + i``, so its level is fixed and a
-report is reproducible (stochastic policies sample from the global torch RNG, which
-``evaluate`` seeds with ``seed`` inside a forked RNG state, leaving the caller's alone).
+the environment itself would go on (``end_terminates=False``).
+
+Reproducible per episode.  Episode ``i`` of an evaluation uses the environment seed key
+``seed + i``, which fixes its level, and, for a policy that samples, its own action
+noise: a policy with a ``noise`` parameter (:class:`~coinrun_mg.agents.Policy`, so every
+checkpoint) is called as ``policy(obs, noise=u)`` with uniforms ``u[n, a]`` in (0, 1)
+from the counter-based hash of ``envs/rng.py``, ``random_bits(k_i, t * NUM_ACTIONS + a)``
+for step ``t`` of the episode in slot ``n`` (``k_i``: a key hashed from ``seed + i``,
+:func:`noise_keys`), and samples by Gumbel-max from them.  The level and the actions of
+episode ``i`` are then functions of ``seed``, ``i``, the env settings and the policy
+alone: the first 100 rows of a 200-episode evaluation are a 100-episode evaluation's
+rows, whatever ``num_envs`` (the slots restart in any order).  One caveat: the network's
+output for an observation can differ in its last bits with the batch size (and does
+between devices), which changes a sampled action only where two actions' noisy scores
+tie to that precision.  A policy callable without a ``noise`` parameter is called as
+``policy(obs)``; whether its episodes are reproducible is up to it.  One that samples from
+the global torch RNG gets it seeded with ``seed`` (inside a forked RNG state, so the
+caller's is left alone): the same call gives the same report, but an episode's actions
+then depend on the other slots, so rows change with ``episodes`` and ``num_envs``.
 
 The native environment (``coinrun_mg/CoinRun-v0``) runs on the torch core directly:
 ``num_envs`` slots step together on the device and a slot whose episode is decided
 starts the next episode of the evaluation at once (no waiting for the batch's slowest
-episode).  Any other Gymnasium id (e.g. the procgen backend
-``coinrun_mg/ProcgenCoinRun-v0``) runs through ``gymnasium.make_vec`` and
-:class:`~coinrun_mg.agents.VecEnvAdapter` in chunks of ``num_envs`` environments, each
-chunk reset with ``seed=seed + first episode index`` (procgen derives its environments'
-levels from that one seed; level seeds are read from the infos).
+episode).  Any other Gymnasium id runs through ``gymnasium.make_vec`` and
+:class:`~coinrun_mg.agents.VecEnvAdapter` in chunks of ``num_envs`` environments.  On the
+procgen backend (``coinrun_mg/ProcgenCoinRun-v0``) environment ``j`` of a chunk starts on
+the level seed of its episode's key (:func:`procgen_level_seeds`: the level seed the
+native env gives that key, within ``num_levels`` / ``start_level``; procgen makes another
+level of it) through ``reset(options={"level_seeds": ...})``, so there too the rows do
+not depend on ``episodes`` or ``num_envs``.  Any other id is reset with
+``seed=seed + first episode index`` per chunk and picks its levels itself: its levels
+may depend on ``num_envs``.
 
 Good levels (the paper's filter): ``reference_policy=`` (typically the agent trained with
 ``rand_fraction=0``) is run in the *training* configuration (coin at the end,
@@ -32,8 +51,12 @@ Good levels (the paper's filter): ``reference_policy=`` (typically the agent tra
 agent's box overlaps the tile where the test configuration puts the coin at any step of
 its episode (the coin lies on the natural path to the end).  The paper marks a level bad
 when that happens in at least 10% of several runs; here each level gets one run of the
-reference policy, so a level is bad if it happens in that run.  The filter needs the
-agent's position, so it runs on the native environment only.
+reference policy, so a level is bad if it happens in that run.  That run has its own
+per-episode noise (the same scheme, keys of another role: :data:`NOISE_REFERENCE`), so
+the good-level flags do not depend on ``episodes`` or ``num_envs`` either, and it is an
+independent sample rather than a replay of the test run's random choices (which, for the
+same agent, would tie the two runs together).  The filter needs the agent's position,
+so it runs on the native environment only.
 
 Outcomes as data: :func:`step_outcome` (one step's flags) and :func:`classify_episode`
 (a whole trajectory of per-step flags) are pure functions; the batched evaluator applies
@@ -42,7 +65,9 @@ the same precedence (coin > end > death > timeout) to tensors.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import inspect
 import json
 import math
 import os
@@ -80,6 +105,11 @@ REFERENCE_OVERRIDES = {"rand_fraction": 0.0, "end_terminates": False}
 _LEVEL_FIELDS = ("distribution_mode", "num_levels", "start_level", "max_episode_steps")
 
 _STAND_STILL = 4
+
+# Action noise (see the module docstring): the test run and the reference run of the
+# good-levels filter draw from different per-episode keys.
+_NOISE_KEY_STREAM = 0x6E6F6973  # far from the level generator's streams
+NOISE_TEST, NOISE_REFERENCE = 0, 1
 
 
 # ======================================================================================
@@ -364,9 +394,82 @@ def _as_actions(actions, device) -> torch.Tensor:
     return torch.as_tensor(actions).to(device=device, dtype=torch.int64).reshape(-1)
 
 
-def _run_native(policy, config, episodes, seed, num_envs, device, progress, cells=None, watch=None):
+def noise_keys(seed: int, episodes: torch.Tensor, role: int = NOISE_TEST) -> torch.Tensor:
+    """The action-noise key of each episode index in ``episodes`` (int64, 62 bits): a hash
+    of the episode's environment seed key ``seed + i`` and ``role`` (:data:`NOISE_TEST`
+    or :data:`NOISE_REFERENCE`), so it shares no stream with the level generator."""
+    from coinrun_mg.envs.rng import random_bits
+
+    env_keys = seed + episodes.to(torch.int64)
+    high = random_bits(env_keys, _NOISE_KEY_STREAM + 2 * role)
+    low = random_bits(env_keys, _NOISE_KEY_STREAM + 2 * role + 1)
+    return ((high >> 2) << 32) | low
+
+
+def action_noise(keys: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """Uniforms in (0, 1), ``[N, NUM_ACTIONS]`` float32: row ``n`` is the noise of step
+    ``steps[n]`` (0 for the first action) of the episode with noise key ``keys[n]``.
+
+    Entry ``a`` is ``random_bits(key, step * NUM_ACTIONS + a)``, its top 24 bits mapped
+    to the centre of one of 2**24 equal cells (exact in float32, never 0 or 1).
+    """
+    from coinrun_mg.envs.rng import random_bits
+    from coinrun_mg.envs.state import NUM_ACTIONS
+
+    actions = torch.arange(NUM_ACTIONS, device=keys.device)
+    bits = random_bits(keys[:, None], steps.to(keys.device)[:, None] * NUM_ACTIONS + actions)
+    return ((bits >> 8).to(torch.float32) + 0.5) / float(1 << 24)
+
+
+def takes_noise(policy: Callable) -> bool:
+    """Whether ``policy`` has a ``noise`` parameter (as :class:`~coinrun_mg.agents.Policy`
+    has): the evaluator then passes every step's :func:`action_noise`."""
+    try:
+        return "noise" in inspect.signature(policy).parameters
+    except (TypeError, ValueError):  # builtins and other callables without a signature
+        return False
+
+
+class _Actor:
+    """Calls the policy, with each slot's own episode noise when the policy takes it."""
+
+    def __init__(self, policy, seed: int, role: int, device):
+        self.policy = policy
+        self.noisy = takes_noise(policy)
+        self.seed, self.role, self.device = seed, role, device
+
+    def __call__(self, obs, episode: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        if not self.noisy:
+            return _as_actions(self.policy(obs), self.device)
+        noise = action_noise(noise_keys(self.seed, episode, self.role), steps)
+        return _as_actions(self.policy(obs, noise=noise), self.device)
+
+
+@contextlib.contextmanager
+def _seeded_torch_rng(seed: int, device: torch.device):
+    """The global torch RNG seeded with ``seed`` inside, the caller's state restored after
+    (for policies that sample from it rather than take ``noise``)."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def _run_native(
+    policy,
+    config,
+    episodes,
+    seed,
+    num_envs,
+    device,
+    progress,
+    cells=None,
+    watch=None,
+    role=NOISE_TEST,
+):
     """First episodes of keys ``seed .. seed + episodes - 1`` on the torch core.
 
+    A policy that takes ``noise`` gets each slot's :func:`action_noise` (the keys of
+    ``role``), so what happens in an episode does not depend on the other slots.
     ``num_envs`` slots step together; a slot whose episode is decided restarts at once
     with the next key of the evaluation (``reset_keys``), or, when none is left, with
     its own key again and then stands still, ignored.  ``cells`` (x, y tensors per
@@ -388,6 +491,7 @@ def _run_native(policy, config, episodes, seed, num_envs, device, progress, cell
     check_num_envs(slots, obs_bytes, resolve_device(device))  # refuse before allocating
     core = CoinRunCore(slots, config, device=device, autoreset="disabled", check_actions=False)
     dev = core.device
+    act = _Actor(policy, seed, role, dev)
     slot_ep = torch.arange(slots, device=dev)
     core.reset_keys(seed + slot_ep)
     obs = core.observe()
@@ -408,7 +512,7 @@ def _run_native(policy, config, episodes, seed, num_envs, device, progress, cell
         watch(core, slot_ep, live, undecided)
 
     while bool(live.any()):
-        actions = torch.where(live, _as_actions(policy(obs), dev), still)
+        actions = torch.where(live, act(obs, slot_ep, steps), still)
         obs, reward, terminated, truncated, info = core.step(actions)
         steps += live
         ret += reward * live
@@ -453,28 +557,40 @@ def _run_native(policy, config, episodes, seed, num_envs, device, progress, cell
 
 
 def _run_vector(policy, env_id, env_kwargs, episodes, seed, num_envs, device, progress):
-    """First episodes through ``gymnasium.make_vec``, in chunks of ``num_envs`` envs."""
+    """First episodes through ``gymnasium.make_vec``, in chunks of ``num_envs`` envs.
+
+    On the procgen backend each chunk starts env ``j`` on the level seed of episode
+    ``start + j``'s key (:func:`procgen_level_seeds`); any other env is reset with
+    ``seed=seed + start`` and picks its levels itself.
+    """
     import gymnasium
 
+    from coinrun_mg import PROCGEN_COINRUN_ENV_ID
     from coinrun_mg.agents.vec_adapter import VecEnvAdapter
     from coinrun_mg.envs.config import resolve_device
 
     dev = resolve_device(device)
     rec = _Recorder(episodes, progress)
     size = min(num_envs, episodes)
+    act = _Actor(policy, seed, NOISE_TEST, dev)
+    per_level = env_id == PROCGEN_COINRUN_ENV_ID
     adapter = VecEnvAdapter(gymnasium.make_vec(env_id, num_envs=size, **env_kwargs), dev)
     try:
         for start in range(0, episodes, size):
             wanted = min(size, episodes - start)
-            obs, _ = adapter.reset(seed=seed + start)
             episode = start + torch.arange(size, device=dev)
+            if per_level:
+                levels = procgen_level_seeds(seed, episode.cpu(), env_kwargs)
+                obs, _ = adapter.reset(
+                    seed=seed if start == 0 else None, options={"level_seeds": levels}
+                )
+            else:
+                obs, _ = adapter.reset(seed=seed + start)
             live = torch.arange(size, device=dev) < wanted
             steps = torch.zeros(size, dtype=torch.int64, device=dev)
             ret = torch.zeros(size, dtype=torch.float32, device=dev)
             while bool(live.any()):
-                obs, reward, terminated, truncated, info = adapter.step(
-                    _as_actions(policy(obs), dev)
-                )
+                obs, reward, terminated, truncated, info = adapter.step(act(obs, episode, steps))
                 steps += live
                 ret += reward * live
                 code = _decide(reward, terminated, truncated, info, live)
@@ -486,23 +602,71 @@ def _run_vector(policy, env_id, env_kwargs, episodes, seed, num_envs, device, pr
     return rec.result()
 
 
+def procgen_level_seeds(seed: int, episodes: torch.Tensor, env_kwargs: dict) -> np.ndarray:
+    """The procgen level seed of each episode index in ``episodes``: the level seed the
+    native env gives the episode's key ``seed + i`` (within ``num_levels`` /
+    ``start_level`` of ``env_kwargs``), a different level on the procgen backend."""
+    from coinrun_mg.envs.config import CoinRunConfig
+    from coinrun_mg.envs.core import level_seeds_for
+
+    levels = {k: env_kwargs[k] for k in ("num_levels", "start_level") if k in env_kwargs}
+    keys = seed + episodes.to(torch.int64)
+    return level_seeds_for(keys, torch.zeros_like(keys), CoinRunConfig(**levels)).numpy()
+
+
 # ======================================================================================
 # evaluate
 # ======================================================================================
 
 
-def _resolve_policy(policy, device):
-    """A callable policy, and the env kwargs it was trained with (if it knows them)."""
+def resolve_policy(policy, device="auto"):
+    """``(callable, env_kwargs, env_id)``: ``policy`` as a callable (a checkpoint path is
+    loaded with :func:`coinrun_mg.agents.load_policy`), the env kwargs it was trained with
+    and its env id (empty and None when a plain callable does not say)."""
     if isinstance(policy, (str, os.PathLike)):
         from coinrun_mg.agents.ppo import load_policy
+        from coinrun_mg.envs.config import resolve_device
 
-        policy = load_policy(policy, device=device)
+        policy = load_policy(policy, device=resolve_device(device))
     if not callable(policy):
         raise ValueError(f"policy={policy!r} is invalid; pass a callable or a checkpoint path")
     kwargs = dict(getattr(policy, "env_kwargs", None) or {})
     if "coin_region" in kwargs:
         kwargs["coin_region"] = tuple(kwargs["coin_region"])
     return policy, kwargs, getattr(policy, "env_id", None)
+
+
+def run_episodes(
+    policy: Callable[..., Any],
+    config,
+    episodes: int,
+    seed: int = 0,
+    num_envs: int | None = None,
+    device: str | torch.device = "auto",
+    *,
+    progress: Callable[[int], None] | None = None,
+    watch: Callable[..., None] | None = None,
+) -> EvalReport:
+    """Play the first episodes of keys ``seed .. seed + episodes - 1`` on the native env
+    (``config``: a :class:`~coinrun_mg.envs.config.CoinRunConfig`, used as given) and
+    report them: the test run of :func:`evaluate`, with its per-episode action noise and
+    its seeded global torch RNG.  ``policy`` must be a callable (see
+    :func:`resolve_policy`); ``num_envs`` slots step together (default
+    ``min(episodes, 1024)``); ``progress(n)`` is told of every ``n`` episodes decided.
+
+    ``watch(core, slot_episode, shown, code)`` sees every state of every episode (the
+    videos draw them): after each episode start (``code`` all -1) and after each step,
+    before decided slots restart (``code``: the outcome index a slot's episode was
+    decided with this step, -1 while it goes on).  ``shown`` flags the slots whose state
+    belongs to an episode of the evaluation; ``slot_episode`` maps slots to episodes.
+    """
+    from coinrun_mg.envs.config import resolve_device
+
+    dev = resolve_device(device)
+    num_envs = min(episodes, 1024) if num_envs is None else num_envs
+    with _seeded_torch_rng(seed, dev):
+        result = _run_native(policy, config, episodes, seed, num_envs, dev, progress, watch=watch)
+    return EvalReport(result.rows(), result.ret.tolist(), {"seed": seed})
 
 
 def evaluate(
@@ -528,7 +692,9 @@ def evaluate(
     checkpoint's env id, else ``coinrun_mg/CoinRun-v0`` (run on the torch core, also
     spelled ``"native"``); any other id runs through ``gymnasium.make_vec``.
     ``num_envs``: environments stepped together (default ``min(episodes, 1024)``).
-    Episode ``i`` uses seed key ``seed + i``.
+    Episode ``i`` uses seed key ``seed + i`` for its level and its action noise, so its
+    row does not depend on ``episodes`` or ``num_envs`` (see the module docstring for
+    what that takes of the policy).
 
     ``good_levels``: level seeds to keep in a filtered sub-report; ``reference_policy``
     computes them (see the module docstring; native backend only).  With either, the
@@ -549,7 +715,7 @@ def evaluate(
         raise ValueError("pass good_levels or reference_policy, not both")
     dev = resolve_device(device)
 
-    policy, trained_kwargs, trained_env_id = _resolve_policy(policy, dev)
+    policy, trained_kwargs, trained_env_id = resolve_policy(policy, dev)
     env_id = env_id or trained_env_id or COINRUN_ENV_ID
     if env_id == "native":  # the trainer's name for the torch core
         env_id = COINRUN_ENV_ID
@@ -568,16 +734,17 @@ def evaluate(
         total = episodes * (2 if reference_policy is not None else 1)
         bar = tqdm(total=total, unit="ep", desc="evaluating", leave=False, mininterval=1.0)
 
+    update = bar.update if bar is not None else None
     try:
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(seed)
-            update = bar.update if bar is not None else None
-            if native:
-                config = CoinRunConfig(**kwargs)
-                result = _run_native(policy, config, episodes, seed, num_envs, dev, update)
-            else:
+        if native:
+            config = CoinRunConfig(**kwargs)
+            report = run_episodes(policy, config, episodes, seed, num_envs, dev, progress=update)
+        else:
+            with _seeded_torch_rng(seed, dev):
                 result = _run_vector(policy, env_id, kwargs, episodes, seed, num_envs, dev, update)
-            if reference_policy is not None:
+            report = EvalReport(result.rows(), result.ret.tolist())
+        if reference_policy is not None:
+            with _seeded_torch_rng(seed, dev):
                 good = _reference_good_levels(
                     reference_policy, config, episodes, seed, num_envs, dev, update
                 )
@@ -585,8 +752,7 @@ def evaluate(
         if bar is not None:
             bar.close()
 
-    meta = {"env_id": env_id, "seed": seed, "env_kwargs": kwargs}
-    report = EvalReport(result.rows(), result.ret.tolist(), meta)
+    report.meta = {"env_id": env_id, "seed": seed, "env_kwargs": kwargs}
     if reference_policy is None and good_levels is None:
         return report
     if reference_policy is None:
@@ -624,7 +790,7 @@ def _reference_good_levels(reference, test_config, episodes, seed, num_envs, dev
     from coinrun_mg.envs.config import CoinRunConfig
     from coinrun_mg.envs.core import initial_states
 
-    reference, ref_kwargs, _ = _resolve_policy(reference, device)
+    reference, ref_kwargs, _ = resolve_policy(reference, device)
     ref_kwargs = {k: v for k, v in ref_kwargs.items() if k in ("obs_mode", "view_size")}
     base = test_config.to_dict()
     base["coin_region"] = tuple(base["coin_region"])
@@ -644,7 +810,10 @@ def _reference_good_levels(reference, test_config, episodes, seed, num_envs, dev
         xs.append(s.coin_x.float())
         ys.append(s.coin_y.float())
     cells = (torch.cat(xs), torch.cat(ys))
-    result = _run_native(reference, ref_config, episodes, seed, num_envs, device, progress, cells)
+    result = _run_native(
+        reference, ref_config, episodes, seed, num_envs, device, progress, cells,
+        role=NOISE_REFERENCE,
+    )  # fmt: skip
     return (~result.passed_cell).tolist()
 
 

@@ -3,11 +3,15 @@
 ``record_videos(policy, "videos", episodes=4)`` plays the same episodes as
 ``evaluate(policy, episodes=4, seed=seed)`` (the native environment in the test
 configuration: the checkpoint's training kwargs, then ``rand_fraction=1.0`` and
-``end_terminates=True``, then the caller's kwargs; episode ``i`` uses seed key ``seed + i``
-and the policy samples from the torch RNG seeded with ``seed``), and writes one video per
-episode.  It runs the evaluation module's own episode loop, so a video's outcome is the
-outcome :func:`~coinrun_mg.eval.evaluate` reports for that episode (with the same
-``num_envs``), and the same seed gives the same videos.
+``end_terminates=True``, then the caller's kwargs), and writes one video per episode.
+It runs the evaluation's own test run (:func:`coinrun_mg.eval.run_episodes`): episode
+``i`` uses seed key ``seed + i`` for its level and its action noise, so the video of
+episode ``i`` shows the outcome and steps :func:`~coinrun_mg.eval.evaluate` reports for
+it with the same ``seed``, whatever ``episodes`` and ``num_envs`` either call uses, and
+the same arguments give the same videos.  That holds for a policy that takes ``noise``
+(every checkpoint); a callable that samples from the global torch RNG instead agrees
+with ``evaluate`` only for the same ``episodes`` and ``num_envs`` (see
+:mod:`coinrun_mg.eval`).
 
 Each frame, ``size`` pixels wide (default 512), stacks:
 
@@ -452,7 +456,7 @@ def _open_writer(path: Path, video_format: str, fps: float, width: int, height: 
 
 
 class _Recorder:
-    """The ``watch`` of :func:`coinrun_mg.eval._run_native`: draws every frame of every
+    """The ``watch`` of :func:`coinrun_mg.eval.run_episodes`: draws every frame of every
     episode and streams it to that episode's file."""
 
     def __init__(self, out_dir, video_format, fps, size, hold_frames, on_done, on_frame=None):
@@ -557,7 +561,8 @@ def record_videos(
     None (the checkpoint's, which must be native), ``"native"`` or
     ``coinrun_mg/CoinRun-v0``; a policy trained on another backend is played on the
     native one only when ``env_id`` asks for it.  ``num_envs`` (default
-    ``min(episodes, 16)``) episodes step together, as in ``evaluate``.
+    ``min(episodes, 16)``) episodes step together, as in ``evaluate``; it does not
+    change what happens in an episode.
 
     Writes ``out_dir/episodeNNN_levelSEED_OUTCOME.mp4`` (or ``.gif``; ``video_format``
     ``"auto"`` takes MP4 when it can be written) and returns one :class:`EpisodeVideo`
@@ -568,7 +573,7 @@ def record_videos(
     stills for a frame strip.
     """
     from coinrun_mg.envs.config import CoinRunConfig, resolve_device
-    from coinrun_mg.eval import TEST_DEFAULTS, _resolve_policy, _run_native
+    from coinrun_mg.eval import TEST_DEFAULTS, resolve_policy, run_episodes
 
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes={episodes!r} is invalid; it must be an int >= 1")
@@ -586,7 +591,7 @@ def record_videos(
     video_format = _choose_format(video_format)
     dev = resolve_device(device)
 
-    policy, trained_kwargs, trained_env_id = _resolve_policy(policy, dev)
+    policy, trained_kwargs, trained_env_id = resolve_policy(policy, dev)
     if env_id in ("native", COINRUN_ENV_ID):
         pass
     elif env_id is None:
@@ -619,11 +624,8 @@ def record_videos(
     hold_frames = int(round(hold_seconds * fps))
     recorder = _Recorder(out_dir, video_format, fps, size, hold_frames, done, on_frame)
     try:
-        # As in evaluate(): the policy samples from a torch RNG seeded with `seed`,
-        # forked so that the caller's RNG state is left alone.
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(seed)
-            _run_native(policy, config, episodes, seed, num_envs, dev, None, watch=recorder)
+        # evaluate()'s own test run: the same episodes, the same outcomes.
+        run_episodes(policy, config, episodes, seed, num_envs, dev, watch=recorder)
     except BaseException:
         recorder.abort()
         raise

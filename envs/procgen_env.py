@@ -122,6 +122,11 @@ def _overlaps_cell(x: float, y: float, cx: int, cy: int) -> bool:
     )
 
 
+def _level_range(st: ps.CoinRunState) -> tuple[int, int]:
+    """procgen's level-seed range of a state: ``[low, high)``, drawn from at every reset."""
+    return int(st.options["level_seed_low"]), int(st.options["level_seed_high"])
+
+
 def _steps_before_end_reachable(x: float, end_x: int) -> int:
     """How many steps from now the player could first overlap the end column (>= 1)."""
     gap = (end_x - AGENT_RX - 0.5 + COLLISION_EPS) - x  # x must exceed end_x - 0.5
@@ -178,6 +183,7 @@ class ProcgenCoinRunCore:
         self._restore: list[bytes | None] = [None] * n  # next episode's state to load
         self._upcoming: list[tuple | None] = [None] * n  # and its level facts
         self._last_obs: np.ndarray | None = None
+        self._level_range: tuple[int, int] | None = None  # procgen's, as configured
         self.state_reads = 0  # get_state calls (for benchmarks)
         self.state_writes = 0
 
@@ -217,6 +223,10 @@ class ProcgenCoinRunCore:
         if int(st.game["timeout"]) != self.config.max_episode_steps:
             st.game["timeout"] = self.config.max_episode_steps
             edited = True
+        if self._level_range is not None and self._level_range != _level_range(st):
+            # A level chosen by start_levels lasts one episode: draw from the range again.
+            st.options["level_seed_low"], st.options["level_seed_high"] = self._level_range
+            edited = True
         facts = (seed, moved, x, y, layout.end_x, layout.end_y, float(st.player["x"]))
         return (st.serialize() if edited else None), facts
 
@@ -253,6 +263,8 @@ class ProcgenCoinRunCore:
         # One reusable buffer for get_state (procgen's own wrapper allocates 1 MiB a call).
         self._buf = self.env._ffi.new("char[]", _STATE_BUFFER_BYTES)
         self._buf_len = 0
+        self._level_range = None
+        self._level_range = _level_range(ps.CoinRunState.parse(self._get_state(0)))
         for i in range(self.num_envs):
             data, facts = self._prepare(self._get_state(i))
             if data is not None:
@@ -273,6 +285,43 @@ class ProcgenCoinRunCore:
         self._set_state(i, st.serialize())
         self.pending[i] = True
         self.forced[i] = True
+
+    def start_levels(self, level_seeds) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Start every environment's next episode on the given procgen level seed (one
+        int in ``[0, 2**31)`` per environment); the episodes after it draw from the
+        configured levels again.
+
+        Each environment's level-seed range is narrowed to that one seed and its episode
+        ended (a forced timeout, as in ``restart_all``): procgen draws the next level from
+        the range, so the level is the one a fresh procgen env would make of that seed,
+        whatever the environment played before.  Needs a started env (``start``).
+        """
+        if self.env is None:
+            raise RuntimeError("start_levels() was called before start(); call start(seed) first")
+        seeds = np.asarray(level_seeds)
+        if (
+            seeds.shape != (self.num_envs,)
+            or not np.issubdtype(seeds.dtype, np.integer)
+            or ((seeds < 0) | (seeds >= 2**31)).any()
+        ):
+            raise ValueError(
+                f"level_seeds={level_seeds!r} is invalid; it must be {self.num_envs} ints "
+                "in [0, 2**31), one per environment"
+            )
+        for i, level in enumerate(seeds.tolist()):
+            st = ps.CoinRunState.parse(self._get_state(i))
+            # procgen draws low + bits % (high - low), in 32-bit unsigned arithmetic: for
+            # the largest seed, high wraps to -2**31 and the range is still one seed wide.
+            high = level + 1 if level < 2**31 - 1 else -(2**31)
+            st.options["level_seed_low"], st.options["level_seed_high"] = level, high
+            st.game["cur_time"] = int(st.game["timeout"]) - 1
+            self._set_state(i, st.serialize())
+        self.pending[:] = True
+        self.forced[:] = True  # every state is read afresh after the step below
+        self._restore = [None] * self.num_envs
+        self._upcoming = [None] * self.num_envs
+        obs, _, _, _, info = self._advance(np.full(self.num_envs, NOOP_ACTION, dtype=np.int32))
+        return obs, info
 
     def restart_all(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Move every environment on to the next level of its own sequence."""
@@ -576,7 +625,9 @@ class ProcgenCoinRunVectorEnv(VectorEnv):
         "    Autoreset follows Gymnasium's NEXT_STEP convention.  ``reset(seed=s)``\n"
         "    recreates procgen's env with ``rand_seed=s`` (procgen derives each env's\n"
         "    level sequence from it, so the levels depend on ``num_envs``); ``reset()``\n"
-        "    moves every env on to its next level.  The core is ``self.core``.\n" + _DOC_COMMON
+        "    moves every env on to its next level; ``reset(options={'level_seeds': seeds})``\n"
+        "    starts env ``i`` on procgen level ``seeds[i]`` (its later episodes draw from\n"
+        "    the configured levels again).  The core is ``self.core``.\n" + _DOC_COMMON
     )
 
     metadata = VECTOR_METADATA
@@ -609,6 +660,13 @@ class ProcgenCoinRunVectorEnv(VectorEnv):
         self._np_random = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        options = dict(options or {})
+        level_seeds = options.pop("level_seeds", None)
+        if options:
+            raise ValueError(
+                f"options={options!r} is invalid; the procgen backend accepts only "
+                "{'level_seeds': one level seed per environment}"
+            )
         if seed is not None:
             if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
                 raise ValueError(
@@ -618,8 +676,10 @@ class ProcgenCoinRunVectorEnv(VectorEnv):
             obs, info = self.core.start(int(seed))
         elif self.core.env is None:
             obs, info = self.core.start(int(np.random.SeedSequence().generate_state(1)[0] >> 1))
-        else:
+        elif level_seeds is None:
             obs, info = self.core.restart_all()
+        if level_seeds is not None:
+            obs, info = self.core.start_levels(level_seeds)
         return obs, self._with_masks(info)
 
     def step(self, actions):

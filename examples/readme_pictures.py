@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 
 from coinrun_mg.envs.config import CoinRunConfig
 from coinrun_mg.envs.core import initial_states
-from coinrun_mg.eval import PROXY, TEST_DEFAULTS, _resolve_policy, evaluate
+from coinrun_mg.eval import PROXY, TEST_DEFAULTS, evaluate, resolve_policy
 from coinrun_mg.pictures import CAPTION_BG, save_level_grid, text
 from coinrun_mg.video import record_videos
 
@@ -55,7 +55,7 @@ def frame_strip(checkpoint: str, key: int, out: Path) -> None:
             gif.seek(gif.n_frames - 1)
             last = gif.convert("RGB")
     # Stills: the start, approaching the coin, over the coin, between coin and end, the end.
-    level = CoinRunConfig(**{**_resolve_policy(checkpoint, "cpu")[1], **TEST_DEFAULTS})
+    level = CoinRunConfig(**{**resolve_policy(checkpoint, "cpu")[1], **TEST_DEFAULTS})
     s = initial_states(torch.tensor([key]), torch.zeros(1, dtype=torch.int64), level)
     coin_x, end_x = float(s.coin_x[0]) + 0.5, float(s.end_x[0]) + 0.5
 
@@ -98,7 +98,7 @@ def main() -> None:
     levels = save_level_grid(out / "levels.png", range(6), columns=2, tile_px=10, rand_fraction=1.0)
     print(f"wrote {levels} ({levels.stat().st_size // 1024} KB)")
 
-    policy, env_kwargs, _ = _resolve_policy(args.checkpoint, "cpu")
+    policy, env_kwargs, _ = resolve_policy(args.checkpoint, "cpu")
     key = find_proxy_episode(policy, env_kwargs)
     strip = out / "proxy_strip.png"
     frame_strip(args.checkpoint, key, strip)

@@ -184,6 +184,37 @@ def test_stochastic_policy_reports_are_reproducible():
     assert a.rows == b.rows and a.returns == b.returns
 
 
+STOCHASTIC = dict(seed=2, device="cpu", max_episode_steps=60)
+
+
+def test_stochastic_rows_do_not_depend_on_episodes_or_num_envs(sampling_policy):
+    # Episode i's level and its action noise come from its own key: a longer evaluation
+    # and another batch size play the same first episodes the same way.
+    policy = sampling_policy
+    short = evaluate(policy, episodes=100, **STOCHASTIC)  # num_envs: 100 (the default)
+    long = evaluate(policy, episodes=200, **STOCHASTIC)  # num_envs: 200
+    assert len({r["steps"] for r in short.rows}) > 10  # the test can tell episodes apart
+    assert len({r["outcome"] for r in short.rows}) > 1
+    assert long.rows[:100] == short.rows and long.returns[:100] == short.returns
+    for num_envs in (7, 64):
+        other = evaluate(policy, episodes=100, num_envs=num_envs, **STOCHASTIC)
+        assert other.rows == short.rows and other.returns == short.returns
+    # The noise is the policy's own: the same agent, deterministic, plays differently.
+    policy.deterministic = True
+    assert evaluate(policy, episodes=100, **STOCHASTIC).rows != short.rows
+
+
+def test_stochastic_good_levels_do_not_depend_on_episodes_or_num_envs(sampling_policy):
+    policy = sampling_policy
+    kwargs = dict(reference_policy=policy, **STOCHASTIC)
+    short = evaluate(policy, episodes=60, **kwargs)
+    long = evaluate(policy, episodes=120, **kwargs)
+    narrow = evaluate(policy, episodes=60, num_envs=7, **kwargs)
+    assert 0 < sum(short.good_levels) < 60
+    assert long.good_levels[:60] == short.good_levels == narrow.good_levels
+    assert long.all.rows[:60] == short.all.rows == narrow.all.rows
+
+
 def test_episodes_stop_at_the_first_end_touch_without_end_terminates():
     # With end_terminates=False the env goes on after the end marker, the evaluation does
     # not: the same episodes decide the same way, on the same step.
@@ -315,6 +346,39 @@ def test_procgen_backend_through_make_vec():
     assert evaluate(right_jump, **kwargs).rows == report.rows
     with pytest.raises(ValueError, match="native"):
         evaluate(right_jump, reference_policy=right_jump, **kwargs)
+
+
+def noisy_right(obs, noise):
+    """A sampling policy of fixed action probabilities (mostly right) that takes the
+    evaluator's per-episode noise, on any observation."""
+    from coinrun_mg.agents.networks import sample_actions
+
+    logits = torch.zeros(obs.shape[0], 15)
+    logits[:, 6:9] = 2.0
+    return sample_actions(logits, uniforms=noise)
+
+
+@pytest.mark.procgen
+def test_procgen_rows_do_not_depend_on_episodes_or_num_envs():
+    pytest.importorskip("procgen")
+    from coinrun_mg.eval import procgen_level_seeds
+
+    kwargs = dict(
+        env_id=coinrun_mg.PROCGEN_COINRUN_ENV_ID,
+        seed=4,
+        device="cpu",
+        obs_mode="pixels",
+        distribution_mode="easy",
+        max_episode_steps=60,
+    )
+    short = evaluate(noisy_right, episodes=8, **kwargs)
+    assert [r["level_seed"] for r in short.rows] == procgen_level_seeds(
+        4, torch.arange(8), {}
+    ).tolist()
+    assert len({r["steps"] for r in short.rows}) > 1
+    long = evaluate(noisy_right, episodes=12, **kwargs)
+    narrow = evaluate(noisy_right, episodes=8, num_envs=3, **kwargs)
+    assert long.rows[:8] == short.rows and narrow.rows == short.rows
 
 
 # --- CLI ----------------------------------------------------------------------------------------

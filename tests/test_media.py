@@ -94,6 +94,20 @@ def test_gif_videos_frames_marks_and_determinism(tmp_path):
     assert [v.path.read_bytes() for v in again] == [v.path.read_bytes() for v in videos]
 
 
+def test_sampling_policy_videos_match_the_evaluation_for_any_num_envs(tmp_path, sampling_policy):
+    # Each episode samples from its own noise: other batch sizes, same outcomes.
+    kwargs = dict(episodes=5, seed=2, **ENV)
+    videos = record_videos(
+        sampling_policy, tmp_path, num_envs=5, size=SIZE, video_format="gif", hold_seconds=0,
+        **kwargs,
+    )  # fmt: skip
+    report = evaluate(sampling_policy, num_envs=2, device="cpu", **kwargs)
+    assert len({v.steps for v in videos}) > 1
+    assert [v.outcome for v in videos] == [r["outcome"] for r in report.rows]
+    assert [v.steps for v in videos] == [r["steps"] for r in report.rows]
+    assert [v.level_seed for v in videos] == [r["level_seed"] for r in report.rows]
+
+
 def test_frame_overlays():
     s = state_from_ascii(
         [

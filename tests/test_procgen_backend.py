@@ -401,6 +401,37 @@ def test_max_episode_steps_truncates():
     assert not (terminated | truncated).any() and (reward == 0).all()
 
 
+def test_reset_with_level_seeds_plays_those_levels_once():
+    # rand_fraction=1 and the largest seed: the coin is moved as for any level, and the
+    # one-seed range still works at the top of procgen's seed range.
+    kwargs = dict(rand_fraction=1.0, num_levels=3, start_level=100)
+    venv = ProcgenCoinRunVectorEnv(num_envs=3, **kwargs)
+    venv.reset(seed=0)
+    venv.step(np.full(3, RIGHT_JUMP))  # mid-episode: the levels are replaced all the same
+    levels = [123456, 7, 2**31 - 1]
+    obs, info = venv.reset(options={"level_seeds": levels})
+    assert info["level_seed"].tolist() == levels
+    assert info["agent_x"].tolist() == [1.5] * 3 and not info["reached_end"].any()
+    # The same level elsewhere (another slot, num_envs and rand_seed) looks the same.
+    other = ProcgenCoinRunVectorEnv(num_envs=2, **kwargs)
+    obs2, info2 = other.reset(seed=9, options={"level_seeds": [5, 123456]})
+    assert info2["level_seed"].tolist() == [5, 123456]
+    assert np.array_equal(obs2[1], obs[0]) and info2["coin_x"][1] == info["coin_x"][0]
+    a = np.array([RIGHT_JUMP, 4, 7])
+    for _ in range(20):
+        obs, *_ = venv.step(a)
+        obs2, *_ = other.step(a[[1, 0]])
+        assert np.array_equal(obs2[1], obs[0])
+    # The levels after it come from the configured range again.
+    obs, info = venv.reset()
+    assert all(100 <= s < 103 for s in info["level_seed"].tolist())
+    for bad in ([1, 2], [1, 2, -1], [1, 2, 2**31], [0.5, 1, 2]):
+        with pytest.raises(ValueError, match="level_seeds"):
+            venv.reset(options={"level_seeds": bad})
+    with pytest.raises(ValueError, match="options"):
+        venv.reset(options={"levels": [1, 2, 3]})
+
+
 # --------------------------------------------------------------------------------------
 # Gymnasium contract, arguments, installation
 # --------------------------------------------------------------------------------------
