@@ -24,6 +24,7 @@ Writes to ``--out`` (default ``benchmarks/out/learning_curve_f<fraction>_s<seed>
     python benchmarks/learning_curve.py --total-steps 65536 --eval-every 32768 --eval-envs 64
     python benchmarks/learning_curve.py --set num_envs=256 --set learning_rate=0.001
     python benchmarks/learning_curve.py --resume                        # after a kill
+    python benchmarks/learning_curve.py --overwrite                     # a new run there
 
 Measured numbers depend on the machine and on what else runs on it: report the load.
 """
@@ -85,6 +86,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=None, help="output directory")
     p.add_argument("--resume", action="store_true", help="continue a killed benchmark")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh where a run exists (its folder is moved aside, not deleted)",
+    )
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     return p.parse_args(argv)
 
@@ -228,7 +234,9 @@ def main(argv=None) -> int:
     hook = CoinRateCurve(args.eval_every, config, args.eval_envs, out, rows)
     started = time.time()
     load_before = os.getloadavg()
-    result = train(config, run_dir, resume=args.resume, hooks=[hook])
+    result = train(
+        config, run_dir, resume=args.resume, overwrite=args.overwrite, hooks=[hook]
+    )
     total_wall = time.time() - started
 
     summary = {

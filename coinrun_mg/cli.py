@@ -15,6 +15,7 @@ import importlib.metadata
 import io
 import platform
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -1014,6 +1015,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    # Warnings as one line each, like the errors (no source line echoed under them).
+    warnings.formatwarning = lambda message, *_args, **_kwargs: f"coinrun-mg: warning: {message}\n"
     # Big CPU batches allocate tens of MiB per step; the command owns its process, so it
     # keeps those blocks in it rather than mapping them afresh each step (envs/malloc.py).
     tune_malloc()

@@ -79,6 +79,7 @@ import numpy as np
 import torch
 
 from coinrun_mg import COINRUN_ENV_ID
+from coinrun_mg.files import atomic_write, atomic_write_text
 
 GOAL, PROXY, DIED, TIMEOUT = "goal", "proxy", "died", "timeout"
 OUTCOMES = (GOAL, PROXY, DIED, TIMEOUT)
@@ -243,11 +244,14 @@ class EvalReport:
         columns = list(COLUMNS)
         if self.rows and "good_level" in self.rows[0]:
             columns.append("good_level")
-        with open(path, "w", newline="") as f:
+
+        def write_rows(f) -> None:
             writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             for row in self.rows:
                 writer.writerow({k: int(v) if isinstance(v, bool) else v for k, v in row.items()})
+
+        atomic_write(path, write_rows, text=True)
 
     def table(self, title: str | None = None) -> str:
         """A printable table of the rates, their 95% intervals and the means."""
@@ -818,7 +822,5 @@ def _reference_good_levels(reference, test_config, episodes, seed, num_envs, dev
 
 
 def write_json(report: EvalReport | FilteredEvalReport, path: str | os.PathLike) -> None:
-    """``report.to_dict()`` as a JSON file."""
-    with open(path, "w") as f:
-        json.dump(report.to_dict(), f, indent=2)
-        f.write("\n")
+    """``report.to_dict()`` as a JSON file (written atomically)."""
+    atomic_write_text(path, json.dumps(report.to_dict(), indent=2) + "\n")

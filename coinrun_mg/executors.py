@@ -50,6 +50,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from coinrun_mg.files import atomic_write_bytes
+
 #: Printed when ``executor="ray"`` is asked for without Ray installed.
 RAY_MISSING = (
     "the Ray executor needs the ray package, which is not installed; "
@@ -332,9 +334,7 @@ def write_run_files(run_dir: Path, files: dict[str, bytes]) -> None:
     for name, data in files.items():
         path = run_dir / _safe_relative(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, data)
 
 
 def _run_shipped(run_one: RunOne, job: RunJob, payload: dict[str, Any]) -> dict[str, Any]:

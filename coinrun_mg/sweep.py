@@ -80,6 +80,7 @@ from typing import Any
 from coinrun_mg.agents.ppo import CHECKPOINT_NAME, TrainingHook
 from coinrun_mg.eval import COLUMNS, GOAL_PROXY_KEYS, evaluate, goal_proxy_rates
 from coinrun_mg.executors import Executor, RunJob, failed_entry, make_executor
+from coinrun_mg.files import atomic_write, atomic_write_text
 
 RESULT_NAME = "result.json"
 REPORT_NAME = "report.json"
@@ -169,13 +170,7 @@ def run_name(fraction: float, seed: int) -> str:
 
 
 def _atomic_write_json(data: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -375,8 +370,7 @@ def _write_episodes_csv(runs: Sequence[dict[str, Any]], out_dir: Path) -> Path:
     """Every test episode of every finished run, from the runs' own CSV files."""
     path = out_dir / CSV_NAME
     columns = ["rand_fraction", "seed", *COLUMNS, "good_level"]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    def write_rows(f) -> None:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for run in runs:
@@ -391,7 +385,8 @@ def _write_episodes_csv(runs: Sequence[dict[str, Any]], out_dir: Path) -> Path:
                     writer.writerow(
                         {**row, "rand_fraction": run["rand_fraction"], "seed": run["seed"]}
                     )
-    os.replace(tmp, path)
+
+    atomic_write(path, write_rows, text=True)
     return path
 
 
