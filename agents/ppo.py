@@ -14,7 +14,11 @@ Where the data lives:
 * Any other ``env_id`` is made with ``gymnasium.make_vec`` and wrapped in
   :class:`~coinrun_mg.agents.vec_adapter.VecEnvAdapter` (numpy <-> tensors; the ignored
   transitions of NEXT_STEP autoreset are masked out of the loss).
-* Rollout storage is preallocated once, observations as uint8.
+* Rollout storage (:class:`Rollout`) is preallocated once, observations as uint8.
+
+One iteration, in :func:`train`'s loop: :func:`collect_rollout` (``num_steps`` steps of
+every env, then GAE), :func:`ppo_update` (``update_epochs`` passes of minibatches),
+logging, hooks and checkpoints.  ``_Run`` holds what the next iteration depends on.
 
 An episode ends on ``terminated | truncated``: a timeout is treated as an episode end
 without bootstrapping, as procgen (which has no truncation signal) did for the paper.
@@ -476,243 +480,342 @@ def train(
         print(f"{run_dir}: moved the old run's files to {moved}", flush=True)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
-    torch.manual_seed(config.seed)  # network init and the global RNG (hooks)
-    sample_rng = torch.Generator(device).manual_seed(config.seed)  # actions
-    shuffle_rng = torch.Generator(device).manual_seed(config.seed + 1)  # minibatches
+    run = _start_run(config, device, saved)
+    rollout = Rollout.allocate(config.num_steps, config.num_envs, run.env.observation_shape, device)
 
-    # --- environment, agent, optimizer, normalizers ------------------------------------
-    env = make_env(config, device)
-    agent = Agent(env.observation_shape, _num_actions(env), config.network, config.impala_scale)
-    agent = agent.to(device)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=config.adam_eps)
-    reward_norm = RewardNormalizer(config.num_envs, config.gamma, config.reward_clip, device)
-    episodes = EpisodeStats(config.num_envs, device)
-    is_core = isinstance(env, CoinRunCore)
-
-    start_iteration, global_step, elapsed_before = 0, 0, 0.0
-    if saved is None:
-        next_obs, _ = env.reset(seed=config.seed)
-    else:
-        agent.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        start_iteration, global_step = saved["iteration"], saved["global_step"]
-        elapsed_before = saved.get("elapsed_s", 0.0)
-        _restore_rng(saved["rng"], device, sample_rng, shuffle_rng)
-        reward_norm.load_state_dict(saved["reward_normalizer"])
-        episodes.load_state_dict(saved["episode_stats"])
-        if is_core:
-            env.load_state_dict(saved["env"])
-            next_obs = env.observe()
-        else:
-            warnings.warn(
-                f"{config.env_id} cannot save its state: the resumed run starts new episodes "
-                "and will not match an uninterrupted run exactly",
-                stacklevel=2,
-            )
-            next_obs, _ = env.reset(seed=config.seed + global_step)
-
-    # --- logging ------------------------------------------------------------------------
     from torch.utils.tensorboard import SummaryWriter
 
     atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     # purge_step hides the events a killed run logged after its last checkpoint.
-    writer = SummaryWriter(str(run_dir), purge_step=global_step + 1 if saved else None)
+    writer = SummaryWriter(str(run_dir), purge_step=run.global_step + 1 if saved else None)
     if saved is None:
         writer.add_text("config", _config_markdown(config))
-    progress = _Progress(config, global_step)
-
-    def save_checkpoint(path: Path) -> None:
-        write_checkpoint(
-            {
-                "config": config.to_dict(),
-                "env_spec": _env_spec(config, env),
-                "model": agent.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "iteration": iteration,
-                "global_step": global_step,
-                "elapsed_s": elapsed_before + time.time() - start_time,
-                "rng": _rng_state(device, sample_rng, shuffle_rng),
-                "reward_normalizer": reward_norm.state_dict(),
-                "episode_stats": episodes.state_dict(),
-                "env": env.state_dict() if is_core else None,
-            },
-            path,
-        )
-
-    # --- rollout storage, preallocated on the device -------------------------------------
-    T, N = config.num_steps, config.num_envs
-    obs_buf = torch.zeros((T, N, *env.observation_shape), dtype=torch.uint8, device=device)
-    actions_buf = torch.zeros((T, N), dtype=torch.int64, device=device)
-    logprobs_buf = torch.zeros((T, N), device=device)
-    rewards_buf = torch.zeros((T, N), device=device)
-    dones_buf = torch.zeros((T, N), device=device)
-    values_buf = torch.zeros((T, N), device=device)
-    valid_buf = torch.ones((T, N), device=device)  # 0: a NEXT_STEP reset step (no transition)
-
+    progress = _Progress(config, run.global_step)
     hooks = list(hooks)
-    policy = Policy(agent, config)
+    policy = Policy(run.agent, config)
     stats: dict[str, float] = {}
-    start_time, start_step = time.time(), global_step
-    iteration = start_iteration
+    start_iteration, start_step = run.iteration, run.global_step
     stop = StopOnInterrupt().install()  # Ctrl-C: finish the iteration, save, stop
     try:
         for iteration in range(start_iteration + 1, config.num_iterations + 1):
+            run.iteration = iteration
             iteration_start = time.time()
-            if config.anneal_lr:
-                fraction_left = 1.0 - (iteration - 1.0) / config.num_iterations
-                optimizer.param_groups[0]["lr"] = fraction_left * config.learning_rate
-
-            # --- rollout: num_steps steps of every env, nothing leaves the device ---------
-            with torch.no_grad():
-                for t in range(T):
-                    obs_buf[t] = next_obs
-                    logits, value = agent(next_obs)
-                    action = sample_actions(logits, sample_rng)
-                    logprob = torch.log_softmax(logits, -1).gather(1, action[:, None])[:, 0]
-                    next_obs, reward, terminated, truncated, info = env.step(action)
-                    done = terminated | truncated
-                    valid = None if is_core else (~info["reset_step"]).float()
-                    if valid is not None:
-                        valid_buf[t] = valid
-                    actions_buf[t], logprobs_buf[t], values_buf[t] = action, logprob, value
-                    dones_buf[t] = done
-                    if config.norm_reward:
-                        rewards_buf[t] = reward_norm(reward, done)
-                    else:
-                        rewards_buf[t] = reward
-                    episodes.update(reward, done, info, valid)
-                next_value = agent.get_value(next_obs)
-                advantages, returns = compute_gae(
-                    rewards_buf, values_buf, dones_buf, next_value, config.gamma, config.gae_lambda
-                )
-            rollout_time = time.time() - iteration_start
-
-            # --- update: update_epochs passes of shuffled minibatches ---------------------
-            b_obs = obs_buf.reshape(T * N, *env.observation_shape)
-            b_actions, b_logprobs = actions_buf.reshape(-1), logprobs_buf.reshape(-1)
-            b_advantages, b_returns = advantages.reshape(-1), returns.reshape(-1)
-            b_values, b_valid = values_buf.reshape(-1), valid_buf.reshape(-1)
-            # Sums over minibatches, kept on the device: policy, value, entropy losses,
-            # approx KL, clip fraction.
-            loss_sums = torch.zeros(5, device=device)
-            for _epoch in range(config.update_epochs):
-                order = torch.randperm(T * N, generator=shuffle_rng, device=device)
-                for start in range(0, T * N, config.minibatch_size):
-                    mb = order[start : start + config.minibatch_size]
-                    # Masked means: NEXT_STEP reset steps (weight 0) are not transitions.
-                    mb_valid = b_valid[mb]
-                    weight = mb_valid / mb_valid.sum().clamp(min=1.0)
-                    _, new_logprob, entropy, new_value = agent.get_action_and_value(
-                        b_obs[mb], b_actions[mb]
-                    )
-                    log_ratio = new_logprob - b_logprobs[mb]
-                    ratio = log_ratio.exp()
-                    with torch.no_grad():
-                        approx_kl = (((ratio - 1) - log_ratio) * weight).sum()
-                        clipped = (ratio - 1.0).abs() > config.clip_coef
-                        clip_fraction = (clipped * weight).sum()
-
-                    mb_adv = b_advantages[mb]
-                    if config.norm_adv:
-                        mean = (mb_adv * weight).sum()
-                        std = (((mb_adv - mean) ** 2) * weight).sum().sqrt()
-                        mb_adv = (mb_adv - mean) / (std + 1e-8)
-
-                    # Clipped surrogate policy loss.
-                    pg_losses = torch.max(
-                        -mb_adv * ratio,
-                        -mb_adv * ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef),
-                    )
-                    pg_loss = (pg_losses * weight).sum()
-                    # Value loss, clipped around the rollout's value estimates.
-                    mb_returns = b_returns[mb]
-                    v_losses = (new_value - mb_returns) ** 2
-                    if config.clip_vloss:
-                        v_clipped = b_values[mb] + (new_value - b_values[mb]).clamp(
-                            -config.clip_coef, config.clip_coef
-                        )
-                        v_losses = torch.max(v_losses, (v_clipped - mb_returns) ** 2)
-                    v_loss = 0.5 * (v_losses * weight).sum()
-                    entropy_mean = (entropy * weight).sum()
-                    loss = pg_loss - config.ent_coef * entropy_mean + config.vf_coef * v_loss
-
-                    optimizer.zero_grad()
-                    loss.backward()
-                    nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
-                    optimizer.step()
-                    loss_sums += torch.stack(
-                        [pg_loss, v_loss, entropy_mean, approx_kl, clip_fraction]
-                    ).detach()
-
-            # --- logging: the iteration's scalars cross to the host once ---------------
-            global_step += T * N
-            num_updates = config.update_epochs * config.num_minibatches
-            with torch.no_grad():
-                var_returns = b_returns.var()
-                explained_var = 1 - (b_returns - b_values).var() / var_returns
-            host = torch.cat([loss_sums / num_updates, explained_var[None]]).tolist()
+            _anneal_learning_rate(run)
+            advantages, returns = collect_rollout(run, rollout)
+            rollout_seconds = time.time() - iteration_start
+            loss_sums = ppo_update(run, rollout, advantages, returns)
+            run.global_step += rollout.size
+            stats = _iteration_stats(run, rollout, returns, loss_sums)
             now = time.time()
-            stats = {
-                "losses/policy_loss": host[0],
-                "losses/value_loss": host[1],
-                "losses/entropy": host[2],
-                "losses/approx_kl": host[3],
-                "losses/clip_fraction": host[4],
-                "losses/explained_variance": host[5],
-                "charts/learning_rate": optimizer.param_groups[0]["lr"],
-                "charts/SPS": (global_step - start_step) / max(now - start_time, 1e-9),
-                "perf/rollout_sps": T * N / max(rollout_time, 1e-9),
-                "perf/update_seconds": now - iteration_start - rollout_time,
-            }
-            ep = episodes.take()
-            if ep["episodes"] > 0:
-                n = ep["episodes"]
-                stats["charts/episodic_return"] = ep["return"] / n
-                stats["charts/episode_length"] = ep["length"] / n
-                stats["charts/coin_rate"] = ep["coin"] / n
-                stats["charts/died_rate"] = ep["died"] / n
-                stats["charts/timeout_rate"] = ep["timed_out"] / n
-                stats["charts/episodes"] = n
-                if ep["moved_episodes"] > 0:
-                    stats["charts/coin_rate_moved"] = ep["moved_coin"] / ep["moved_episodes"]
+            stats["charts/SPS"] = (run.global_step - start_step) / max(now - run.started, 1e-9)
+            stats["perf/rollout_sps"] = rollout.size / max(rollout_seconds, 1e-9)
+            stats["perf/update_seconds"] = now - iteration_start - rollout_seconds
             for key, value in stats.items():
-                writer.add_scalar(key, value, global_step)
+                writer.add_scalar(key, value, run.global_step)
 
-            # --- hooks, checkpoints, progress -------------------------------------------
-            previous_step = global_step - T * N
+            previous_step = run.global_step - rollout.size
             last = iteration == config.num_iterations
-            for hook in hooks:
-                every = getattr(hook, "every_steps", None) or config.eval_every
-                due = every > 0 and global_step // every > previous_step // every
-                if due or last:
-                    agent.eval()
-                    results = hook(global_step, policy, writer) or {}
-                    agent.train()
-                    for key, value in results.items():
-                        writer.add_scalar(key, value, global_step)
-                        stats[key] = float(value)
-            every = config.checkpoint_every
-            saved_now = last or (every > 0 and global_step // every > previous_step // every)
+            stats.update(_run_hooks(hooks, run, policy, writer, previous_step, last))
+            saved_now = last or _crossed(config.checkpoint_every, previous_step, run.global_step)
             if saved_now:
-                save_checkpoint(checkpoint_path)
+                write_checkpoint(run.payload(), checkpoint_path)
                 if config.keep_checkpoints and not last:
                     (run_dir / "checkpoints").mkdir(exist_ok=True)
-                    save_checkpoint(run_dir / "checkpoints" / f"step_{global_step:012d}.pt")
+                    name = f"step_{run.global_step:012d}.pt"
+                    write_checkpoint(run.payload(), run_dir / "checkpoints" / name)
             writer.flush()
-            progress.update(global_step, stats)
+            progress.update(run.global_step, stats)
             if stop.requested and not last:
                 if not saved_now:
-                    save_checkpoint(checkpoint_path)
-                raise TrainingInterrupted(checkpoint_path, global_step)
+                    write_checkpoint(run.payload(), checkpoint_path)
+                raise TrainingInterrupted(checkpoint_path, run.global_step)
     finally:
         stop.restore()
         progress.close()
         writer.close()
-        if not is_core:
-            env.close()
-    if iteration == start_iteration and saved is not None:
-        print(f"{run_dir}: already trained for {global_step} steps (total_steps reached)")
-    return TrainResult(agent, config, global_step, checkpoint_path, stats)
+        if not run.is_core:
+            run.env.close()
+    if run.iteration == start_iteration and saved is not None:
+        print(f"{run_dir}: already trained for {run.global_step} steps (total_steps reached)")
+    return TrainResult(run.agent, config, run.global_step, checkpoint_path, stats)
+
+
+# --- the run's state and its start ----------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """Everything the next iteration depends on: what a checkpoint holds."""
+
+    config: PPOConfig
+    device: torch.device
+    env: CoinRunCore | VecEnvAdapter
+    agent: Agent
+    optimizer: torch.optim.Optimizer
+    reward_norm: RewardNormalizer
+    episodes: EpisodeStats
+    sample_rng: torch.Generator  # actions
+    shuffle_rng: torch.Generator  # minibatch order
+    next_obs: torch.Tensor
+    iteration: int = 0
+    global_step: int = 0
+    elapsed_before: float = 0.0  # training seconds of earlier processes (resumed runs)
+    started: float = 0.0  # time.time() when this process started training
+
+    @property
+    def is_core(self) -> bool:
+        return isinstance(self.env, CoinRunCore)
+
+    def payload(self) -> dict[str, Any]:
+        """The checkpoint of the run as it stands (see :mod:`.checkpoint`)."""
+        return {
+            "config": self.config.to_dict(),
+            "env_spec": _env_spec(self.config, self.env),
+            "model": self.agent.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "iteration": self.iteration,
+            "global_step": self.global_step,
+            "elapsed_s": self.elapsed_before + time.time() - self.started,
+            "rng": _rng_state(self.device, self.sample_rng, self.shuffle_rng),
+            "reward_normalizer": self.reward_norm.state_dict(),
+            "episode_stats": self.episodes.state_dict(),
+            "env": self.env.state_dict() if self.is_core else None,
+        }
+
+
+def _start_run(config: PPOConfig, device: torch.device, saved: dict | None) -> _Run:
+    """A new run (seeded from ``config.seed``), or the one ``saved`` in a checkpoint."""
+    torch.manual_seed(config.seed)  # network init and the global RNG (hooks)
+    sample_rng = torch.Generator(device).manual_seed(config.seed)
+    shuffle_rng = torch.Generator(device).manual_seed(config.seed + 1)
+    env = make_env(config, device)
+    agent = Agent(env.observation_shape, _num_actions(env), config.network, config.impala_scale)
+    agent = agent.to(device)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=config.adam_eps)
+    run = _Run(
+        config=config,
+        device=device,
+        env=env,
+        agent=agent,
+        optimizer=optimizer,
+        reward_norm=RewardNormalizer(config.num_envs, config.gamma, config.reward_clip, device),
+        episodes=EpisodeStats(config.num_envs, device),
+        sample_rng=sample_rng,
+        shuffle_rng=shuffle_rng,
+        next_obs=torch.empty(0),
+    )
+    if saved is None:
+        run.next_obs, _ = env.reset(seed=config.seed)
+    else:
+        _restore_run(run, saved)
+    run.started = time.time()
+    return run
+
+
+def _restore_run(run: _Run, saved: dict[str, Any]) -> None:
+    run.agent.load_state_dict(saved["model"])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.iteration, run.global_step = saved["iteration"], saved["global_step"]
+    run.elapsed_before = saved.get("elapsed_s", 0.0)
+    _restore_rng(saved["rng"], run.device, run.sample_rng, run.shuffle_rng)
+    run.reward_norm.load_state_dict(saved["reward_normalizer"])
+    run.episodes.load_state_dict(saved["episode_stats"])
+    if run.is_core:
+        run.env.load_state_dict(saved["env"])
+        run.next_obs = run.env.observe()
+    else:
+        warnings.warn(
+            f"{run.config.env_id} cannot save its state: the resumed run starts new episodes "
+            "and will not match an uninterrupted run exactly",
+            stacklevel=4,
+        )
+        run.next_obs, _ = run.env.reset(seed=run.config.seed + run.global_step)
+
+
+# --- one iteration: rollout, advantages, update, logging -------------------------------
+
+
+@dataclass
+class Rollout:
+    """One rollout's storage, ``[num_steps, num_envs]`` on the device, allocated once."""
+
+    obs: torch.Tensor  # uint8 [T, N, *obs_shape]
+    actions: torch.Tensor
+    logprobs: torch.Tensor
+    rewards: torch.Tensor  # normalized when config.norm_reward
+    dones: torch.Tensor
+    values: torch.Tensor
+    valid: torch.Tensor  # 0: a NEXT_STEP reset step (no transition)
+
+    @classmethod
+    def allocate(cls, num_steps: int, num_envs: int, obs_shape, device) -> Rollout:
+        shape = (num_steps, num_envs)
+        return cls(
+            obs=torch.zeros((*shape, *obs_shape), dtype=torch.uint8, device=device),
+            actions=torch.zeros(shape, dtype=torch.int64, device=device),
+            logprobs=torch.zeros(shape, device=device),
+            rewards=torch.zeros(shape, device=device),
+            dones=torch.zeros(shape, device=device),
+            values=torch.zeros(shape, device=device),
+            valid=torch.ones(shape, device=device),
+        )
+
+    @property
+    def size(self) -> int:
+        return self.actions.numel()
+
+
+def _anneal_learning_rate(run: _Run) -> None:
+    config = run.config
+    if config.anneal_lr:
+        fraction_left = 1.0 - (run.iteration - 1.0) / config.num_iterations
+        run.optimizer.param_groups[0]["lr"] = fraction_left * config.learning_rate
+
+
+@torch.no_grad()
+def collect_rollout(run: _Run, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+    """``num_steps`` steps of every env into ``rollout`` (nothing leaves the device);
+    returns the GAE advantages and value targets."""
+    config, agent, env = run.config, run.agent, run.env
+    for t in range(rollout.actions.shape[0]):
+        rollout.obs[t] = run.next_obs
+        logits, value = agent(run.next_obs)
+        action = sample_actions(logits, run.sample_rng)
+        logprob = torch.log_softmax(logits, -1).gather(1, action[:, None])[:, 0]
+        run.next_obs, reward, terminated, truncated, info = env.step(action)
+        done = terminated | truncated
+        valid = None if run.is_core else (~info["reset_step"]).float()
+        if valid is not None:
+            rollout.valid[t] = valid
+        rollout.actions[t], rollout.logprobs[t], rollout.values[t] = action, logprob, value
+        rollout.dones[t] = done
+        rollout.rewards[t] = run.reward_norm(reward, done) if config.norm_reward else reward
+        run.episodes.update(reward, done, info, valid)
+    next_value = agent.get_value(run.next_obs)
+    return compute_gae(
+        rollout.rewards, rollout.values, rollout.dones, next_value, config.gamma, config.gae_lambda
+    )
+
+
+def ppo_update(
+    run: _Run, rollout: Rollout, advantages: torch.Tensor, returns: torch.Tensor
+) -> torch.Tensor:
+    """``update_epochs`` passes of shuffled minibatches over the rollout.  Returns the sums
+    over minibatches (on the device) of the policy, value and entropy losses, the
+    approximate KL and the clip fraction."""
+    config, agent, optimizer = run.config, run.agent, run.optimizer
+    b_obs = rollout.obs.reshape(rollout.size, *rollout.obs.shape[2:])
+    b_actions, b_logprobs = rollout.actions.reshape(-1), rollout.logprobs.reshape(-1)
+    b_advantages, b_returns = advantages.reshape(-1), returns.reshape(-1)
+    b_values, b_valid = rollout.values.reshape(-1), rollout.valid.reshape(-1)
+    loss_sums = torch.zeros(5, device=run.device)
+    for _epoch in range(config.update_epochs):
+        order = torch.randperm(rollout.size, generator=run.shuffle_rng, device=run.device)
+        for start in range(0, rollout.size, config.minibatch_size):
+            mb = order[start : start + config.minibatch_size]
+            # Masked means: NEXT_STEP reset steps (weight 0) are not transitions.
+            mb_valid = b_valid[mb]
+            weight = mb_valid / mb_valid.sum().clamp(min=1.0)
+            _, new_logprob, entropy, new_value = agent.get_action_and_value(
+                b_obs[mb], b_actions[mb]
+            )
+            log_ratio = new_logprob - b_logprobs[mb]
+            ratio = log_ratio.exp()
+            with torch.no_grad():
+                approx_kl = (((ratio - 1) - log_ratio) * weight).sum()
+                clipped = (ratio - 1.0).abs() > config.clip_coef
+                clip_fraction = (clipped * weight).sum()
+
+            mb_adv = b_advantages[mb]
+            if config.norm_adv:
+                mean = (mb_adv * weight).sum()
+                std = (((mb_adv - mean) ** 2) * weight).sum().sqrt()
+                mb_adv = (mb_adv - mean) / (std + 1e-8)
+
+            # Clipped surrogate policy loss.
+            pg_losses = torch.max(
+                -mb_adv * ratio,
+                -mb_adv * ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef),
+            )
+            pg_loss = (pg_losses * weight).sum()
+            # Value loss, clipped around the rollout's value estimates.
+            mb_returns = b_returns[mb]
+            v_losses = (new_value - mb_returns) ** 2
+            if config.clip_vloss:
+                v_clipped = b_values[mb] + (new_value - b_values[mb]).clamp(
+                    -config.clip_coef, config.clip_coef
+                )
+                v_losses = torch.max(v_losses, (v_clipped - mb_returns) ** 2)
+            v_loss = 0.5 * (v_losses * weight).sum()
+            entropy_mean = (entropy * weight).sum()
+            loss = pg_loss - config.ent_coef * entropy_mean + config.vf_coef * v_loss
+
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
+            optimizer.step()
+            loss_sums += torch.stack(
+                [pg_loss, v_loss, entropy_mean, approx_kl, clip_fraction]
+            ).detach()
+    return loss_sums
+
+
+def _iteration_stats(
+    run: _Run,
+    rollout: Rollout,
+    returns: torch.Tensor,
+    loss_sums: torch.Tensor,
+) -> dict[str, float]:
+    """The iteration's losses and episode outcomes: one device -> host copy for the
+    losses, one for the episode sums."""
+    config = run.config
+    num_updates = config.update_epochs * config.num_minibatches
+    b_returns, b_values = returns.reshape(-1), rollout.values.reshape(-1)
+    with torch.no_grad():
+        explained_var = 1 - (b_returns - b_values).var() / b_returns.var()
+    host = torch.cat([loss_sums / num_updates, explained_var[None]]).tolist()
+    stats = {
+        "losses/policy_loss": host[0],
+        "losses/value_loss": host[1],
+        "losses/entropy": host[2],
+        "losses/approx_kl": host[3],
+        "losses/clip_fraction": host[4],
+        "losses/explained_variance": host[5],
+        "charts/learning_rate": run.optimizer.param_groups[0]["lr"],
+    }
+    ep = run.episodes.take()
+    if ep["episodes"] > 0:
+        n = ep["episodes"]
+        stats["charts/episodic_return"] = ep["return"] / n
+        stats["charts/episode_length"] = ep["length"] / n
+        stats["charts/coin_rate"] = ep["coin"] / n
+        stats["charts/died_rate"] = ep["died"] / n
+        stats["charts/timeout_rate"] = ep["timed_out"] / n
+        stats["charts/episodes"] = n
+        if ep["moved_episodes"] > 0:
+            stats["charts/coin_rate_moved"] = ep["moved_coin"] / ep["moved_episodes"]
+    return stats
+
+
+def _crossed(every: int, before: int, after: int) -> bool:
+    """Whether a multiple of ``every`` (> 0) lies in ``(before, after]``."""
+    return every > 0 and after // every > before // every
+
+
+def _run_hooks(hooks, run: _Run, policy: Policy, writer, previous_step: int, last: bool):
+    """Call the hooks that are due (and all of them after the last iteration); log and
+    return what they report."""
+    out: dict[str, float] = {}
+    for hook in hooks:
+        every = getattr(hook, "every_steps", None) or run.config.eval_every
+        if _crossed(every, previous_step, run.global_step) or last:
+            run.agent.eval()
+            results = hook(run.global_step, policy, writer) or {}
+            run.agent.train()
+            for key, value in results.items():
+                writer.add_scalar(key, value, run.global_step)
+                out[key] = float(value)
+    return out
 
 
 # ======================================================================================
