@@ -73,7 +73,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -621,6 +621,204 @@ def _executor_settings(executor: Any) -> dict[str, Any]:
 _PENDING = "pending"
 
 
+@dataclass
+class _Plan:
+    """What every run of a sweep shares, and how one run's config and job are made."""
+
+    out_dir: Path
+    profile: str
+    overrides: dict[str, Any]
+    device: str
+    episodes: int
+    eval_seed: int
+    eval_num_envs: int | None
+    hook: GoalProxyHook | None
+    failures: dict[str, tuple[int, str]]
+
+    @property
+    def evaluation(self) -> dict[str, Any]:
+        return {"episodes": self.episodes, "eval_seed": self.eval_seed}
+
+    def config(self, fraction: float, seed: int):
+        from coinrun_mg.agents import PPOConfig
+
+        per_run = {"rand_fraction": fraction, "seed": seed, "device": self.device}
+        return PPOConfig.from_profile(self.profile, **{**self.overrides, **per_run})
+
+    def run_dir(self, fraction: float, seed: int) -> Path:
+        return self.out_dir / "runs" / run_name(fraction, seed)
+
+    def finished_entry(self, fraction: float, seed: int, config) -> dict[str, Any] | None:
+        """The run's ``result.json`` if it was written with these settings."""
+        done = _read_json(self.run_dir(fraction, seed) / RESULT_NAME)
+        if done is None or done.get("config") != _jsonable(config.to_dict()):
+            return None
+        return done if done.get("evaluation") == self.evaluation else None
+
+    def job(self, fraction: float, seed: int, config, ref: Path | None, action: str) -> RunJob:
+        fail_attempts, fail_kind = self.failures.get(run_name(fraction, seed), (0, "crash"))
+        return RunJob(
+            fraction=fraction,
+            seed=seed,
+            run_dir=str(self.run_dir(fraction, seed)),
+            config=config,
+            episodes=self.episodes,
+            eval_seed=self.eval_seed,
+            eval_num_envs=self.eval_num_envs,
+            device=self.device,
+            reference=str(ref) if ref is not None else None,
+            hook=self.hook,
+            fail_attempts=fail_attempts,
+            fail_kind=fail_kind,
+            action=action,
+        )
+
+
+class _Scheduler:
+    """Runs a sweep's jobs on an executor in the right order and takes in their results.
+
+    Each seed's fraction-0 run is its reference (the good-levels filter).  One after
+    another, the other runs of a seed wait for it; side by side they start at once, are
+    evaluated unfiltered, and again on the good levels once it exists (an evaluation costs
+    far less than waiting a whole training).  Failed runs are retried when a retry can
+    fix their error, up to ``retries`` times.
+    """
+
+    def __init__(self, plan: _Plan, executor: Executor, retries: int, say):
+        self.plan, self.executor, self.retries, self.say = plan, executor, retries, say
+        # Each seed's reference checkpoint: a path, None (no fraction-0 run, or it failed)
+        # or _PENDING while its fraction-0 run goes on.
+        self.reference: dict[int, Any] = {}
+        self.final: dict[tuple[int, float], dict[str, Any]] = {}  # the report's entries
+        self.waiting: dict[int, list[float]] = {}  # fractions waiting for their reference
+        self.carried: dict[str, float] = {}  # training seconds of runs evaluated again
+        self.eager = False
+
+    def run(self, fractions: list[float], seeds: list[int]) -> list[dict[str, Any]]:
+        """Every run's entry, in (seed, fraction) order; on any exception (Ctrl-C) the
+        runs still going are stopped and it goes on."""
+        try:
+            self.executor.open(_run_job, self.plan.out_dir, self.say)
+            self.eager = self.executor.slots > 1
+            for seed in seeds:
+                self.waiting[seed] = []
+                self._start_reference(seed, has_zero=fractions[0] == 0)  # sorted: 0 first
+            for seed in seeds:
+                for fraction in fractions:
+                    if fraction != 0:
+                        self._consider(fraction, seed)
+            while self.executor.pending():
+                self._finish(*self.executor.next_result())
+        except BaseException:
+            self.executor.close(cancel=True)  # finished runs are on disk
+            raise
+        self.executor.close()
+        return [self.final[(seed, fraction)] for seed in seeds for fraction in fractions]
+
+    def _plan_run(self, fraction: float, seed: int, ref: Path | None):
+        """The run's finished entry when its marker holds one for these settings and this
+        reference, else the job that (re)does it."""
+        name = run_name(fraction, seed)
+        config = self.plan.config(fraction, seed)
+        done = self.plan.finished_entry(fraction, seed, config)
+        if done is not None and (done.get("filtered") or ref is None):
+            self.say(f"[{name}] done already ({self.plan.run_dir(fraction, seed) / RESULT_NAME})")
+            return done
+        if done is not None:
+            action = f"evaluating again, on the good levels of {ref}"
+            self.carried[name] = float(done.get("train_seconds") or 0.0)
+        else:
+            changed = (self.plan.run_dir(fraction, seed) / RESULT_NAME).exists()
+            action = "training and evaluating" + (", settings changed" if changed else "")
+        self.say(f"[{name}] queued: {action}")
+        return self.plan.job(fraction, seed, config, ref, action)
+
+    def _submit_or_record(self, fraction: float, seed: int, ref: Path | None) -> None:
+        outcome = self._plan_run(fraction, seed, ref)
+        if isinstance(outcome, RunJob):
+            self.executor.submit(outcome)
+        else:
+            self.final[(seed, fraction)] = outcome
+
+    def _start_reference(self, seed: int, has_zero: bool) -> None:
+        self.reference[seed] = None
+        if not has_zero:
+            return
+        own = self.plan.run_dir(0.0, seed) / CHECKPOINT_NAME
+        outcome = self._plan_run(0.0, seed, own)  # the fraction-0 agent is its own reference
+        if isinstance(outcome, RunJob):
+            self.reference[seed] = _PENDING
+            self.executor.submit(outcome)
+        else:
+            self.final[(seed, 0.0)] = outcome
+            self.reference[seed] = own
+
+    def _consider(self, fraction: float, seed: int) -> None:
+        """Finish, submit or park a run of fraction > 0, given its seed's reference."""
+        ref = self.reference[seed]
+        if ref == _PENDING and not self.eager:
+            self.waiting[seed].append(fraction)  # the fraction-0 run comes first
+            return
+        outcome = self._plan_run(fraction, seed, None if ref == _PENDING else ref)
+        if isinstance(outcome, RunJob):
+            self.executor.submit(outcome)  # with a pending reference: unfiltered for now
+        elif ref == _PENDING and not outcome.get("filtered"):
+            self.waiting[seed].append(fraction)  # filtered once the reference exists
+        else:
+            self.final[(seed, fraction)] = outcome
+
+    def _finish(self, job: RunJob, entry: dict[str, Any]) -> None:
+        """Take in a run that ended: retry, record, and release what waited for it."""
+        entry["attempts"] = job.attempt
+        if entry.get("status") != "done":
+            if self._retry(job, entry):
+                return
+            self.carried.pop(job.name, None)
+            self.final[(job.seed, job.fraction)] = entry
+        else:
+            self._record_done(job, entry)
+        if job.fraction == 0:
+            done = entry.get("status") == "done"
+            self.reference[job.seed] = Path(job.run_dir) / CHECKPOINT_NAME if done else None
+            for other in self.waiting.pop(job.seed, []):
+                self._consider(other, job.seed)
+
+    def _retry(self, job: RunJob, entry: dict[str, Any]) -> bool:
+        """Submit the job again if its error allows it and retries are left."""
+        retryable = entry.setdefault("retryable", True)  # a custom executor's entry
+        if retryable and job.attempt <= self.retries:
+            self.say(
+                f"[{job.name}] attempt {job.attempt} FAILED: {entry.get('error')}; "
+                f"trying again ({job.attempt} of {self.retries} retries)"
+            )
+            self.executor.submit(replace(job, attempt=job.attempt + 1))
+            return True
+        entry["retried"] = job.attempt > 1
+        if retryable:
+            tries = f"{job.attempt} attempt{'s' if job.attempt > 1 else ''}"
+            entry["not_retried"] = f"not retried: retries={self.retries} used up ({tries})"
+        self.say(f"[{job.name}] FAILED: {entry.get('error')} ({entry['not_retried']})")
+        return False
+
+    def _record_done(self, job: RunJob, entry: dict[str, Any]) -> None:
+        seed, fraction = job.seed, job.fraction
+        entry["train_seconds"] += self.carried.pop(job.name, 0.0)
+        _atomic_write_json(entry, Path(job.run_dir) / RESULT_NAME)
+        test = entry["test"]
+        self.say(
+            f"[{job.name}] done: test goal rate {test['goal_rate']:.3f}, proxy rate "
+            f"{test['proxy_rate']:.3f}{'' if entry['filtered'] else ' (unfiltered)'}, "
+            f"{entry['train_seconds']:.0f} s training"
+        )
+        ref = self.reference[seed]
+        if fraction != 0 and job.reference is None and ref == _PENDING:
+            self.waiting[seed].append(fraction)  # evaluated without it; again once it exists
+        elif fraction != 0 and job.reference is None and ref is not None:
+            self._submit_or_record(fraction, seed, ref)  # its reference came meanwhile
+        else:
+            self.final[(seed, fraction)] = entry
+
+
 def run_sweep(
     fractions: Iterable[float],
     seeds: Iterable[int],
@@ -676,14 +874,24 @@ def run_sweep(
     overrides.setdefault("progress_bar", False)
     # Validate the settings once, before any run starts (a typo should not fail every run).
     probe = PPOConfig.from_profile(profile, **{**overrides, "device": device})
-    failures = _injected_failures()
     if isinstance(executor, str):
         executor = make_executor(executor)
     hook = None
     if hook_episodes:
         every = hook_every if hook_every is not None else max(1, probe.total_steps // 10)
         hook = GoalProxyHook(hook_episodes, every_steps=every, seed=eval_seed)
-    say = log or (lambda _msg: None)
+    out_dir = Path(out_dir)
+    plan = _Plan(
+        out_dir=out_dir,
+        profile=profile,
+        overrides=overrides,
+        device=device,
+        episodes=episodes,
+        eval_seed=eval_seed,
+        eval_num_envs=eval_num_envs,
+        hook=hook,
+        failures=_injected_failures(),
+    )
     settings = {
         "profile": profile,
         "fractions": fractions,
@@ -705,175 +913,42 @@ def run_sweep(
 
         torch.set_num_threads(torch_threads)
 
-    out_dir = Path(out_dir)
+    say = log or (lambda _msg: None)
     _check_writable(out_dir)
     with _locked(out_dir, say):
-        evaluation = {"episodes": episodes, "eval_seed": eval_seed}
         sweep_start = time.time()
+        runs = _Scheduler(plan, executor, retries, say).run(fractions, seeds)
+        return _write_outputs(runs, settings, out_dir, time.time() - sweep_start)
 
-        # Each seed's reference checkpoint: a path, None (no fraction-0 run, or it failed)
-        # or _PENDING while its fraction-0 run goes on.
-        reference: dict[int, Any] = {}
-        final: dict[tuple[int, float], dict[str, Any]] = {}  # the report's entries
-        waiting: dict[int, list[float]] = {seed: [] for seed in seeds}  # for their reference
-        carried: dict[str, float] = {}  # training seconds of runs evaluated again
 
-        def plan(fraction: float, seed: int, ref: Path | None) -> dict[str, Any] | RunJob:
-            """The run's finished entry when its marker holds one for these settings and
-            this reference, else the job that (re)does it."""
-            name = run_name(fraction, seed)
-            run_dir = out_dir / "runs" / name
-            marker = run_dir / RESULT_NAME
-            config = PPOConfig.from_profile(
-                profile, **{**overrides, "rand_fraction": fraction, "seed": seed, "device": device}
-            )
-            done = _read_json(marker)
-            same = done is not None and (
-                done.get("config") == _jsonable(config.to_dict())
-                and done.get("evaluation") == evaluation
-            )
-            if same and (done.get("filtered") or ref is None):
-                say(f"[{name}] done already ({marker})")
-                return done
-            if same:
-                action = f"evaluating again, on the good levels of {ref}"
-                carried[name] = float(done.get("train_seconds") or 0.0)
-            else:
-                why = ", settings changed" if done is not None else ""
-                action = f"training and evaluating{why}"
-            say(f"[{name}] queued: {action}")
-            fail_attempts, fail_kind = failures.get(name, (0, "crash"))
-            return RunJob(
-                fraction=fraction,
-                seed=seed,
-                run_dir=str(run_dir),
-                config=config,
-                episodes=episodes,
-                eval_seed=eval_seed,
-                eval_num_envs=eval_num_envs,
-                device=device,
-                reference=str(ref) if ref is not None else None,
-                hook=hook,
-                fail_attempts=fail_attempts,
-                fail_kind=fail_kind,
-                action=action,
-            )
-
-        def consider(fraction: float, seed: int) -> None:
-            """Finish, submit or park a run of fraction > 0, given its seed's reference."""
-            ref = reference[seed]
-            if ref == _PENDING and not eager:
-                waiting[seed].append(fraction)  # the fraction-0 run comes first
-                return
-            outcome = plan(fraction, seed, None if ref == _PENDING else ref)
-            if isinstance(outcome, RunJob):
-                executor.submit(outcome)  # with a pending reference: unfiltered for now
-            elif ref == _PENDING and not outcome.get("filtered"):
-                waiting[seed].append(fraction)  # filtered once the reference exists
-            else:
-                final[(seed, fraction)] = outcome
-
-        def finish(job: RunJob, entry: dict[str, Any]) -> None:
-            """Take in a run that ended: retry, record, and release what waited for it."""
-            name, seed, fraction = job.name, job.seed, job.fraction
-            entry["attempts"] = job.attempt
-            if entry.get("status") != "done":
-                retryable = entry.setdefault("retryable", True)  # a custom executor's entry
-                if retryable and job.attempt <= retries:
-                    say(
-                        f"[{name}] attempt {job.attempt} FAILED: {entry.get('error')}; "
-                        f"trying again ({job.attempt} of {retries} retries)"
-                    )
-                    executor.submit(replace(job, attempt=job.attempt + 1))
-                    return
-                entry["retried"] = job.attempt > 1
-                if retryable:
-                    tries = f"{job.attempt} attempt{'s' if job.attempt > 1 else ''}"
-                    entry["not_retried"] = f"not retried: retries={retries} used up ({tries})"
-                say(f"[{name}] FAILED: {entry.get('error')} ({entry['not_retried']})")
-                carried.pop(name, None)
-                final[(seed, fraction)] = entry
-            else:
-                entry["train_seconds"] += carried.pop(name, 0.0)
-                _atomic_write_json(entry, Path(job.run_dir) / RESULT_NAME)
-                test = entry["test"]
-                say(
-                    f"[{name}] done: test goal rate {test['goal_rate']:.3f}, proxy rate "
-                    f"{test['proxy_rate']:.3f}{'' if entry['filtered'] else ' (unfiltered)'}, "
-                    f"{entry['train_seconds']:.0f} s training"
-                )
-                ref = reference[seed]
-                if fraction != 0 and job.reference is None and ref == _PENDING:
-                    waiting[seed].append(fraction)  # evaluated without it; again once it exists
-                elif fraction != 0 and job.reference is None and ref is not None:
-                    outcome = plan(fraction, seed, ref)  # its reference came meanwhile
-                    if isinstance(outcome, RunJob):
-                        executor.submit(outcome)
-                    else:
-                        final[(seed, fraction)] = outcome
-                else:
-                    final[(seed, fraction)] = entry
-            if fraction == 0:
-                done = entry.get("status") == "done"
-                reference[seed] = Path(job.run_dir) / CHECKPOINT_NAME if done else None
-                for other in waiting.pop(seed, []):
-                    consider(other, seed)
-
-        eager = False
-        try:
-            executor.open(_run_job, out_dir, say)
-            # Runs side by side: fractions > 0 start at once and are evaluated again on the
-            # good levels once their seed's fraction-0 run is done (an evaluation costs far
-            # less than waiting a whole training).  One after another, they wait for it.
-            eager = executor.slots > 1
-            for seed in seeds:
-                reference[seed] = None
-                if fractions[0] == 0:  # sorted: fraction 0 (the reference) first
-                    own = out_dir / "runs" / run_name(0.0, seed) / CHECKPOINT_NAME
-                    outcome = plan(0.0, seed, own)  # the fraction-0 agent is its own reference
-                    if isinstance(outcome, RunJob):
-                        reference[seed] = _PENDING
-                        executor.submit(outcome)
-                    else:
-                        final[(seed, 0.0)] = outcome
-                        reference[seed] = own
-            for seed in seeds:
-                for fraction in fractions:
-                    if fraction != 0:
-                        consider(fraction, seed)
-            while executor.pending():
-                finish(*executor.next_result())
-        except BaseException:
-            # Ctrl-C or a bug: stop the runs still going; finished ones are on disk.
-            executor.close(cancel=True)
-            raise
-        executor.close()
-
-        runs = [final[(seed, fraction)] for seed in seeds for fraction in fractions]
-        aggregates = aggregate(runs)
-        report = {
-            "runs": runs,
-            "aggregate": aggregates,
-            "failed": [
-                {
-                    "rand_fraction": r["rand_fraction"],
-                    "seed": r["seed"],
-                    "error": r["error"],
-                    "not_retried": r.get("not_retried"),
-                }
-                for r in runs
-                if r.get("status") != "done"
-            ],
-            "test_levels": levels_label(aggregates),
-            "interval": interval_label(aggregates),
-            "settings": settings,
-            "outputs": {"csv": CSV_NAME, "plot": PLOT_NAME},
-            "wall_seconds": time.time() - sweep_start,
-        }
-        _write_episodes_csv(runs, out_dir)
-        plot_curve(aggregates, out_dir / PLOT_NAME)
-        _atomic_write_json(report, out_dir / REPORT_NAME)
-        return report
+def _write_outputs(
+    runs: list[dict[str, Any]], settings: dict[str, Any], out_dir: Path, wall_seconds: float
+) -> dict[str, Any]:
+    """``report.json``, ``episodes.csv`` and ``curve.png``; returns the report."""
+    aggregates = aggregate(runs)
+    report = {
+        "runs": runs,
+        "aggregate": aggregates,
+        "failed": [
+            {
+                "rand_fraction": r["rand_fraction"],
+                "seed": r["seed"],
+                "error": r["error"],
+                "not_retried": r.get("not_retried"),
+            }
+            for r in runs
+            if r.get("status") != "done"
+        ],
+        "test_levels": levels_label(aggregates),
+        "interval": interval_label(aggregates),
+        "settings": settings,
+        "outputs": {"csv": CSV_NAME, "plot": PLOT_NAME},
+        "wall_seconds": wall_seconds,
+    }
+    _write_episodes_csv(runs, out_dir)
+    plot_curve(aggregates, out_dir / PLOT_NAME)
+    _atomic_write_json(report, out_dir / REPORT_NAME)
+    return report
 
 
 __all__ = [
