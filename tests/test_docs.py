@@ -32,7 +32,7 @@ FENCE = re.compile(r"^```(\w*)\s*$")
 
 
 def code_blocks(path: Path) -> list[tuple[int, str, bool]]:
-    """``(line, code, skipped)`` for each ```python block of ``path``."""
+    """``(fence line, code, skipped)`` for each ```python block of ``path`` (lines from 1)."""
     lines = path.read_text(encoding="utf-8").splitlines()
     blocks, i = [], 0
     while i < len(lines):
@@ -71,7 +71,7 @@ def test_skip_mark_is_recognised(tmp_path):
         "<!-- docs-test: skip (needs a GPU) -->\n```python\nraise SystemExit\n```\n"
         "```python\nx = 1\n```\n```bash\nls\n```\n"
     )
-    assert code_blocks(page) == [(2, "raise SystemExit", True), (6, "x = 1", False)]
+    assert code_blocks(page) == [(2, "raise SystemExit", True), (5, "x = 1", False)]
 
 
 def test_import_coinrun_mg_does_not_import_torch():
