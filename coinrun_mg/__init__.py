@@ -5,6 +5,10 @@ torch environment) and ``coinrun_mg/ProcgenCoinRun-v0`` (stock procgen CoinRun, 
 ``pip install "coinrun-mg[procgen]"``). Only the entry-point strings are stored, so the
 environment modules (and procgen) are imported the first time ``gymnasium.make`` /
 ``gymnasium.make_vec`` asks for them, not here.
+
+The public API is loaded on first use, so ``import coinrun_mg`` does not import torch::
+
+    from coinrun_mg import PPOConfig, evaluate, load_policy, run_sweep, train
 """
 
 from __future__ import annotations
@@ -13,7 +17,16 @@ import gymnasium
 
 __version__ = "0.1.0"
 
-__all__ = ["COINRUN_ENV_ID", "PROCGEN_COINRUN_ENV_ID", "__version__"]
+__all__ = [
+    "COINRUN_ENV_ID",
+    "PROCGEN_COINRUN_ENV_ID",
+    "PPOConfig",
+    "__version__",
+    "evaluate",
+    "load_policy",
+    "run_sweep",
+    "train",
+]
 
 COINRUN_ENV_ID = "coinrun_mg/CoinRun-v0"
 PROCGEN_COINRUN_ENV_ID = "coinrun_mg/ProcgenCoinRun-v0"
@@ -46,3 +59,26 @@ def _register_envs() -> None:
 
 
 _register_envs()
+
+# Public names and the modules that define them, imported on first access (PEP 562).
+_LAZY = {
+    "evaluate": "coinrun_mg.eval",
+    "train": "coinrun_mg.agents",
+    "PPOConfig": "coinrun_mg.agents",
+    "load_policy": "coinrun_mg.agents",
+    "run_sweep": "coinrun_mg.sweep",
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'coinrun_mg' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
