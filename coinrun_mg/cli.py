@@ -474,7 +474,7 @@ examples:
 
 REPRODUCE_EPILOG = """\
 The paper's experiment with CPU-friendly defaults: the quick profile (symbolic view,
-easy mode, compact CNN), training fractions 0 and 0.02, one seed (0), the profile's
+easy mode, MLP), training fractions 0 and 0.02, one seed (0), the profile's
 step budget.  Same engine, outputs and resumability as `coinrun-mg sweep`; prints the
 table (fraction, training coin rate, test goal rate, test proxy rate, with 95%
 intervals) and the wall time.  Within a few million CPU steps a fraction of 0.02 may not
