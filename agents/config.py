@@ -1,17 +1,15 @@
 """PPO configuration: one frozen dataclass, its validation and the named profiles.
 
-``PPOConfig()`` holds the Procgen / Langosco et al. (2022) hyperparameters (IMPALA CNN on
-64x64 pixels, hard mode, 64 envs x 256 steps, minibatch 8192, gamma 0.999, ...).  Named
+``PPOConfig()`` holds the Procgen / Langosco et al. (2022) PPO hyperparameters (IMPALA CNN,
+64 envs x 256 steps, minibatch 8192, gamma 0.999, ...); its environment fields take their
+defaults from :class:`~coinrun_mg.envs.config.CoinRunConfig`, the one source of them.  Named
 profiles change a few fields:
 
-* ``paper`` -- exactly the defaults: a GPU workload (about 46 training steps/s on a
-  2-core CPU).  The paper trained for 80M-200M steps; Procgen's easy budget is 25M.
+* ``paper`` -- the defaults on 64x64 pixels, as the paper trained: a GPU workload.  The
+  paper trained for 80M-200M steps; Procgen's easy budget is 25M.
 * ``quick`` -- what a CPU can train in minutes: the 13x13 symbolic view, easy mode, the
-  MLP trunk, 512 envs x 64 steps, 8 minibatches, gamma 0.99.  The MLP learns as fast per
-  step as the compact CNN (coin rate 0.59 / 0.68 at 0.5M / 1M steps, against 0.61 / 0.66,
-  256-episode evaluations of ``benchmarks/learning_curve.py``) at several times the
-  training steps/s on a CPU.  A learning rate of 1e-3 or 16 minibatches did not learn
-  clearly faster at 1.5M steps (0.71 and 0.69 against 0.63-0.68).
+  MLP trunk, 512 envs x 64 steps, 8 minibatches, gamma 0.99.  Its learning curve and the
+  choices behind it are in docs/results.md.
 
 Every field has a ``help`` text in its metadata; the ``coinrun-mg train`` command builds
 its ``--field-name`` options from them.  Invalid values raise ``ValueError`` naming the
@@ -78,6 +76,11 @@ def _f(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+def _env_field(name: str, help: str) -> Any:
+    """An environment field, with ``CoinRunConfig``'s default (the one source of it)."""
+    return _f(CoinRunConfig.__dataclass_fields__[name].default, help)
+
+
 @dataclass(frozen=True)
 class PPOConfig:
     """Everything a PPO run depends on.  Defaults: the Procgen paper's settings."""
@@ -101,17 +104,21 @@ class PPOConfig:
         "'native': the batched torch CoinRun, stepped on the device; or a Gymnasium vector "
         "env id (e.g. coinrun_mg/ProcgenCoinRun-v0) made with gymnasium.make_vec",
     )
-    rand_fraction: float = _f(0.0, "fraction of training levels whose coin is moved")
-    coin_placement: str = _f("section", "how a moved coin is placed")
-    coin_region: tuple[float, float] = _f(
-        (0.0, 1.0), "(lo, hi) fractions of the level length where a moved coin may go"
+    rand_fraction: float = _env_field(
+        "rand_fraction", "fraction of training levels whose coin is moved"
     )
-    num_levels: int = _f(0, "number of distinct training levels (0: unlimited)")
-    start_level: int = _f(0, "first level seed")
-    obs_mode: str = _f("pixels", "observation: 64x64 RGB pixels or the symbolic view")
-    distribution_mode: str = _f("hard", "procgen distribution mode")
-    view_size: int = _f(13, "side of the symbolic view in tiles (odd)")
-    max_episode_steps: int = _f(1000, "episode step limit (a timeout counts as episode end)")
+    coin_placement: str = _env_field("coin_placement", "how a moved coin is placed")
+    coin_region: tuple[float, float] = _env_field(
+        "coin_region", "(lo, hi) fractions of the level length where a moved coin may go"
+    )
+    num_levels: int = _env_field("num_levels", "number of distinct training levels (0: unlimited)")
+    start_level: int = _env_field("start_level", "first level seed")
+    obs_mode: str = _env_field("obs_mode", "observation: 64x64 RGB pixels or the symbolic view")
+    distribution_mode: str = _env_field("distribution_mode", "procgen distribution mode")
+    view_size: int = _env_field("view_size", "side of the symbolic view in tiles (odd)")
+    max_episode_steps: int = _env_field(
+        "max_episode_steps", "episode step limit (a timeout counts as episode end)"
+    )
 
     # --- network -----------------------------------------------------------------------
     network: str = _f("impala", "IMPALA CNN (pixels), the compact CNN or the MLP (symbolic view)")
@@ -246,7 +253,7 @@ class PPOConfig:
 
 
 PROFILES: dict[str, dict[str, Any]] = {
-    "paper": {},
+    "paper": {"obs_mode": "pixels"},
     "quick": {
         "obs_mode": "symbolic",
         "distribution_mode": "easy",

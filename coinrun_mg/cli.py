@@ -205,14 +205,16 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     types = typing.get_type_hints(PPOConfig)
-    quick = PROFILES["quick"]
-    group = parser.add_argument_group("PPOConfig fields (defaults: the paper profile)")
+    group = parser.add_argument_group(
+        "PPOConfig fields (the default, then a profile's value where it differs)"
+    )
     for field in dataclasses.fields(PPOConfig):
         name, kind = field.name, types[field.name]
         default = field.default
         note = f"default: {default!r}"
-        if name in quick and quick[name] != default:
-            note += f"; quick: {quick[name]!r}"
+        for profile, values in PROFILES.items():
+            if name in values and values[name] != default:
+                note += f"; {profile}: {values[name]!r}"
         kwargs: dict = {
             "dest": name,
             "default": argparse.SUPPRESS,

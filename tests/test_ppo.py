@@ -123,7 +123,7 @@ def test_profiles_and_serialization():
     with pytest.raises(ValueError, match=r"profile='fast'.*\('paper', 'quick'\)"):
         PPOConfig.from_profile("fast")
     paper = PPOConfig.from_profile("paper")
-    assert paper == PPOConfig()
+    assert paper == PPOConfig(obs_mode="pixels")  # env fields default to CoinRunConfig's
     assert (paper.learning_rate, paper.gamma, paper.num_steps, paper.minibatch_size) == (
         5e-4,
         0.999,
