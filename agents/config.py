@@ -27,9 +27,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from coinrun_mg.envs.config import DISTRIBUTION_MODES, OBS_MODES, CoinRunConfig
-from coinrun_mg.envs.core import COMPILE_WORDS
-from coinrun_mg.envs.levels import COIN_PLACEMENTS
+from coinrun_mg.envs.coinrun.config import DISTRIBUTION_MODES, OBS_MODES, CoinRunConfig
+from coinrun_mg.envs.coinrun.levels import COIN_PLACEMENTS
+from coinrun_mg.envs.compile import COMPILE_WORDS
 
 from .networks import NETWORKS
 

@@ -46,9 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from coinrun_mg.envs.config import CoinRunConfig, resolve_device
-from coinrun_mg.envs.core import COMPILE_WORDS, CoinRunCore
-from coinrun_mg.envs.state import NUM_ACTIONS
+from coinrun_mg.envs import COMPILE_WORDS, NUM_ACTIONS, CoinRunConfig, CoinRunCore, resolve_device
 
 from .config import NATIVE_ENV, RESUMABLE_FIELDS, PPOConfig
 from .networks import Agent, sample_actions

@@ -353,7 +353,7 @@ def _decide(reward, terminated, truncated, info, undecided):
 
 def _overlaps_cell(agent_x, agent_y, cell_x, cell_y) -> torch.Tensor:
     """Whether the agent's box overlaps tile ``(cell_x, cell_y)`` (the core's coin test)."""
-    from coinrun_mg.envs.state import AGENT_RX, AGENT_RY, COLLISION_EPS
+    from coinrun_mg.envs.coinrun.state import AGENT_RX, AGENT_RY, COLLISION_EPS
 
     return ((agent_x - (cell_x + 0.5)).abs() < AGENT_RX + 0.5 - COLLISION_EPS) & (
         (agent_y - (cell_y + 0.5)).abs() < AGENT_RY + 0.5 - COLLISION_EPS
@@ -379,7 +379,7 @@ def _run_native(policy, config, episodes, seed, num_envs, device, progress, cell
     was decided with this step, -1 while it goes on).  ``shown`` flags the slots whose
     state belongs to a recorded episode; ``slot_episode`` maps slots to episodes.
     """
-    from coinrun_mg.envs.core import CoinRunCore
+    from coinrun_mg.envs import CoinRunCore
 
     slots = min(num_envs, episodes)
     core = CoinRunCore(slots, config, device=device, autoreset="disabled", check_actions=False)
@@ -453,7 +453,7 @@ def _run_vector(policy, env_id, env_kwargs, episodes, seed, num_envs, device, pr
     import gymnasium
 
     from coinrun_mg.agents.vec_adapter import VecEnvAdapter
-    from coinrun_mg.envs.config import resolve_device
+    from coinrun_mg.envs import resolve_device
 
     dev = resolve_device(device)
     rec = _Recorder(episodes, progress)
@@ -531,7 +531,7 @@ def evaluate(
     result is a :class:`FilteredEvalReport` (``.all``, ``.filtered``), else an
     :class:`EvalReport`.  ``progress`` shows a tqdm bar on stderr.
     """
-    from coinrun_mg.envs.config import CoinRunConfig, resolve_device
+    from coinrun_mg.envs import CoinRunConfig, resolve_device
 
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes={episodes!r} is invalid; it must be an int >= 1")
@@ -617,8 +617,7 @@ def goal_proxy_rates(policy, train_rand_fraction: float, **eval_kwargs: Any) -> 
 
 def _reference_good_levels(reference, test_config, episodes, seed, num_envs, device, progress):
     """Per episode: True where the reference agent never overlaps the test coin's tile."""
-    from coinrun_mg.envs.config import CoinRunConfig
-    from coinrun_mg.envs.core import initial_states
+    from coinrun_mg.envs import CoinRunConfig, initial_states
 
     reference, ref_kwargs, _ = _resolve_policy(reference, device)
     ref_kwargs = {k: v for k, v in ref_kwargs.items() if k in ("obs_mode", "view_size")}

@@ -30,8 +30,8 @@ from dataclasses import dataclass, fields
 import torch
 
 from .config import CoinRunConfig
-from .core import physics_step
 from .core import start_states as core_start_states
+from .physics import physics_step
 from .state import AGENT_RX, AGENT_RY, GRID_H, GRID_W, EnvState
 
 # Action codes: action = 3 * (vx + 1) + (vy + 1), vx, vy in {-1, 0, 1}.

@@ -46,10 +46,10 @@ from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from ..gym_env import VECTOR_METADATA
 from . import procgen_state as ps
 from .config import CoinRunConfig
 from .core import INFO_KEYS
-from .gym_env import VECTOR_METADATA
 from .levels import coin_choice
 from .levels import coin_moved as _coin_moved_tensor
 from .state import AGENT_RX, AGENT_RY, COLLISION_EPS, MAX_SPEED, NUM_ACTIONS
