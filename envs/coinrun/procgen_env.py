@@ -14,7 +14,7 @@ adds what the experiment needs on top, through procgen's ``get_state`` / ``set_s
   bytes, but only on the steps where the end could be within reach: the player moves at
   most ``MAX_SPEED`` tiles a step, so after each read the next one is scheduled for the
   first step on which it could touch the end cell.  Reading a state costs more than a
-  procgen step (about 0.3 ms), which is why positions are not read every step.
+  procgen step, which is why positions are not read every step.
 * **Gymnasium's NEXT_STEP autoreset** on top of procgen's same-step reset: when procgen
   ends an episode it has already generated the next level, so the state of that new
   level is captured at once (with the coin moved if needed) and loaded back on the
@@ -471,7 +471,7 @@ _DOC_COMMON = """
     ``end_terminates`` (default False), ``max_episode_steps`` (1000), ``render_mode``
     (None | "rgb_array": procgen's 512 x 512 frames), ``track_agent`` (read the player's
     position every step so that ``agent_x`` is always set; costs a state read per env
-    and step, about 3x slower; otherwise ``agent_x`` is NaN on steps where the position
+    and step, several times slower; otherwise ``agent_x`` is NaN on steps where the position
     was not read).  ``obs_mode`` must be "pixels" and ``view_size`` does not apply;
     ``device`` may only be "cpu" (procgen runs on the CPU and speaks numpy).
 
