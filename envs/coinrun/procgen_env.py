@@ -46,7 +46,7 @@ from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from ..gym_env import VECTOR_METADATA
+from ..gym_env import VECTOR_METADATA, check_render_mode
 from . import procgen_state as ps
 from .config import CoinRunConfig
 from .core import INFO_KEYS
@@ -500,13 +500,6 @@ def _make_config(obs_mode: str, view_size, device, kwargs: dict) -> CoinRunConfi
     return CoinRunConfig(obs_mode="pixels", **kwargs)
 
 
-def _check_render_mode(render_mode: str | None) -> None:
-    if render_mode not in (None, "rgb_array"):
-        raise ValueError(
-            f"render_mode={render_mode!r} is invalid; accepted values are None and 'rgb_array'"
-        )
-
-
 def _observation_space() -> spaces.Box:
     return spaces.Box(0, 255, shape=OBSERVATION_SHAPE, dtype=np.uint8)
 
@@ -530,7 +523,7 @@ class ProcgenCoinRunEnv(gym.Env):
         track_agent: bool = True,
         **kwargs: Any,
     ):
-        _check_render_mode(render_mode)
+        check_render_mode(render_mode)
         self.config = _make_config(obs_mode, view_size, device, kwargs)
         self.core = ProcgenCoinRunCore(
             1, self.config, track_agent=track_agent, autoreset="disabled", render_mode=render_mode
@@ -591,7 +584,7 @@ class ProcgenCoinRunVectorEnv(VectorEnv):
         track_agent: bool = False,
         **kwargs: Any,
     ):
-        _check_render_mode(render_mode)
+        check_render_mode(render_mode)
         self.config = _make_config(obs_mode, view_size, device, kwargs)
         self.core = ProcgenCoinRunCore(
             num_envs,

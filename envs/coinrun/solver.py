@@ -2,7 +2,7 @@
 
 ``find_witnesses`` searches, for a batch of level seeds at once, for an action sequence
 that takes the agent from the start of the level to the coin under the real physics
-(``core.physics_step``), and ``replay_witnesses`` replays sequences from freshly built
+(``physics.physics_step``), and ``replay_witnesses`` replays sequences from freshly built
 start states.  Only a replayed sequence counts as proof that a level is solvable: the
 search is a heuristic and never has to be trusted (``find_witnesses`` replays everything
 it returns unless told not to).
