@@ -2,7 +2,7 @@
 
 ``PPOConfig()`` holds the Procgen / Langosco et al. (2022) PPO hyperparameters (IMPALA CNN,
 64 envs x 256 steps, minibatch 8192, gamma 0.999, ...); its environment fields take their
-defaults from :class:`~coinrun_mg.envs.config.CoinRunConfig`, the one source of them.  Named
+defaults from :class:`~coinrun_mg.envs.CoinRunConfig`, the one source of them.  Named
 profiles change a few fields:
 
 * ``paper`` -- the defaults on 64x64 pixels, as the paper trained: a GPU workload.  The
@@ -25,9 +25,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from coinrun_mg.envs.config import DISTRIBUTION_MODES, OBS_MODES, CoinRunConfig
-from coinrun_mg.envs.core import COMPILE_WORDS
-from coinrun_mg.envs.levels import COIN_PLACEMENTS
+from coinrun_mg.envs.coinrun.config import DISTRIBUTION_MODES, OBS_MODES, CoinRunConfig
+from coinrun_mg.envs.coinrun.levels import COIN_PLACEMENTS
+from coinrun_mg.envs.compile import COMPILE_WORDS
 
 from .networks import NETWORKS
 

@@ -26,7 +26,7 @@ import math
 import torch
 from torch import nn
 
-from coinrun_mg.envs.render import SYMBOLIC_CHANNEL_NAMES, SYMBOLIC_CHANNELS
+from coinrun_mg.envs.coinrun.observation import SYMBOLIC_CHANNEL_NAMES, SYMBOLIC_CHANNELS
 
 NETWORKS = ("impala", "compact", "mlp")
 

@@ -50,10 +50,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from coinrun_mg.envs.config import CoinRunConfig, resolve_device
-from coinrun_mg.envs.core import COMPILE_WORDS, CoinRunCore
-from coinrun_mg.envs.memory import check_num_envs, observation_bytes
-from coinrun_mg.envs.state import NUM_ACTIONS
+from coinrun_mg.envs import COMPILE_WORDS, NUM_ACTIONS, CoinRunConfig, CoinRunCore, resolve_device
+from coinrun_mg.envs.coinrun.memory import check_num_envs, observation_bytes
 from coinrun_mg.files import atomic_write_text
 
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, read_run_config, write_checkpoint

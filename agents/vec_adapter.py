@@ -1,6 +1,6 @@
 """Make a Gymnasium numpy ``VectorEnv`` look like the native torch core to the trainer.
 
-The PPO trainer is written against :class:`coinrun_mg.envs.core.CoinRunCore` with
+The PPO trainer is written against :class:`coinrun_mg.envs.coinrun.core.CoinRunCore` with
 ``autoreset="same_step"``: ``reset(seed)`` and ``step(actions)`` speak tensors on the
 training device, and every step is a real transition.  Gymnasium vector envs speak numpy,
 and most (the native ``CoinRunVectorEnv``, the procgen backend) use the NEXT_STEP

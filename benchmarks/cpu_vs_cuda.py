@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 
 try:
-    from coinrun_mg.envs.config import CoinRunConfig
-    from coinrun_mg.envs.core import CoinRunCore
+    from coinrun_mg.envs.coinrun.config import CoinRunConfig
+    from coinrun_mg.envs.coinrun.core import CoinRunCore
 except ImportError:  # a plain checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from envs.config import CoinRunConfig
-    from envs.core import CoinRunCore
+    from envs.coinrun.config import CoinRunConfig
+    from envs.coinrun.core import CoinRunCore
 
 
 def compare(obs_mode: str, num_envs: int, steps: int) -> None:

@@ -21,10 +21,11 @@ import collections
 import torch
 
 from coinrun_mg.agents import load_policy
-from coinrun_mg.envs import render
-from coinrun_mg.envs.config import CoinRunConfig
-from coinrun_mg.envs.core import physics_step, start_states
-from coinrun_mg.envs.state import AGENT_RX, AGENT_RY, ENEMY_R, LAVA, LAVA_TOP, SAW
+from coinrun_mg.envs.coinrun import observation as render
+from coinrun_mg.envs.coinrun.config import CoinRunConfig
+from coinrun_mg.envs.coinrun.core import start_states
+from coinrun_mg.envs.coinrun.physics import physics_step
+from coinrun_mg.envs.coinrun.state import AGENT_RX, AGENT_RY, ENEMY_R, LAVA, LAVA_TOP, SAW
 
 TILE_CAUSES = {SAW: "saw", LAVA: "lava", LAVA_TOP: "lava"}
 

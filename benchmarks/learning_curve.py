@@ -47,7 +47,7 @@ import torch
 from coinrun_mg.agents import PPOConfig, TrainingHook, first_episode_stats, train
 from coinrun_mg.agents.config import PROFILES
 from coinrun_mg.agents.ppo import CHECKPOINT_NAME, read_checkpoint
-from coinrun_mg.envs.config import resolve_device
+from coinrun_mg.envs.checks import resolve_device
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EVAL_SEED = 1_000_000

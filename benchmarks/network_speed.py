@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 
 from coinrun_mg.agents.networks import NETWORKS, Agent
-from coinrun_mg.envs.config import resolve_device
-from coinrun_mg.envs.render import SYMBOLIC_CHANNELS
+from coinrun_mg.envs.checks import resolve_device
+from coinrun_mg.envs.coinrun.observation import SYMBOLIC_CHANNELS
 
 OUT = Path(__file__).resolve().parent / "out" / "network_speed.json"
 OBS_SHAPES = {"impala": (64, 64, 3), "compact": (13, 13, SYMBOLIC_CHANNELS)}

@@ -1,4 +1,4 @@
-"""Micro-benchmark of envs/render.py (scratch; not part of the test suite).
+"""Micro-benchmark of envs/coinrun/observation.py (scratch; not part of the test suite).
 
     python benchmarks/render_micro.py [--threads 2] [--reps 30] [--levels] [--device cuda]
 
@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from coinrun_mg.envs import render
-from coinrun_mg.envs.state import GRID_H, GRID_W, MAX_ENEMIES, NUM_THEMES, EnvState
+from coinrun_mg.envs.coinrun import observation as render
+from coinrun_mg.envs.coinrun.state import GRID_H, GRID_W, MAX_ENEMIES, NUM_THEMES, EnvState
 
 
 def random_state(n: int, seed: int = 0) -> EnvState:
@@ -43,8 +43,8 @@ def random_state(n: int, seed: int = 0) -> EnvState:
 
 def level_state(n: int, seed: int = 0) -> EnvState:
     """Generated hard-mode levels, agents at random x along the level at start height."""
-    from coinrun_mg.envs.config import CoinRunConfig
-    from coinrun_mg.envs.core import initial_states
+    from coinrun_mg.envs.coinrun.config import CoinRunConfig
+    from coinrun_mg.envs.coinrun.core import initial_states
 
     s = initial_states(
         torch.arange(n) + seed, torch.zeros(n, dtype=torch.long), CoinRunConfig(rand_fraction=0.5)

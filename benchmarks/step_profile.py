@@ -30,10 +30,12 @@ import torch
 from network_speed import median_ms  # benchmarks/ is on sys.path when run as a script
 from throughput import add_malloc_argument, apply_malloc
 
-from coinrun_mg.envs import render
-from coinrun_mg.envs.config import CoinRunConfig, resolve_device
-from coinrun_mg.envs.core import COMPILE_WORDS, CoinRunCore
-from coinrun_mg.envs.state import NUM_ACTIONS
+from coinrun_mg.envs.checks import resolve_device
+from coinrun_mg.envs.coinrun import observation as render
+from coinrun_mg.envs.coinrun.config import CoinRunConfig
+from coinrun_mg.envs.coinrun.core import CoinRunCore
+from coinrun_mg.envs.coinrun.state import NUM_ACTIONS
+from coinrun_mg.envs.compile import COMPILE_WORDS
 
 
 def profile(num_envs: int, obs_mode: str, device: torch.device, args) -> dict:

@@ -57,16 +57,20 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 try:  # the installed package (pip install -e .)
-    from coinrun_mg.envs.config import CoinRunConfig, resolve_device
-    from coinrun_mg.envs.core import COMPILE_WORDS, CoinRunCore, resolve_compile
+    from coinrun_mg.envs.checks import resolve_device
+    from coinrun_mg.envs.coinrun.config import CoinRunConfig
+    from coinrun_mg.envs.coinrun.core import CoinRunCore
+    from coinrun_mg.envs.coinrun.state import NUM_ACTIONS
+    from coinrun_mg.envs.compile import COMPILE_WORDS, resolve_compile
     from coinrun_mg.envs.malloc import tune_malloc
-    from coinrun_mg.envs.state import NUM_ACTIONS
 except ImportError:  # a plain checkout: envs/ is importable from the repository root
     sys.path.insert(0, str(REPO_ROOT))
-    from envs.config import CoinRunConfig, resolve_device
-    from envs.core import COMPILE_WORDS, CoinRunCore, resolve_compile
+    from envs.checks import resolve_device
+    from envs.coinrun.config import CoinRunConfig
+    from envs.coinrun.core import CoinRunCore
+    from envs.coinrun.state import NUM_ACTIONS
+    from envs.compile import COMPILE_WORDS, resolve_compile
     from envs.malloc import tune_malloc
-    from envs.state import NUM_ACTIONS
 
 DEFAULT_ENVS_CPU = (64, 256, 1024, 4096, 16384)
 DEFAULT_ENVS_CUDA = DEFAULT_ENVS_CPU + (65536,)

@@ -36,13 +36,13 @@ def _register_envs() -> None:
     specs = (
         (
             COINRUN_ENV_ID,
-            "coinrun_mg.envs.gym_env:CoinRunEnv",
-            "coinrun_mg.envs.gym_env:CoinRunVectorEnv",
+            "coinrun_mg.envs.coinrun.gym_env:CoinRunEnv",
+            "coinrun_mg.envs.coinrun.gym_env:CoinRunVectorEnv",
         ),
         (
             PROCGEN_COINRUN_ENV_ID,
-            "coinrun_mg.envs.procgen_env:ProcgenCoinRunEnv",
-            "coinrun_mg.envs.procgen_env:ProcgenCoinRunVectorEnv",
+            "coinrun_mg.envs.coinrun.procgen_env:ProcgenCoinRunEnv",
+            "coinrun_mg.envs.coinrun.procgen_env:ProcgenCoinRunVectorEnv",
         ),
     )
     for env_id, entry_point, vector_entry_point in specs:

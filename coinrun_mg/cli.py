@@ -245,7 +245,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     from coinrun_mg.agents.config import PPOConfig, field_names
     from coinrun_mg.agents.ppo import TrainingInterrupted, read_run_config, train
-    from coinrun_mg.envs.config import resolve_device
+    from coinrun_mg.envs import resolve_device
 
     overrides = {name: getattr(args, name) for name in field_names() if hasattr(args, name)}
     if "coin_region" in overrides:

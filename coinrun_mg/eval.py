@@ -387,7 +387,7 @@ def _decide(reward, terminated, truncated, info, undecided):
 
 def _overlaps_cell(agent_x, agent_y, cell_x, cell_y) -> torch.Tensor:
     """Whether the agent's box overlaps tile ``(cell_x, cell_y)`` (the core's coin test)."""
-    from coinrun_mg.envs.state import AGENT_RX, AGENT_RY, COLLISION_EPS
+    from coinrun_mg.envs.coinrun.state import AGENT_RX, AGENT_RY, COLLISION_EPS
 
     return ((agent_x - (cell_x + 0.5)).abs() < AGENT_RX + 0.5 - COLLISION_EPS) & (
         (agent_y - (cell_y + 0.5)).abs() < AGENT_RY + 0.5 - COLLISION_EPS
@@ -417,8 +417,8 @@ def action_noise(keys: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
     Entry ``a`` is ``random_bits(key, step * NUM_ACTIONS + a)``, its top 24 bits mapped
     to the centre of one of 2**24 equal cells (exact in float32, never 0 or 1).
     """
+    from coinrun_mg.envs import NUM_ACTIONS
     from coinrun_mg.envs.rng import random_bits
-    from coinrun_mg.envs.state import NUM_ACTIONS
 
     actions = torch.arange(NUM_ACTIONS, device=keys.device)
     bits = random_bits(keys[:, None], steps.to(keys.device)[:, None] * NUM_ACTIONS + actions)
@@ -486,9 +486,8 @@ def _run_native(
     was decided with this step, -1 while it goes on).  ``shown`` flags the slots whose
     state belongs to a recorded episode; ``slot_episode`` maps slots to episodes.
     """
-    from coinrun_mg.envs.config import resolve_device
-    from coinrun_mg.envs.core import CoinRunCore
-    from coinrun_mg.envs.memory import check_num_envs, observation_bytes
+    from coinrun_mg.envs import CoinRunCore, resolve_device
+    from coinrun_mg.envs.coinrun.memory import check_num_envs, observation_bytes
 
     slots = min(num_envs, episodes)
     obs_bytes = observation_bytes(config.obs_mode, config.view_size)
@@ -571,7 +570,7 @@ def _run_vector(policy, env_id, env_kwargs, episodes, seed, num_envs, device, pr
 
     from coinrun_mg import PROCGEN_COINRUN_ENV_ID
     from coinrun_mg.agents.vec_adapter import VecEnvAdapter
-    from coinrun_mg.envs.config import resolve_device
+    from coinrun_mg.envs import resolve_device
 
     dev = resolve_device(device)
     rec = _Recorder(episodes, progress)
@@ -610,8 +609,7 @@ def procgen_level_seeds(seed: int, episodes: torch.Tensor, env_kwargs: dict) -> 
     """The procgen level seed of each episode index in ``episodes``: the level seed the
     native env gives the episode's key ``seed + i`` (within ``num_levels`` /
     ``start_level`` of ``env_kwargs``), a different level on the procgen backend."""
-    from coinrun_mg.envs.config import CoinRunConfig
-    from coinrun_mg.envs.core import level_seeds_for
+    from coinrun_mg.envs import CoinRunConfig, level_seeds_for
 
     levels = {k: env_kwargs[k] for k in ("num_levels", "start_level") if k in env_kwargs}
     keys = seed + episodes.to(torch.int64)
@@ -629,7 +627,7 @@ def resolve_policy(policy, device="auto"):
     and its env id (empty and None when a plain callable does not say)."""
     if isinstance(policy, (str, os.PathLike)):
         from coinrun_mg.agents.ppo import load_policy
-        from coinrun_mg.envs.config import resolve_device
+        from coinrun_mg.envs import resolve_device
 
         policy = load_policy(policy, device=resolve_device(device))
     if not callable(policy):
@@ -652,7 +650,7 @@ def run_episodes(
     watch: Callable[..., None] | None = None,
 ) -> EvalReport:
     """Play the first episodes of keys ``seed .. seed + episodes - 1`` on the native env
-    (``config``: a :class:`~coinrun_mg.envs.config.CoinRunConfig`, used as given) and
+    (``config``: a :class:`~coinrun_mg.envs.CoinRunConfig`, used as given) and
     report them: the test run of :func:`evaluate`, with its per-episode action noise and
     its seeded global torch RNG.  ``policy`` must be a callable (see
     :func:`resolve_policy`); ``num_envs`` slots step together (default
@@ -664,7 +662,7 @@ def run_episodes(
     decided with this step, -1 while it goes on).  ``shown`` flags the slots whose state
     belongs to an episode of the evaluation; ``slot_episode`` maps slots to episodes.
     """
-    from coinrun_mg.envs.config import resolve_device
+    from coinrun_mg.envs import resolve_device
 
     dev = resolve_device(device)
     num_envs = min(episodes, 1024) if num_envs is None else num_envs
@@ -705,7 +703,7 @@ def evaluate(
     result is a :class:`FilteredEvalReport` (``.all``, ``.filtered``), else an
     :class:`EvalReport`.  ``progress`` shows a tqdm bar on stderr.
     """
-    from coinrun_mg.envs.config import CoinRunConfig, resolve_device
+    from coinrun_mg.envs import CoinRunConfig, resolve_device
 
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes={episodes!r} is invalid; it must be an int >= 1")
@@ -791,8 +789,7 @@ def goal_proxy_rates(policy, train_rand_fraction: float, **eval_kwargs: Any) -> 
 
 def _reference_good_levels(reference, test_config, episodes, seed, num_envs, device, progress):
     """Per episode: True where the reference agent never overlaps the test coin's tile."""
-    from coinrun_mg.envs.config import CoinRunConfig
-    from coinrun_mg.envs.core import initial_states
+    from coinrun_mg.envs import CoinRunConfig, initial_states
 
     reference, ref_kwargs, _ = resolve_policy(reference, device)
     ref_kwargs = {k: v for k, v in ref_kwargs.items() if k in ("obs_mode", "view_size")}

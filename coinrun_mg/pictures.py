@@ -1,7 +1,8 @@
 """Pictures of whole CoinRun levels, and the drawing helpers the videos and the game share.
 
-:func:`draw_level` draws one level of a batched :class:`~coinrun_mg.envs.state.EnvState`
-from its tile grid, in the colours the environment renders (``envs/render.py``), with
+:func:`draw_level` draws one level of a batched
+:class:`~coinrun_mg.envs.coinrun.state.EnvState` from its tile grid, in the colours the
+environment renders (``envs/coinrun/observation.py``), with
 the coin, the original end and the agent (at the start, for a fresh state) marked;
 :func:`level_grid` lays out many levels, each captioned with its level seed and whether
 its coin was moved, above a legend; :func:`save_level_grid` is what
@@ -32,10 +33,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from coinrun_mg.envs import render
-from coinrun_mg.envs.config import CoinRunConfig
-from coinrun_mg.envs.core import start_states
-from coinrun_mg.envs.state import (
+from coinrun_mg.envs.coinrun import observation as render
+from coinrun_mg.envs.coinrun.config import CoinRunConfig
+from coinrun_mg.envs.coinrun.core import start_states
+from coinrun_mg.envs.coinrun.state import (
     AGENT_RX,
     AGENT_RY,
     BARRIER,
@@ -283,7 +284,7 @@ def level_states(
     """Fresh episode states (agent at the start) of the given level seeds.
 
     ``rand_fraction`` and ``distribution_mode`` (and any other
-    :class:`~coinrun_mg.envs.config.CoinRunConfig` field in ``config``) decide the
+    :class:`~coinrun_mg.envs.coinrun.config.CoinRunConfig` field in ``config``) decide the
     level and its coin exactly as in the environment.
     """
     seeds = [int(s) for s in level_seeds]

@@ -122,7 +122,7 @@ class Game:
 
     def start(self) -> None:
         """(Re)start the current level from the beginning."""
-        from coinrun_mg.envs.gym_env import CoinRunEnv
+        from coinrun_mg.envs.coinrun.gym_env import CoinRunEnv
 
         # num_levels=1 from start_level=seed: every reset is exactly this level.
         self.env = CoinRunEnv(num_levels=1, start_level=self.level_seed, **self.env_kwargs)

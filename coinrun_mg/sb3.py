@@ -73,8 +73,8 @@ from gymnasium import spaces
 from torch import nn
 
 from coinrun_mg import COINRUN_ENV_ID, PROCGEN_COINRUN_ENV_ID
-from coinrun_mg.envs.core import INFO_KEYS, CoinRunCore
-from coinrun_mg.envs.render import SYMBOLIC_CHANNELS
+from coinrun_mg.envs.coinrun.core import INFO_KEYS, CoinRunCore
+from coinrun_mg.envs.coinrun.observation import SYMBOLIC_CHANNELS
 from coinrun_mg.eval import GOAL_PROXY_KEYS, goal_proxy_rates
 
 try:
@@ -140,12 +140,12 @@ def make_vec_env(
     step anyway); ``device="cuda"`` steps the simulator on a GPU.
     """
     if env_id == COINRUN_ENV_ID:
-        from coinrun_mg.envs.gym_env import CoinRunVectorEnv
+        from coinrun_mg.envs.coinrun.gym_env import CoinRunVectorEnv
 
         env_kwargs.setdefault("device", "cpu")
         venv = CoinRunVectorEnv(num_envs=num_envs, **env_kwargs)
     elif env_id == PROCGEN_COINRUN_ENV_ID:
-        from coinrun_mg.envs.procgen_env import ProcgenCoinRunVectorEnv
+        from coinrun_mg.envs.coinrun.procgen_env import ProcgenCoinRunVectorEnv
 
         venv = ProcgenCoinRunVectorEnv(num_envs=num_envs, **env_kwargs)
     else:

@@ -52,8 +52,8 @@ from PIL import Image, ImageDraw
 
 from coinrun_mg import COINRUN_ENV_ID
 from coinrun_mg import pictures as pic
-from coinrun_mg.envs import render
-from coinrun_mg.envs.state import AGENT_RX, AGENT_RY, ENEMY_R, EnvState
+from coinrun_mg.envs.coinrun import observation as render
+from coinrun_mg.envs.coinrun.state import AGENT_RX, AGENT_RY, ENEMY_R, EnvState
 
 __all__ = [
     "FORMATS",
@@ -572,7 +572,7 @@ def record_videos(
     called with every :class:`Frame` as it is drawn (not the held frames), e.g. to pick
     stills for a frame strip.
     """
-    from coinrun_mg.envs.config import CoinRunConfig, resolve_device
+    from coinrun_mg.envs import CoinRunConfig, resolve_device
     from coinrun_mg.eval import TEST_DEFAULTS, resolve_policy, run_episodes
 
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:

@@ -1,12 +1,23 @@
-"""Gymnasium facades over the torch core: a single ``Env`` and a native ``VectorEnv``.
+"""Gymnasium facades over any batched torch core of the family: a single ``Env`` and a
+native ``VectorEnv``.
 
 Both speak numpy, as Gymnasium's contract asks; code that wants tensors on the device
-uses ``CoinRunVectorEnv.core`` (a ``CoinRunCore``) directly.
+uses the facade's ``core`` directly.  A game subclasses them, naming its config and core
+class (``config_class``, ``core_class``) and writing its docstring; the core must offer:
+
+* ``core_class(num_envs, config, device=..., autoreset=..., compile=...)``;
+* ``num_actions`` (``Discrete`` actions), ``info_keys`` (what the infos hold),
+  ``observation_shape`` (uint8 ``[H, W, C]``), ``device``, ``state`` (None before the
+  first reset);
+* ``reset(seed) -> (obs, info)``, ``reset_keys(keys)``, ``start_next_episodes()``,
+  ``observe()``, ``current_info()`` and ``step(actions) -> (obs, reward, terminated,
+  truncated, info)``, all over torch tensors with a leading ``num_envs`` dimension;
+* ``render_frame(i)``, a large RGB view of environment ``i`` as numpy.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -14,65 +25,6 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
-
-from .config import CoinRunConfig
-from .core import INFO_KEYS, CoinRunCore
-from .state import NUM_ACTIONS
-
-_DOC_COMMON = """
-    ## Description
-    CoinRun (procgen's platformer) written in batched torch, with the coin optionally
-    moved away from the end of the level.  The agent starts at the left; the coin
-    normally sits at the far-right end, on top of the last ground column, with solid wall
-    beyond.  Levels have 1-5 sections with height changes, pits (lava, a row of saws or
-    walking enemies) with stepping blocks, saws and crate stacks on flat ground, and, in
-    hard mode, walking enemies on flat ground.  With ``rand_fraction > 0`` that fraction
-    of levels (decided per level seed) has its coin moved ("section": the left edge of a
-    random section, the rule of Langosco et al. 2022; "anywhere": any safe standing tile);
-    the original end position stays tracked as ``reached_end``.
-
-    ## Action Space
-    ``Discrete(15)`` as in procgen: ``a`` in 0..8 is (left, none, right) x (down, none,
-    up) with ``vx = a // 3 - 1`` and ``vy = a % 3 - 1``; 9..14 stand still.  Up jumps when
-    standing on ground or a crate.
-
-    ## Observation Space
-    ``obs_mode="symbolic"``: ``Box(0, 255, (view, view, 10), uint8)``, an agent-centred
-    crop of the tile grid, channels: solid, lava, saw, crate, coin, enemy (0 or 255),
-    then the agent's vx, vy and sub-tile x, y as shades (127 is zero velocity).
-    ``obs_mode="pixels"``: ``Box(0, 255, (64, 64, 3), uint8)``, an agent-centred RGB view
-    12.8 tiles across; hard mode varies the colour theme per level.
-
-    ## Rewards
-    +10 for touching the coin; 0 otherwise (no step penalty).
-
-    ## Starting State
-    The agent stands at x = 1.5 on the floor at the left of the level.
-
-    ## Episode End
-    Terminated when the agent touches the coin, lava, a saw or an enemy, or (with
-    ``end_terminates=True``) the original end position; truncated after
-    ``max_episode_steps`` (1000) steps.
-
-    ## Info
-    At reset and every step: ``coin_collected``, ``reached_end`` (touched the original
-    end position at some point this episode), ``died``, ``timed_out``,
-    ``coin_randomized``, ``level_seed``, ``agent_x``, ``coin_x``, ``end_x``.
-
-    ## Arguments
-    ``obs_mode`` ("symbolic" | "pixels"), ``view_size`` (odd, symbolic only, default 13),
-    ``distribution_mode`` ("easy" | "hard"), ``num_levels`` (0 = unlimited),
-    ``start_level``, ``rand_fraction`` (float in [0, 1]), ``coin_placement``
-    ("section" | "anywhere"), ``coin_region`` ((lo, hi) fractions of the level length for
-    moved coins), ``end_terminates`` (default False), ``max_episode_steps`` (1000),
-    ``device`` ("auto" | "cpu" | "cuda"), ``render_mode`` (None | "rgb_array"),
-    ``compile`` ("auto" | True | False: run the step through ``torch.compile``; "auto"
-    does on CUDA, where it is several times faster; the first step then compiles).
-
-    ## Version History
-    * v0: initial release.
-"""
-
 
 # What every vector env of the family declares (the procgen backend shares it).
 VECTOR_METADATA = {
@@ -82,21 +34,24 @@ VECTOR_METADATA = {
 }
 
 
-def _observation_space(core: CoinRunCore) -> spaces.Box:
+def observation_space(core) -> spaces.Box:
+    """The uint8 image space of one environment of ``core``."""
     return spaces.Box(0, 255, shape=core.observation_shape, dtype=np.uint8)
 
 
-def _check_render_mode(render_mode: str | None) -> None:
+def check_render_mode(render_mode: str | None) -> None:
     if render_mode not in (None, "rgb_array"):
         raise ValueError(
             f"render_mode={render_mode!r} is invalid; accepted values are None and 'rgb_array'"
         )
 
 
-class CoinRunEnv(gym.Env):
-    __doc__ = "A single native CoinRun environment (numpy in and out).\n" + _DOC_COMMON
+class CoreEnv(gym.Env):
+    """A single environment of a batched torch core (numpy in and out)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
+    config_class: ClassVar[type]
+    core_class: ClassVar[type]
 
     def __init__(
         self,
@@ -105,14 +60,14 @@ class CoinRunEnv(gym.Env):
         compile: bool | str = "auto",
         **kwargs: Any,
     ):
-        _check_render_mode(render_mode)
-        self.config = CoinRunConfig(**kwargs)
-        self.core = CoinRunCore(
+        check_render_mode(render_mode)
+        self.config = self.config_class(**kwargs)
+        self.core = self.core_class(
             1, self.config, device=device, autoreset="disabled", compile=compile
         )
         self.render_mode = render_mode
-        self.observation_space = _observation_space(self.core)
-        self.action_space = spaces.Discrete(NUM_ACTIONS)
+        self.observation_space = observation_space(self.core)
+        self.action_space = spaces.Discrete(self.core.num_actions)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -122,12 +77,14 @@ class CoinRunEnv(gym.Env):
             self.core.reset(int(self.np_random.integers(2**31)))
         else:
             self.core.start_next_episodes()  # the next level of this env's sequence
-        info = {k: v[0].item() for k, v in self.core._info(None).items()}
+        info = {k: v[0].item() for k, v in self.core.current_info().items()}
         return self.core.observe()[0].cpu().numpy(), info
 
     def step(self, action):
         if not self.action_space.contains(action):
-            raise ValueError(f"action={action!r} is invalid; expected an int in [0, {NUM_ACTIONS})")
+            raise ValueError(
+                f"action={action!r} is invalid; expected an int in [0, {self.core.num_actions})"
+            )
         actions = torch.tensor([int(action)], device=self.core.device)
         obs, reward, terminated, truncated, info = self.core.step(actions)
         return (
@@ -144,15 +101,13 @@ class CoinRunEnv(gym.Env):
         return None
 
 
-class CoinRunVectorEnv(VectorEnv):
-    __doc__ = (
-        "``num_envs`` native CoinRun environments stepped as one batch (numpy in and out).\n\n"
-        "    Autoreset follows Gymnasium's NEXT_STEP convention.  Environment ``i`` of\n"
-        "    ``reset(seed=s)`` plays the same levels as a single env reset with ``s + i``.\n"
-        "    The torch core is ``self.core``.\n" + _DOC_COMMON
-    )
+class CoreVectorEnv(VectorEnv):
+    """``num_envs`` environments of a batched torch core stepped as one batch (numpy in
+    and out), autoresetting by Gymnasium's NEXT_STEP convention."""
 
     metadata = VECTOR_METADATA
+    config_class: ClassVar[type]
+    core_class: ClassVar[type]
 
     def __init__(
         self,
@@ -162,15 +117,15 @@ class CoinRunVectorEnv(VectorEnv):
         compile: bool | str = "auto",
         **kwargs: Any,
     ):
-        _check_render_mode(render_mode)
-        self.config = CoinRunConfig(**kwargs)
-        self.core = CoinRunCore(
+        check_render_mode(render_mode)
+        self.config = self.config_class(**kwargs)
+        self.core = self.core_class(
             num_envs, self.config, device=device, autoreset="next_step", compile=compile
         )
         self.num_envs = num_envs
         self.render_mode = render_mode
-        self.single_observation_space = _observation_space(self.core)
-        self.single_action_space = spaces.Discrete(NUM_ACTIONS)
+        self.single_observation_space = observation_space(self.core)
+        self.single_action_space = spaces.Discrete(self.core.num_actions)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._np_random = None
@@ -184,7 +139,7 @@ class CoinRunVectorEnv(VectorEnv):
                 )
             self.core.reset_keys(torch.tensor(keys, device=self.core.device))
             obs = self.core.observe()
-            info = self.core._info(None)
+            info = self.core.current_info()
         else:
             obs, info = self.core.reset(seed)
         return obs.cpu().numpy(), self._numpy_info(info)
@@ -194,7 +149,7 @@ class CoinRunVectorEnv(VectorEnv):
         if actions.shape != (self.num_envs,) or not np.issubdtype(actions.dtype, np.integer):
             raise ValueError(
                 f"actions of shape {actions.shape} and dtype {actions.dtype} are invalid; "
-                f"expected ({self.num_envs},) integers in [0, {NUM_ACTIONS})"
+                f"expected ({self.num_envs},) integers in [0, {self.core.num_actions})"
             )
         obs, reward, terminated, truncated, info = self.core.step(torch.from_numpy(actions))
         return (
@@ -208,7 +163,7 @@ class CoinRunVectorEnv(VectorEnv):
     def _numpy_info(self, info: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         everywhere = np.ones(self.num_envs, dtype=bool)
-        for key in INFO_KEYS:
+        for key in self.core.info_keys:
             out[key] = info[key].cpu().numpy()
             out["_" + key] = everywhere
         return out

@@ -4,16 +4,15 @@ Each step of a CPU core allocates a fresh observation batch, and torch's CPU all
 takes it from the C library's ``malloc``.  glibc serves blocks above its *mmap
 threshold* -- adjusted as the program runs, but never above 32 MiB on 64-bit systems
 (``mallopt(3)``) -- with a fresh ``mmap`` and gives them back with ``munmap`` when freed,
-so a step whose observations exceed 32 MiB (pixels from 2,731 envs, the 13 x 13 symbolic
-view from 19,855) page-faults and zero-fills every page of them anew: 48 MiB of pixels at
-4,096 envs cost about 9 ms of kernel time per step on our 2-core machines, a third of the
-step.  :func:`tune_malloc` raises the threshold, and the heap's trim threshold with it,
-so freed blocks stay in the heap and the next step reuses them.
+so a step whose observations exceed 32 MiB page-faults and zero-fills every page of them
+anew.  :func:`tune_malloc` raises the threshold, and the heap's trim threshold with it,
+so freed blocks stay in the heap and the next step reuses them (why this matters and how
+the thresholds were chosen: docs/design-notes-envs.md, "Large CPU blocks").
 
 This changes how the whole process allocates (freed memory up to the trim threshold is
 kept rather than returned to the system), so the library never does it on its own: the
-``coinrun-mg`` command and the benchmarks call it, and a :class:`~.core.CoinRunCore`
-whose CPU observations exceed the limit warns once while it has not been called.
+``coinrun-mg`` command and the benchmarks call it, and a core whose CPU observations
+exceed the limit warns once (:func:`warn_if_mapped_afresh`) while it has not been called.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import ctypes
 import ctypes.util
 import functools
 import platform
+import warnings
 
 # glibc's mallopt parameter numbers (malloc.h) and the 64-bit cap on its own dynamic
 # mmap threshold, above which every block is mapped afresh.
@@ -37,12 +37,10 @@ def tune_malloc(max_block_bytes: int = 256 * 2**20) -> bool:
     """Let glibc's ``malloc`` serve blocks up to ``max_block_bytes`` from its heap and
     keep up to twice that freed at the heap's top instead of returning it to the system.
 
-    The default, 256 MiB, covers a step of pixels at 16,384 envs (192 MiB) and keeps up
-    to 512 MiB of freed memory in the process.  Returns True when applied, False where
-    the C library is not glibc (macOS, Windows, musl): nothing changes there.  Calling it
-    again is harmless.  Pixels at 4,096 CPU envs then step about 1.6x as fast, at 16,384
-    about 1.7x; the process's resident memory grows by up to the kept amount (README,
-    "Large CPU batches").
+    The default, 256 MiB, covers a step of pixels at 16,384 envs and keeps up to 512 MiB
+    of freed memory in the process.  Returns True when applied, False where the C library
+    is not glibc (macOS, Windows, musl): nothing changes there.  Calling it again is
+    harmless.  The process's resident memory grows by up to the kept amount.
     """
     if isinstance(max_block_bytes, bool) or not isinstance(max_block_bytes, int):
         raise TypeError(f"max_block_bytes must be an int, got {max_block_bytes!r}")
@@ -88,6 +86,24 @@ def remedy(num_bytes: int) -> str:
     return (
         f"tune_malloc() was called with a limit of {_tuned_to >> 20} MiB; call "
         f"tune_malloc({num_bytes}) or more to keep them in the process, or use fewer envs"
+    )
+
+
+_warned_about_malloc = False
+
+
+def warn_if_mapped_afresh(obs_bytes: int) -> None:
+    """Warn once per process when each step's CPU observations are big enough for glibc
+    to map and zero-fill them anew every step."""
+    global _warned_about_malloc
+    if _warned_about_malloc or not maps_afresh(obs_bytes):
+        return
+    _warned_about_malloc = True
+    warnings.warn(
+        f"each step's observations take {obs_bytes / 2**20:.1f} MiB, which glibc's malloc "
+        f"maps and zero-fills afresh every step; {remedy(obs_bytes)}",
+        RuntimeWarning,
+        stacklevel=3,
     )
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from coinrun_mg.envs.config import CoinRunConfig
-from coinrun_mg.envs.core import initial_states
+from coinrun_mg.envs.coinrun.config import CoinRunConfig
+from coinrun_mg.envs.coinrun.core import initial_states
 from coinrun_mg.eval import PROXY, TEST_DEFAULTS, evaluate, resolve_policy
 from coinrun_mg.pictures import CAPTION_BG, save_level_grid, text
 from coinrun_mg.video import record_videos

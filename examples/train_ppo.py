@@ -14,8 +14,8 @@ import argparse
 from collections.abc import Sequence
 
 from coinrun_mg.agents import PPOConfig, TrainingHook, first_episode_stats, load_policy, train
-from coinrun_mg.envs.config import CoinRunConfig
-from coinrun_mg.envs.core import CoinRunCore
+from coinrun_mg.envs.coinrun.config import CoinRunConfig
+from coinrun_mg.envs.coinrun.core import CoinRunCore
 
 
 class CoinRate(TrainingHook):

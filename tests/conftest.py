@@ -25,8 +25,7 @@ def sampling_policy():
     """A small untrained agent (symbolic view, MLP) as a sampling ``Policy``, biased to the
     right so that its episodes end at many different steps (goal, proxy, death)."""
     from coinrun_mg.agents import Agent, Policy, PPOConfig
-    from coinrun_mg.envs.config import CoinRunConfig
-    from coinrun_mg.envs.core import CoinRunCore
+    from coinrun_mg.envs import CoinRunConfig, CoinRunCore
 
     config = PPOConfig.from_profile("quick", device="cpu")
     env = CoinRunCore(1, CoinRunConfig(**config.env_kwargs()), device="cpu")

@@ -16,7 +16,7 @@ import paired_ratio  # noqa: E402
 import step_profile  # noqa: E402
 import throughput  # noqa: E402
 
-from coinrun_mg.envs import render  # noqa: E402
+from coinrun_mg.envs.coinrun import observation as render  # noqa: E402
 
 procgen_available = throughput.import_procgen()[0] is not None
 TINY = ["--seconds", "0.05", "--warmup", "1", "--threads", "1"]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from coinrun_mg.envs import core as core_module
-from coinrun_mg.envs.config import CoinRunConfig
-from coinrun_mg.envs.core import CoinRunCore, resolve_compile
+from coinrun_mg.envs.coinrun import core as core_module
+from coinrun_mg.envs.coinrun.config import CoinRunConfig
+from coinrun_mg.envs.coinrun.core import CoinRunCore
+from coinrun_mg.envs.compile import resolve_compile
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -67,7 +68,7 @@ def test_compiled_cpu_step_is_bit_identical(one_torch_thread, monkeypatch, walk_
 def test_the_gpu_observation_compiles_whole_and_matches(monkeypatch, one_torch_thread):
     # On CUDA the observation is compiled too.  Check on the CPU that its accelerator
     # path (no boolean indexing) traces into one graph and gives the eager bytes.
-    from coinrun_mg.envs import render
+    from coinrun_mg.envs.coinrun import observation as render
 
     monkeypatch.setattr(render, "_CPU_PATHS", False)
     core = CoinRunCore(64, CoinRunConfig(max_episode_steps=25), device="cpu")

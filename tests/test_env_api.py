@@ -11,11 +11,11 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import coinrun_mg  # noqa: F401  (registers the environments)
-from coinrun_mg.envs import render
-from coinrun_mg.envs.config import CoinRunConfig
-from coinrun_mg.envs.core import INFO_KEYS, CoinRunCore, level_seeds_for
-from coinrun_mg.envs.gym_env import CoinRunEnv, CoinRunVectorEnv
-from coinrun_mg.envs.render import SYMBOLIC_CHANNEL_NAMES, symbolic_obs
+from coinrun_mg.envs.coinrun import observation as render
+from coinrun_mg.envs.coinrun.config import CoinRunConfig
+from coinrun_mg.envs.coinrun.core import INFO_KEYS, CoinRunCore, level_seeds_for
+from coinrun_mg.envs.coinrun.gym_env import CoinRunEnv, CoinRunVectorEnv
+from coinrun_mg.envs.coinrun.observation import SYMBOLIC_CHANNEL_NAMES, symbolic_obs
 
 ENV_ID = "coinrun_mg/CoinRun-v0"
 
@@ -173,7 +173,7 @@ def test_levels_follow_num_levels_and_start_level():
     core.reset(0)
     seeds = core.state.level_seed
     assert int(seeds.unique().numel()) == 64  # unlimited: (almost surely) all distinct
-    from coinrun_mg.envs.config import CoinRunConfig
+    from coinrun_mg.envs.coinrun.config import CoinRunConfig
 
     core = CoinRunCore(256, CoinRunConfig(num_levels=10, start_level=500), device="cpu")
     core.reset(0)
@@ -182,7 +182,7 @@ def test_levels_follow_num_levels_and_start_level():
 
 
 def test_autoreset_same_step_starts_the_next_level():
-    from coinrun_mg.envs.config import CoinRunConfig
+    from coinrun_mg.envs.coinrun.config import CoinRunConfig
 
     # A short timeout guarantees episode ends (random play rarely finishes a level).
     core = CoinRunCore(8, CoinRunConfig(max_episode_steps=30), device="cpu", autoreset="same_step")

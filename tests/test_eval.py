@@ -14,9 +14,9 @@ import torch
 
 import coinrun_mg  # noqa: F401 - registers the env ids
 from coinrun_mg import cli
-from coinrun_mg.envs.config import CoinRunConfig
-from coinrun_mg.envs.core import level_seeds_for
-from coinrun_mg.envs.solver import find_witnesses
+from coinrun_mg.envs.coinrun.config import CoinRunConfig
+from coinrun_mg.envs.coinrun.core import level_seeds_for
+from coinrun_mg.envs.coinrun.solver import find_witnesses
 from coinrun_mg.eval import (
     COLUMNS,
     DIED,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from coinrun_mg.envs.config import CoinRunConfig
-from coinrun_mg.envs.core import CoinRunCore
-from coinrun_mg.envs.state import AGENT_RX, AGENT_RY, GRID_H, GRID_W, NUM_SOLID
+from coinrun_mg.envs.coinrun.config import CoinRunConfig
+from coinrun_mg.envs.coinrun.core import CoinRunCore
+from coinrun_mg.envs.coinrun.state import AGENT_RX, AGENT_RY, GRID_H, GRID_W, NUM_SOLID
 
 MARGIN = 0.02  # snapping leaves the box exactly on tile edges; look a hair inside
 

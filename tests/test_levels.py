@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from coinrun_mg.envs.levels import generate_levels, place_coins
-from coinrun_mg.envs.state import (
+from coinrun_mg.envs.coinrun.levels import generate_levels, place_coins
+from coinrun_mg.envs.coinrun.state import (
     BARRIER,
     CRATE,
     EMPTY,
@@ -220,7 +220,7 @@ def test_walls_and_stepping_blocks_are_solid_tiles(hard_levels):
 
 
 def test_column_bit_masks_match_the_grid():
-    from coinrun_mg.envs.state import EnvState
+    from coinrun_mg.envs.coinrun.state import EnvState
 
     seeds = torch.arange(3000)
     lv = generate_levels(seeds, hard=True)

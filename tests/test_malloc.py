@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from coinrun_mg.envs import core, malloc
-from coinrun_mg.envs.config import CoinRunConfig
-from coinrun_mg.envs.core import CoinRunCore
+from coinrun_mg.envs import malloc
+from coinrun_mg.envs.coinrun.config import CoinRunConfig
+from coinrun_mg.envs.coinrun.core import CoinRunCore
 
 ON_GLIBC = malloc._glibc_mallopt() is not None
 needs_glibc = pytest.mark.skipif(not ON_GLIBC, reason="the process does not run on glibc")
@@ -69,7 +69,7 @@ def test_tuned_malloc_keeps_large_blocks_in_the_process():
 @needs_glibc
 def test_large_cpu_observations_warn_once_until_malloc_is_tuned(monkeypatch):
     monkeypatch.setattr(malloc, "_tuned_to", None)
-    monkeypatch.setattr(core, "_warned_about_malloc", False)
+    monkeypatch.setattr(malloc, "_warned_about_malloc", False)
     pixels = CoinRunConfig(obs_mode="pixels")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -81,7 +81,7 @@ def test_large_cpu_observations_warn_once_until_malloc_is_tuned(monkeypatch):
     assert caught[0].category is RuntimeWarning
     assert "tune_malloc()" in str(caught[0].message)
 
-    monkeypatch.setattr(core, "_warned_about_malloc", False)
+    monkeypatch.setattr(malloc, "_warned_about_malloc", False)
     monkeypatch.setattr(malloc, "_tuned_to", 256 << 20)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

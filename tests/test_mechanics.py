@@ -8,10 +8,10 @@ import dataclasses
 import pytest
 import torch
 
-from coinrun_mg.envs.ascii import state_from_ascii
-from coinrun_mg.envs.config import CoinRunConfig
-from coinrun_mg.envs.core import physics_step
-from coinrun_mg.envs.state import AGENT_RY, MAX_DX, MAX_DY
+from coinrun_mg.envs.coinrun.ascii import state_from_ascii
+from coinrun_mg.envs.coinrun.config import CoinRunConfig
+from coinrun_mg.envs.coinrun.physics import physics_step
+from coinrun_mg.envs.coinrun.state import AGENT_RY, MAX_DX, MAX_DY
 
 RIGHT, RIGHT_JUMP, STAND, JUMP, DOWN = 7, 8, 4, 5, 3
 
@@ -179,8 +179,8 @@ def test_walking_only_the_alive_enemies_changes_nothing():
     # physics_step(enemy_slots=...) walks the listed alive enemies only (the CPU core's
     # path); every state field and event must equal the walk over all slots, including
     # deaths by enemy: some agents start on top of an enemy's patrol.
-    from coinrun_mg.envs.core import start_states
-    from coinrun_mg.envs.render import alive_enemy_slots
+    from coinrun_mg.envs.coinrun.core import start_states
+    from coinrun_mg.envs.coinrun.state import alive_enemy_slots
 
     config = CoinRunConfig(distribution_mode="hard")
     dense = start_states(torch.arange(256) + 40_000, config)

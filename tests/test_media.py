@@ -15,8 +15,8 @@ from PIL import Image, ImageSequence
 
 from coinrun_mg import cli
 from coinrun_mg import play as play_mod
-from coinrun_mg.envs import render
-from coinrun_mg.envs.ascii import state_from_ascii
+from coinrun_mg.envs.coinrun import observation as render
+from coinrun_mg.envs.coinrun.ascii import state_from_ascii
 from coinrun_mg.eval import evaluate
 from coinrun_mg.pictures import (
     draw_level,

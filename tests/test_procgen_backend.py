@@ -14,9 +14,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import coinrun_mg  # noqa: F401  (registers the environments)
-from coinrun_mg.envs import procgen_state as ps
-from coinrun_mg.envs.core import INFO_KEYS
-from coinrun_mg.envs.procgen_env import (
+from coinrun_mg.envs.coinrun import procgen_state as ps
+from coinrun_mg.envs.coinrun.core import INFO_KEYS
+from coinrun_mg.envs.coinrun.procgen_env import (
     INSTALL_COMMAND,
     ProcgenCoinRunEnv,
     ProcgenCoinRunVectorEnv,
@@ -517,7 +517,7 @@ def test_import_does_not_load_procgen_or_gym():
         "import sys, gymnasium, coinrun_mg\n"
         "spec = gymnasium.spec('coinrun_mg/ProcgenCoinRun-v0')\n"
         "assert spec.vector_entry_point.endswith(':ProcgenCoinRunVectorEnv')\n"
-        "import coinrun_mg.envs.procgen_env\n"
+        "import coinrun_mg.envs.coinrun.procgen_env\n"
         "assert 'procgen' not in sys.modules and 'gym' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

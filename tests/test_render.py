@@ -1,4 +1,4 @@
-"""Observations (envs/render.py) on hand-made states: layout, colours, entities, edges."""
+"""Observations (envs/coinrun/observation.py) on hand-made states: layout, colours, edges."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from coinrun_mg.envs import render
-from coinrun_mg.envs.render import (
+from coinrun_mg.envs.coinrun import observation as render
+from coinrun_mg.envs.coinrun import state as state_module
+from coinrun_mg.envs.coinrun.observation import (
     AGENT_COLOURS,
     COIN_COLOUR,
     END_MARKER_COLOURS,
@@ -26,7 +27,7 @@ from coinrun_mg.envs.render import (
     symbolic_classes,
     symbolic_obs,
 )
-from coinrun_mg.envs.state import (
+from coinrun_mg.envs.coinrun.state import (
     AGENT_RX,
     AGENT_RY,
     BARRIER,
@@ -491,7 +492,7 @@ def test_pixel_many_enemies_and_offscreen_ones():
 def reference_pixels(s: EnvState, size: int, tiles: float) -> torch.Tensor:
     """Pixel-by-pixel restatement of the pixel observation in exact arithmetic: a pixel
     shows what its centre, ((p + 0.5) / size - 1/2) * tiles from the agent, falls in."""
-    # (the offsets, like render.py's, rounded once to float64)
+    # (the offsets, like observation.py's, rounded once to float64)
     offset = [
         Fraction(float(Fraction(2 * p + 1 - size, 2 * size) * Fraction(tiles))) for p in range(size)
     ]
@@ -629,7 +630,7 @@ def test_cpu_and_accelerator_paths_give_the_same_results(monkeypatch, n):
 
     small = observe()
     monkeypatch.setattr(render, "_PAIRS_FROM", 1)
-    monkeypatch.setattr(render, "_WORD_SCAN_FROM", 1)
+    monkeypatch.setattr(state_module, "_WORD_SCAN_FROM", 1)
     large = observe()
     monkeypatch.setattr(render, "_CPU_PATHS", False)
     accelerator = observe()
@@ -639,12 +640,12 @@ def test_cpu_and_accelerator_paths_give_the_same_results(monkeypatch, n):
 
 
 def test_true_positions_is_nonzero(monkeypatch):
-    monkeypatch.setattr(render, "_WORD_SCAN_FROM", 1)
+    monkeypatch.setattr(state_module, "_WORD_SCAN_FROM", 1)
     g = torch.Generator().manual_seed(3)
     for size, density in [(0, 0.5), (5, 0.5), (573, 0.02), (4096, 0.0), (1003, 1.0)]:
         mask = torch.rand(size + 3, generator=g) < density
         for view in (mask, mask[1:], mask[3:]):  # word-aligned or not
-            assert torch.equal(render._true_positions(view), view.nonzero().squeeze(1))
+            assert torch.equal(state_module._true_positions(view), view.nonzero().squeeze(1))
 
 
 def test_empty_batch():

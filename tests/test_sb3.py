@@ -18,8 +18,8 @@ import pytest
 import torch
 
 import coinrun_mg  # noqa: F401 - registers the env ids
-from coinrun_mg.envs.core import INFO_KEYS, CoinRunCore
-from coinrun_mg.envs.gym_env import CoinRunEnv
+from coinrun_mg.envs.coinrun.core import INFO_KEYS, CoinRunCore
+from coinrun_mg.envs.coinrun.gym_env import CoinRunEnv
 
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
     sb3 = pytest.importorskip("stable_baselines3")  # SB3 probes for old gym: a banner

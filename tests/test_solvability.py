@@ -1,6 +1,6 @@
 """Every generated level is solvable, proven by witnesses replayed under the real physics.
 
-For each level a beam search (``envs/solver.py``) looks for an action sequence that
+For each level a beam search (``envs/coinrun/solver.py``) looks for an action sequence that
 collects the coin; every sequence is then replayed from a freshly generated start state
 with ``physics_step``, and the level counts as solvable only if the episode's first
 terminal event is the coin.  The search is a heuristic: only the replay counts.
@@ -16,11 +16,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from coinrun_mg.envs.ascii import state_to_ascii
-from coinrun_mg.envs.config import CoinRunConfig
-from coinrun_mg.envs.core import level_seeds_for, physics_step
-from coinrun_mg.envs.levels import generate_levels
-from coinrun_mg.envs.solver import (
+from coinrun_mg.envs.coinrun.ascii import state_to_ascii
+from coinrun_mg.envs.coinrun.config import CoinRunConfig
+from coinrun_mg.envs.coinrun.core import level_seeds_for
+from coinrun_mg.envs.coinrun.levels import generate_levels
+from coinrun_mg.envs.coinrun.physics import physics_step
+from coinrun_mg.envs.coinrun.solver import (
     RIGHT,
     RIGHT_JUMP,
     STAND,

@@ -19,9 +19,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from coinrun_mg import cli
 from coinrun_mg.agents import PPOConfig, TrainingHook, TrainingInterrupted, train
 from coinrun_mg.agents.ppo import CHECKPOINT_NAME
-from coinrun_mg.envs import core, malloc
-from coinrun_mg.envs.config import CoinRunConfig
-from coinrun_mg.envs.memory import bytes_per_env, check_num_envs, observation_bytes
+from coinrun_mg.envs import CoinRunConfig, CoinRunCore, malloc
+from coinrun_mg.envs.coinrun.memory import bytes_per_env, check_num_envs, observation_bytes
 from coinrun_mg.eval import GOAL_PROXY_KEYS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -229,11 +228,11 @@ def test_memory_estimate_names_the_device_and_counts_the_rollout():
 
 @pytest.mark.skipif(malloc._glibc_mallopt() is None, reason="glibc only")
 def test_malloc_warning_does_not_ask_for_a_call_already_made(monkeypatch):
-    monkeypatch.setattr(core, "_warned_about_malloc", False)
+    monkeypatch.setattr(malloc, "_warned_about_malloc", False)
     monkeypatch.setattr(malloc, "_tuned_to", 1 << 20)  # tuned, with a 1 MiB limit
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        core.CoinRunCore(128, CoinRunConfig(obs_mode="pixels"), device="cpu")  # 1.5 MiB
+        CoinRunCore(128, CoinRunConfig(obs_mode="pixels"), device="cpu")  # 1.5 MiB
     (warning,) = caught
     message = str(warning.message)
     assert "first" not in message and "limit of 1 MiB" in message

@@ -14,7 +14,7 @@ adds what the experiment needs on top, through procgen's ``get_state`` / ``set_s
   bytes, but only on the steps where the end could be within reach: the player moves at
   most ``MAX_SPEED`` tiles a step, so after each read the next one is scheduled for the
   first step on which it could touch the end cell.  Reading a state costs more than a
-  procgen step (about 0.3 ms), which is why positions are not read every step.
+  procgen step, which is why positions are not read every step.
 * **Gymnasium's NEXT_STEP autoreset** on top of procgen's same-step reset: when procgen
   ends an episode it has already generated the next level, so the state of that new
   level is captured at once (with the coin moved if needed) and loaded back on the
@@ -46,10 +46,10 @@ from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from ..gym_env import VECTOR_METADATA, check_render_mode
 from . import procgen_state as ps
 from .config import CoinRunConfig
 from .core import INFO_KEYS
-from .gym_env import VECTOR_METADATA
 from .levels import coin_choice
 from .levels import coin_moved as _coin_moved_tensor
 from .state import AGENT_RX, AGENT_RY, COLLISION_EPS, MAX_SPEED, NUM_ACTIONS
@@ -520,7 +520,7 @@ _DOC_COMMON = """
     ``end_terminates`` (default False), ``max_episode_steps`` (1000), ``render_mode``
     (None | "rgb_array": procgen's 512 x 512 frames), ``track_agent`` (read the player's
     position every step so that ``agent_x`` is always set; costs a state read per env
-    and step, about 3x slower; otherwise ``agent_x`` is NaN on steps where the position
+    and step, several times slower; otherwise ``agent_x`` is NaN on steps where the position
     was not read).  ``obs_mode`` must be "pixels" and ``view_size`` does not apply;
     ``device`` may only be "cpu" (procgen runs on the CPU and speaks numpy).
 
@@ -549,13 +549,6 @@ def _make_config(obs_mode: str, view_size, device, kwargs: dict) -> CoinRunConfi
     return CoinRunConfig(obs_mode="pixels", **kwargs)
 
 
-def _check_render_mode(render_mode: str | None) -> None:
-    if render_mode not in (None, "rgb_array"):
-        raise ValueError(
-            f"render_mode={render_mode!r} is invalid; accepted values are None and 'rgb_array'"
-        )
-
-
 def _observation_space() -> spaces.Box:
     return spaces.Box(0, 255, shape=OBSERVATION_SHAPE, dtype=np.uint8)
 
@@ -579,7 +572,7 @@ class ProcgenCoinRunEnv(gym.Env):
         track_agent: bool = True,
         **kwargs: Any,
     ):
-        _check_render_mode(render_mode)
+        check_render_mode(render_mode)
         self.config = _make_config(obs_mode, view_size, device, kwargs)
         self.core = ProcgenCoinRunCore(
             1, self.config, track_agent=track_agent, autoreset="disabled", render_mode=render_mode
@@ -642,7 +635,7 @@ class ProcgenCoinRunVectorEnv(VectorEnv):
         track_agent: bool = False,
         **kwargs: Any,
     ):
-        _check_render_mode(render_mode)
+        check_render_mode(render_mode)
         self.config = _make_config(obs_mode, view_size, device, kwargs)
         self.core = ProcgenCoinRunCore(
             num_envs,

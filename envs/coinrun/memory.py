@@ -30,7 +30,7 @@ _ROLLOUT_SCALAR_BYTES = 8 + 7 * 4
 def observation_bytes(obs_mode: str, view_size: int = 13) -> int:
     """Bytes of one uint8 observation: 64 x 64 RGB pixels or the symbolic view."""
     if obs_mode == "symbolic":
-        from .render import SYMBOLIC_CHANNELS
+        from .observation import SYMBOLIC_CHANNELS
 
         return view_size * view_size * SYMBOLIC_CHANNELS
     return 64 * 64 * 3

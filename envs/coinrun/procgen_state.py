@@ -2,7 +2,9 @@
 
 ``ProcgenGym3Env.callmethod("get_state")`` returns one ``bytes`` per environment and
 ``callmethod("set_state", ...)`` loads them back.  This module is the only place in the
-package that knows that format; ``procgen_env.py`` works with the named fields below.
+package that knows CoinRun's layout (the part every procgen game shares, its records
+and checked reader, is in ``envs/procgen_codec.py``); ``procgen_env.py`` works with the
+named fields below.
 
 Layout (procgen 0.10.7, checked byte for byte on real states; native little-endian
 4-byte ints and floats, bools written as 4-byte ints, a string is an int length and
@@ -45,7 +47,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SERIALIZE_VERSION = 0
+from ..procgen_codec import (
+    ENTITY_DTYPE,
+    FLOAT,
+    GAME_DTYPE,
+    INT,
+    MAX_ENTITIES,
+    OPTIONS_DTYPE,
+    SCENE_DTYPE,
+    SERIALIZE_VERSION,
+    VIEW_DTYPE,
+    RandGenState,
+    Reader,
+    pack_rng,
+    record_dtype,
+    refusal,
+)
+
 GAME_NAME = "coinrun"
 END_MARKER = 0xCAFECAFE
 GRID_SIZE = 64  # CoinRun's world is 64 x 64 tiles
@@ -72,198 +90,24 @@ HAZARD_TYPES = (SAW, SAW2, ENEMY, ENEMY1, ENEMY2)
 
 FIRST_SECTION_X = 5  # CoinRun's generator starts the first section here
 
-_I, _F = "<i4", "<f4"
-
-
-def _record(fields: list[tuple[str, str]]) -> np.dtype:
-    return np.dtype(fields)
-
-
-OPTIONS_DTYPE = _record(
+TAIL_DTYPE = record_dtype(
     [
-        ("paint_vel_info", _I),
-        ("use_generated_assets", _I),
-        ("use_monochrome_assets", _I),
-        ("restrict_themes", _I),
-        ("use_backgrounds", _I),
-        ("center_agent", _I),
-        ("debug_mode", _I),
-        ("distribution_mode", _I),  # 0 easy, 1 hard
-        ("use_sequential_levels", _I),
-        ("use_easy_jump", _I),
-        ("plain_assets", _I),
-        ("physics_mode", _I),
-        ("grid_step", _I),
-        ("level_seed_low", _I),
-        ("level_seed_high", _I),
-        ("game_type", _I),
-        ("game_n", _I),
-    ]
-)
-GAME_DTYPE = _record(
-    [
-        ("reward", _F),
-        ("done", _I),
-        ("level_complete", _I),
-        ("action", _I),
-        ("timeout", _I),  # the episode ends when cur_time reaches it (kept across resets)
-        ("level_seed", _I),
-        ("prev_level_seed", _I),
-        ("episodes_remaining", _I),
-        ("episode_done", _I),
-        ("last_reward_timer", _I),
-        ("last_reward", _F),
-        ("default_action", _I),
-        ("fixed_asset_seed", _I),
-        ("cur_time", _I),  # steps taken in this episode
-        ("is_waiting_for_step", _I),
-    ]
-)
-ENTITY_DTYPE = _record(
-    [
-        ("x", _F),
-        ("y", _F),
-        ("vx", _F),
-        ("vy", _F),
-        ("rx", _F),
-        ("ry", _F),
-        ("type", _I),
-        ("image_type", _I),
-        ("image_theme", _I),
-        ("render_z", _I),
-        ("will_erase", _I),
-        ("collides_with_entities", _I),
-        ("collision_margin", _F),
-        ("rotation", _F),
-        ("vrot", _F),
-        ("is_reflected", _I),
-        ("fire_time", _I),
-        ("spawn_time", _I),
-        ("life_time", _I),
-        ("expire_time", _I),
-        ("use_abs_coords", _I),
-        ("friction", _F),
-        ("smart_step", _I),
-        ("avoids_collisions", _I),
-        ("auto_erase", _I),
-        ("alpha", _F),
-        ("health", _F),
-        ("theta", _F),
-        ("grow_rate", _F),
-        ("alpha_decay", _F),
-        ("climber_spawn_x", _F),
-    ]
-)
-SCENE_DTYPE = _record(
-    [
-        ("use_procgen_background", _I),
-        ("background_index", _I),
-        ("bg_tile_ratio", _F),
-        ("bg_pct_x", _F),
-        ("char_dim", _F),
-        ("last_move_action", _I),
-        ("move_action", _I),
-        ("special_action", _I),
-        ("mixrate", _F),
-        ("maxspeed", _F),
-        ("max_jump", _F),
-        ("action_vx", _F),
-        ("action_vy", _F),
-        ("action_vrot", _F),
-        ("center_x", _F),
-        ("center_y", _F),
-        ("random_agent_start", _I),
-        ("has_useful_vel_info", _I),
-        ("step_rand_int", _I),
-    ]
-)
-VIEW_DTYPE = _record(
-    [
-        ("main_width", _I),
-        ("main_height", _I),
-        ("out_of_bounds_object", _I),
-        ("unit", _F),
-        ("view_dim", _F),
-        ("x_off", _F),
-        ("y_off", _F),
-        ("visibility", _F),
-        ("min_visibility", _F),
-    ]
-)
-TAIL_DTYPE = _record(
-    [
-        ("last_agent_y", _F),
-        ("wall_theme", _I),
-        ("has_support", _I),
-        ("facing_right", _I),
-        ("is_on_crate", _I),
-        ("gravity", _F),
-        ("air_control", _F),
+        ("last_agent_y", FLOAT),
+        ("wall_theme", INT),
+        ("has_support", INT),
+        ("facing_right", INT),
+        ("is_on_crate", INT),
+        ("gravity", FLOAT),
+        ("air_control", FLOAT),
     ]
 )
 
 _OPTIONS_AT = 4 + 4 + len(GAME_NAME)  # version, name length, name
 _FIRST_RNG_AT = _OPTIONS_AT + OPTIONS_DTYPE.itemsize
-_MAX_RNG_TEXT = 1 << 16  # an mt19937 state as text is about 7 kB
-_MAX_ENTITIES = 4096
 
 
 def _refuse(problem: str) -> ValueError:
-    return ValueError(
-        f"not a procgen {GAME_NAME} state of the supported layout (procgen 0.10.x): {problem}. "
-        "Pass bytes from ProcgenGym3Env(env_name='coinrun').callmethod('get_state')."
-    )
-
-
-@dataclass
-class RandGenState:
-    """A procgen ``RandGen``: whether it was seeded and its mt19937 state as text."""
-
-    seeded: int
-    text: bytes
-
-
-class _Reader:
-    """Sequential reads that refuse to run past the end of the buffer."""
-
-    def __init__(self, data: bytearray):
-        self.data = data  # records are writable views into it: no copies
-        self.off = 0
-
-    def skip(self, n: int, what: str) -> int:
-        """Advance over ``n`` bytes; returns where they start."""
-        if n < 0 or self.off + n > len(self.data):
-            raise _refuse(
-                f"truncated at byte {self.off} of {len(self.data)} while reading {what} ({n} bytes)"
-            )
-        at = self.off
-        self.off += n
-        return at
-
-    def take(self, n: int, what: str) -> bytes:
-        at = self.skip(n, what)
-        return bytes(self.data[at : at + n])
-
-    def int(self, what: str) -> int:
-        return struct.unpack_from("<i", self.data, self.skip(4, what))[0]
-
-    def record(self, dtype: np.dtype, what: str, count: int | None = None) -> np.ndarray:
-        n = 1 if count is None else count
-        at = self.skip(dtype.itemsize * n, what)
-        arr = np.frombuffer(self.data, dtype=dtype, count=n, offset=at)
-        return arr.reshape(()) if count is None else arr
-
-    def rng(self, what: str) -> RandGenState:
-        seeded = self.int(f"{what} flag")
-        if seeded not in (0, 1):
-            raise _refuse(f"{what} flag is {seeded}, expected 0 or 1")
-        n = self.int(f"{what} length")
-        if not 0 < n <= _MAX_RNG_TEXT:
-            raise _refuse(f"{what} state has length {n}, expected 1..{_MAX_RNG_TEXT}")
-        text = self.take(n, what)
-        if not text[:1].isdigit():
-            raise _refuse(f"{what} state does not start with a number")
-        return RandGenState(seeded, text)
+    return refusal(GAME_NAME, problem)
 
 
 @dataclass(eq=False)
@@ -297,7 +141,7 @@ class CoinRunState:
     def parse(cls, data: bytes | bytearray | memoryview) -> CoinRunState:
         """Parse the bytes of one state; ``ValueError`` if the layout does not match."""
         data = bytearray(data)  # a private copy: the parsed fields are views into it
-        r = _Reader(data)
+        r = Reader(data, GAME_NAME)
         version = r.int("version")
         name_len = r.int("game name length")
         if not 0 < name_len <= 64:
@@ -313,8 +157,8 @@ class CoinRunState:
         game = r.record(GAME_DTYPE, "game fields")
         grid_size = r.int("grid size")
         count = r.int("entity count")
-        if not 1 <= count <= _MAX_ENTITIES:
-            raise _refuse(f"entity count {count}, expected 1..{_MAX_ENTITIES}")
+        if not 1 <= count <= MAX_ENTITIES:
+            raise _refuse(f"entity count {count}, expected 1..{MAX_ENTITIES}")
         entities = r.record(ENTITY_DTYPE, "entities", count)
         if entities["type"][0] != PLAYER:
             raise _refuse(f"the first entity has type {entities['type'][0]}, not the player")
@@ -332,7 +176,7 @@ class CoinRunState:
                 f"grid {w} x {h} with {n} cells (header says {grid_size}), "
                 f"expected {GRID_SIZE} x {GRID_SIZE} = {GRID_SIZE * GRID_SIZE}"
             )
-        cells = r.record(np.dtype(_I), "grid cells", n)
+        cells = r.record(np.dtype(INT), "grid cells", n)
         tail = r.record(TAIL_DTYPE, "CoinRun fields")
         marker = struct.unpack("<I", r.take(4, "end marker"))[0]
         if marker != END_MARKER:
@@ -368,16 +212,16 @@ class CoinRunState:
             struct.pack("<ii", self.version, len(name)),
             name,
             self.options.tobytes(),
-            _pack_rng(self.level_seed_rng),
-            _pack_rng(self.rng),
+            pack_rng(self.level_seed_rng),
+            pack_rng(self.rng),
             self.game.tobytes(),
             struct.pack("<ii", self.grid_size, len(self.entities)),
             np.ascontiguousarray(self.entities, dtype=ENTITY_DTYPE).tobytes(),
             self.scene.tobytes(),
-            _pack_rng(self.asset_rng),
+            pack_rng(self.asset_rng),
             self.view.tobytes(),
             struct.pack("<iii", self.grid_w, self.grid_h, self.cells.size),
-            np.ascontiguousarray(self.cells, dtype=_I).tobytes(),
+            np.ascontiguousarray(self.cells, dtype=INT).tobytes(),
             self.tail.tobytes(),
             struct.pack("<I", END_MARKER),
         ]
@@ -396,10 +240,6 @@ class CoinRunState:
     @property
     def player(self) -> np.ndarray:
         return self.entities[0]
-
-
-def _pack_rng(g: RandGenState) -> bytes:
-    return struct.pack("<ii", g.seeded, len(g.text)) + g.text
 
 
 def parse_state(data: bytes | bytearray | memoryview) -> CoinRunState:

@@ -10,36 +10,12 @@ environments or enemies; they run on CPU and CUDA and give the same bytes on bot
   with the level's original end tile outlined.
 
 On CPU both batched observations are bound by memory traffic and by the per-element
-cost of gathers (16384 symbolic observations are 27 MB, 4096 pixel ones 50 MB), so they
-are built from a few whole-batch operations that gather large rows with small index
-tensors, and no float tensor as large as the output:
-
-1. Tile crops.  Symbolic, from :func:`padded_classes` (which :class:`~.core.CoinRunCore`
-   keeps: the layout changes only with the level): each row of the view is a contiguous
-   run of bytes of the level's symbolic classes, padded with wall and stored row by row
-   from the top, so the crop is one ``index_select`` of runs from an overlapping-window
-   view of the whole batch, with no index per cell and no bounds mask.  Otherwise
-   (:func:`_crop_tiles`, and always for pixels): one ``gather`` over each environment's
-   flattened grid with per-axis clamped indices, then one mask sets out-of-grid cells to
-   ``WALL``.
-2. Symbolic planes: a per-environment table of the output bytes (six class bytes plus
-   the four constant velocity/position bytes), then a single ``index_select`` writes
-   the whole channels-last output once.  On the CPU its rows hold two cells (20 bytes):
-   the copy costs about the same per row for 10 or 20 bytes.  The coin and enemy cells
-   are set afterwards.  The per-environment arithmetic before all this
-   (:func:`symbolic_plan`) is separate so that it can be compiled on its own.
-3. Pixels: palette lookup at tile resolution, horizontal nearest-neighbour expansion of
-   each visible tile row (3-byte pixel rows), then every image row is a copy of one
-   expanded tile row.  Coin, enemies and agent are drawn on top.
-
-Measured with ``benchmarks/render_micro.py --levels`` on 2 threads of an AMD EPYC VM:
-about 15 ms for 16384 symbolic observations (view 13, padded grids kept; 25 ms with the
-crop gathered from the grid) and 32 ms for 4096 pixel ones (64 px).  The output-writing
-``index_select`` is about 4 ms of the former: 1.4 million 20-byte rows, bound by the
-cost per row (a plain fill of the same 28 MB takes 2 ms); the crop is 2.5 ms.
-:class:`~.core.CoinRunCore` also keeps the per-environment pair tables (:func:`pair_tables`)
-and the list of alive enemies (:func:`alive_enemy_slots`) between steps: 1-1.5 ms less
-per observation at 16384 environments, in alternation with rebuilding them.
+cost of gathers, so they are built from a few whole-batch operations that gather large
+rows with small index tensors, and no float tensor as large as the output: tile crops
+(from :func:`padded_classes`, which the core keeps, or :func:`_crop_tiles`), then a
+per-environment table of output bytes written by one ``index_select`` (symbolic), or a
+palette lookup and row copies (pixels); coin, enemies and agent are drawn on top.  How
+and why: docs/design-notes-envs.md, "Observations".
 """
 
 from __future__ import annotations
@@ -71,7 +47,9 @@ from .state import (
     SAW,
     WALL,
     WALL_TOP,
+    EnemySlots,
     EnvState,
+    alive_enemy_slots,
 )
 
 __all__ = [
@@ -84,8 +62,6 @@ __all__ = [
     "SYMBOLIC_CHANNELS",
     "SYMBOLIC_CHANNEL_NAMES",
     "TILE_COLOUR_NAMES",
-    "EnemySlots",
-    "alive_enemy_slots",
     "human_frame",
     "padded_classes",
     "padded_shape",
@@ -306,7 +282,7 @@ def pixel_constants(size: int, tiles_across: float, device: torch.device) -> tup
 # one spare element after the real output in the same allocation, which the returned view
 # leaves out -- which needs no host sync.  On CPU, the candidate pixels of entity boxes
 # and the alive enemies among all enemy slots are picked out with boolean indexing first,
-# several times cheaper than writing them all (~30 ns per pixel write); a symbolic mark is
+# several times cheaper than writing them all; a symbolic mark is
 # one byte per item, which costs about what picking it out would, so it always uses the
 # dump slot.  Both give the same result.
 #
@@ -315,8 +291,7 @@ def pixel_constants(size: int, tiles_across: float, device: torch.device) -> tup
 # CPU and compare.  The two-cell rows read class bytes as 16-bit words: little-endian only.
 _CPU_PATHS = sys.byteorder == "little"
 # Below these sizes the CPU's extra steps cost more than they save (tests lower them).
-_PAIRS_FROM = 1024  # environments: symbolic cells two per row (3.3 vs 3.5 ms at 2,048)
-_WORD_SCAN_FROM = 1 << 16  # mask entries: _true_positions reads 8 at a time
+_PAIRS_FROM = 1024  # environments: symbolic cells two per row
 
 
 def _select(keep: torch.Tensor, *items: torch.Tensor):
@@ -327,37 +302,6 @@ def _select(keep: torch.Tensor, *items: torch.Tensor):
         chosen = keep.nonzero(as_tuple=True)
         return [t[chosen] for t in items], None
     return [t.reshape(-1) for t in items], keep.reshape(-1)
-
-
-def _true_positions(mask: torch.Tensor) -> torch.Tensor:
-    """Ascending indices of the True entries of a flat CPU bool tensor: ``nonzero`` for
-    sparse masks (alive enemy slots), 8 entries at a time.  It finds the 8-byte words that
-    hold a True and looks inside those only, which takes 0.8 instead of 1.3 ms on the
-    573,440 enemy slots of 16,384 environments."""
-    whole = mask.numel() // 8 * 8
-    if mask.numel() < _WORD_SCAN_FROM or mask.storage_offset() % 8:  # or not word-aligned
-        return mask.nonzero().squeeze(1)
-    busy = mask[:whole].view(torch.int64).ne(0).nonzero().squeeze(1)
-    candidates = (busy[:, None] * 8 + torch.arange(8, device=mask.device)).view(-1)
-    found = candidates[mask.index_select(0, candidates)]
-    return torch.cat((found, mask[whole:].nonzero().squeeze(1) + whole))
-
-
-class EnemySlots(NamedTuple):
-    """The alive enemies of a batch, flat (see :func:`alive_enemy_slots`).  ``env`` is
-    ``flat // MAX_ENEMIES``, kept because dividing 15,000 int64s costs 0.2 ms a step."""
-
-    env: torch.Tensor  # int64 [K]: each one's environment
-    flat: torch.Tensor  # int64 [K]: its index in the flattened enemy arrays
-
-
-def alive_enemy_slots(state: EnvState) -> EnemySlots:
-    """Where the alive enemies are, for callers that keep it between observations
-    (``symbolic_obs(enemy_slots=...)``): it changes only with the levels, and finding
-    the few alive ones among all slots costs about 1 ms per call at 16,384 environments
-    (573,440 slots).  ``flat = env * MAX_ENEMIES + slot``; any order will do."""
-    flat = _true_positions(state.enemy_alive.reshape(-1))
-    return EnemySlots(flat // state.enemy_alive.shape[1], flat)
 
 
 def _alive_enemies(state: EnvState, slots: EnemySlots | None = None):
@@ -478,7 +422,7 @@ def uses_pair_tables(num_envs: int, device: torch.device | str) -> bool:
 def pair_tables(num_envs: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """The per-environment tables of :func:`symbolic_obs`'s CPU path with their class
     bytes filled in, for callers that keep them between calls (its ``tables`` argument):
-    uint8 ``[num_envs + num_envs % 2, 25, 20]`` (8 MB at 16,384 environments).  Each call
+    uint8 ``[num_envs + num_envs % 2, 25, 20]``.  Each call
     then rewrites only the constant bytes instead of copying the whole tables."""
     pair = _symbolic_tables(torch.device(device))[1]
     return pair.expand(num_envs + num_envs % 2, *pair.shape).clone()
@@ -535,9 +479,8 @@ def _put_constants(table: torch.Tensor, consts: torch.Tensor) -> None:
 
 class SymbolicPlan(NamedTuple):
     """What :func:`symbolic_obs` works out per environment before it writes anything:
-    elementwise arithmetic on ``[N]`` tensors, which :class:`~.core.CoinRunCore` compiles
-    on the CPU (a few dozen small operations: about 1.6 ms eagerly at 16,384 envs, 0.5
-    compiled)."""
+    elementwise arithmetic on ``[N]`` tensors (a few dozen small operations), which
+    :class:`~.core.CoinRunCore` compiles on the CPU."""
 
     ax: torch.Tensor  # int64 [N]: the agent's tile
     ay: torch.Tensor

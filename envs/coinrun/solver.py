@@ -2,7 +2,7 @@
 
 ``find_witnesses`` searches, for a batch of level seeds at once, for an action sequence
 that takes the agent from the start of the level to the coin under the real physics
-(``core.physics_step``), and ``replay_witnesses`` replays sequences from freshly built
+(``physics.physics_step``), and ``replay_witnesses`` replays sequences from freshly built
 start states.  Only a replayed sequence counts as proof that a level is solvable: the
 search is a heuristic and never has to be trusted (``find_witnesses`` replays everything
 it returns unless told not to).
@@ -30,8 +30,8 @@ from dataclasses import dataclass, fields
 import torch
 
 from .config import CoinRunConfig
-from .core import physics_step
 from .core import start_states as core_start_states
+from .physics import physics_step
 from .state import AGENT_RX, AGENT_RY, GRID_H, GRID_W, EnvState
 
 # Action codes: action = 3 * (vx + 1) + (vy + 1), vx, vy in {-1, 0, 1}.

@@ -11,14 +11,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-import torch
-
+from ..checks import int_at_least, one_of
 from .levels import COIN_PLACEMENTS
 from .state import DEFAULT_MAX_EPISODE_STEPS
 
 OBS_MODES = ("symbolic", "pixels")
 DISTRIBUTION_MODES = ("easy", "hard")
-AUTORESET_MODES = ("same_step", "next_step", "disabled")
 
 
 @dataclass(frozen=True)
@@ -37,13 +35,13 @@ class CoinRunConfig:
     max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS
 
     def __post_init__(self) -> None:
-        _one_of("obs_mode", self.obs_mode, OBS_MODES)
-        _one_of("distribution_mode", self.distribution_mode, DISTRIBUTION_MODES)
-        _one_of("coin_placement", self.coin_placement, COIN_PLACEMENTS)
-        _int_at_least("num_levels", self.num_levels, 0)
-        _int_at_least("start_level", self.start_level, 0)
-        _int_at_least("max_episode_steps", self.max_episode_steps, 1)
-        _int_at_least("view_size", self.view_size, 3)
+        one_of("obs_mode", self.obs_mode, OBS_MODES)
+        one_of("distribution_mode", self.distribution_mode, DISTRIBUTION_MODES)
+        one_of("coin_placement", self.coin_placement, COIN_PLACEMENTS)
+        int_at_least("num_levels", self.num_levels, 0)
+        int_at_least("start_level", self.start_level, 0)
+        int_at_least("max_episode_steps", self.max_episode_steps, 1)
+        int_at_least("view_size", self.view_size, 3)
         if self.view_size % 2 == 0:
             raise ValueError(f"view_size={self.view_size!r} is invalid; it must be an odd int >= 3")
         if self.num_levels and self.start_level + self.num_levels > 2**31:
@@ -85,43 +83,3 @@ class CoinRunConfig:
         d = asdict(self)
         d["coin_region"] = list(self.coin_region)
         return d
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """Map ``"auto"`` to CUDA when available, else the CPU; refuse unusable devices."""
-    if isinstance(device, torch.device):
-        device = str(device)
-    if not isinstance(device, str):
-        raise ValueError(f"device={device!r} is invalid; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ValueError(
-            f"device={device!r} is invalid; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
-        ) from None
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device={device!r} is unavailable: this torch build sees no CUDA GPU "
-                f"(torch {torch.__version__}); use device='cpu' or 'auto'"
-            )
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device={device!r} is unavailable: only {torch.cuda.device_count()} "
-                "CUDA device(s) are visible"
-            )
-    elif resolved.type != "cpu":
-        raise ValueError(f"device={device!r} is not supported; use 'auto', 'cpu' or 'cuda'")
-    return resolved
-
-
-def _one_of(name: str, value, accepted: tuple[str, ...]) -> None:
-    if value not in accepted:
-        raise ValueError(f"{name}={value!r} is invalid; accepted values are {accepted}")
-
-
-def _int_at_least(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}={value!r} is invalid; it must be an int >= {minimum}")

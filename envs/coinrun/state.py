@@ -1,13 +1,14 @@
 """Tile codes, physics constants and the batched state of the native CoinRun.
 
 Everything here is plain data: the level generator (``levels.py``) fills it, the
-physics (``core.py``) advances it and the observation code (``render.py``) reads it.
-All tensors share a leading batch dimension ``N`` (one entry per environment).
+physics (``physics.py``) advances it and the observation code (``observation.py``) reads
+it.  All tensors share a leading batch dimension ``N`` (one entry per environment).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import torch
 
@@ -184,8 +185,7 @@ class EnvState:
         """The sub-batch ``idx`` (a copy for index tensors, a view for slices)."""
         if isinstance(idx, torch.Tensor) and idx.dtype in (torch.int32, torch.int64):
             # Episode starts take a few environments out of the level bank every step;
-            # index_select costs a fraction of advanced indexing on the CPU (13 instead
-            # of 85 us for 9 of 16,384 grids).
+            # index_select costs a fraction of advanced indexing on the CPU.
             return EnvState(
                 **{f.name: getattr(self, f.name).index_select(0, idx) for f in fields(self)}
             )
@@ -216,3 +216,42 @@ def column_bits(mask: torch.Tensor) -> torch.Tensor:
         GRID_H, device=mask.device
     )
     return (mask.to(torch.int64) * weights).sum(dim=2)
+
+
+# --- The alive enemies ------------------------------------------------------------------
+# Both the physics and the observation walk only the alive enemy slots on the CPU (few
+# among many: docs/design-notes-envs.md, "Alive enemies"); the list lives here so that
+# neither has to import the other.
+
+_WORD_SCAN_FROM = 1 << 16  # mask entries: _true_positions reads 8 at a time (tests lower it)
+
+
+def _true_positions(mask: torch.Tensor) -> torch.Tensor:
+    """Ascending indices of the True entries of a flat CPU bool tensor: ``nonzero`` for
+    sparse masks (alive enemy slots), 8 entries at a time.  It finds the 8-byte words that
+    hold a True and looks inside those only, cheaper than ``nonzero`` on large sparse
+    masks."""
+    whole = mask.numel() // 8 * 8
+    if mask.numel() < _WORD_SCAN_FROM or mask.storage_offset() % 8:  # or not word-aligned
+        return mask.nonzero().squeeze(1)
+    busy = mask[:whole].view(torch.int64).ne(0).nonzero().squeeze(1)
+    candidates = (busy[:, None] * 8 + torch.arange(8, device=mask.device)).view(-1)
+    found = candidates[mask.index_select(0, candidates)]
+    return torch.cat((found, mask[whole:].nonzero().squeeze(1) + whole))
+
+
+class EnemySlots(NamedTuple):
+    """The alive enemies of a batch, flat (see :func:`alive_enemy_slots`).  ``env`` is
+    ``flat // MAX_ENEMIES``, kept so that no step has to divide again."""
+
+    env: torch.Tensor  # int64 [K]: each one's environment
+    flat: torch.Tensor  # int64 [K]: its index in the flattened enemy arrays
+
+
+def alive_enemy_slots(state: EnvState) -> EnemySlots:
+    """Where the alive enemies are, for callers that keep it between steps (the physics'
+    ``enemy_slots``, ``symbolic_obs(enemy_slots=...)``): it changes only with the levels,
+    and finding the few alive ones among all slots is not free in large batches.
+    ``flat = env * MAX_ENEMIES + slot``; any order will do."""
+    flat = _true_positions(state.enemy_alive.reshape(-1))
+    return EnemySlots(flat // state.enemy_alive.shape[1], flat)

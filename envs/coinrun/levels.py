@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .rng import probability_threshold, random_bits, random_int
+from ..rng import probability_threshold, random_bits, random_int
 from .state import (
     BARRIER,
     CRATE,

@@ -1,0 +1,55 @@
+"""Argument checks shared by every game of the family.
+
+Each check raises ``ValueError`` naming the parameter, the value and what is accepted,
+so the configs, cores and facades of all games word their errors alike.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def one_of(name: str, value, accepted: tuple) -> None:
+    """Refuse ``value`` unless it is one of ``accepted``."""
+    if value not in accepted:
+        raise ValueError(f"{name}={value!r} is invalid; accepted values are {accepted}")
+
+
+def int_at_least(name: str, value, minimum: int) -> None:
+    """Refuse anything but an int (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}={value!r} is invalid; it must be an int >= {minimum}")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Map ``"auto"`` to CUDA when available, else the CPU; refuse unusable devices."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise ValueError(f"device={device!r} is invalid; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(
+            f"device={device!r} is invalid; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        ) from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} is unavailable: this torch build sees no CUDA GPU "
+                f"(torch {torch.__version__}); use device='cpu' or 'auto'"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} is unavailable: only {torch.cuda.device_count()} "
+                "CUDA device(s) are visible"
+            )
+    elif resolved.type != "cpu":
+        raise ValueError(f"device={device!r} is not supported; use 'auto', 'cpu' or 'cuda'")
+    return resolved
+
+
+# What a core does when an episode ends (see each game's core).
+AUTORESET_MODES = ("same_step", "next_step", "disabled")

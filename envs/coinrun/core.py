@@ -1,0 +1,507 @@
+"""The native CoinRun core: ``num_envs`` environments as tensors on one device.
+
+``CoinRunCore`` owns a batched ``EnvState``, generates levels ahead of time, steps the
+physics (``physics.py``), resets finished environments and renders observations
+(``observation.py``).  Tensors stay on the device: the PPO agent calls
+``CoinRunCore.step`` directly, and the Gymnasium facades (``gym_env.py``) convert to
+numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import malloc
+from ..checks import AUTORESET_MODES, resolve_device
+from ..compile import CompiledOrEager, resolve_compile
+from ..rng import random_bits
+from . import observation
+from .config import CoinRunConfig
+from .levels import generate_levels, place_coins
+from .physics import (
+    StepEvents,
+    move_agent_step,
+    physics_step,
+    physics_with,
+    step_alive_enemies,
+)
+from .state import (
+    AGENT_START_X,
+    AGENT_START_Y,
+    NUM_ACTIONS,
+    EnemySlots,
+    EnvState,
+    alive_enemy_slots,
+    as_index,
+)
+
+_LEVEL_SEED_SALT = 0x5EED5EED
+
+# --------------------------------------------------------------------------------------
+# Episode starts
+# --------------------------------------------------------------------------------------
+
+
+def level_seeds_for(env_key: torch.Tensor, episode: torch.Tensor, config: CoinRunConfig):
+    """The level seed of each environment's ``episode``-th episode (procgen's seed range).
+
+    A pure function of the environment's key and episode number, so an environment's
+    sequence of levels does not depend on what the other environments do.
+    """
+    bits = random_bits(env_key ^ _LEVEL_SEED_SALT, episode)
+    if config.num_levels == 0:
+        return bits & 0x7FFFFFFF
+    return config.start_level + ((bits * config.num_levels) >> 32)
+
+
+def initial_states(env_key: torch.Tensor, episode: torch.Tensor, config: CoinRunConfig) -> EnvState:
+    """Fresh episode states for a batch of (environment key, episode number) pairs."""
+    s = start_states(level_seeds_for(env_key, episode, config), config)
+    s.env_key, s.episode = env_key.clone(), episode.clone()
+    return s
+
+
+def start_states(level_seeds: torch.Tensor, config: CoinRunConfig) -> EnvState:
+    """Fresh episode states for the given level seeds (``env_key`` and ``episode`` zero)."""
+    seeds = level_seeds.to(torch.int64)
+    levels = generate_levels(seeds, hard=config.hard)
+    coin_x, coin_y, moved = place_coins(
+        levels, seeds, config.rand_fraction, config.coin_placement, config.coin_region
+    )
+    s = EnvState.zeros(seeds.shape[0], seeds.device)
+    s.grid = levels.grid
+    s.solid_bits, s.crate_bits, s.danger_bits = (
+        levels.solid_bits,
+        levels.crate_bits,
+        levels.danger_bits,
+    )
+    s.level_seed = seeds
+    s.theme = levels.theme
+    s.coin_x, s.coin_y, s.coin_randomized = coin_x, coin_y, moved
+    s.end_x, s.end_y = levels.end_x, levels.end_y
+    s.enemy_x, s.enemy_y, s.enemy_vx = levels.enemy_x, levels.enemy_y, levels.enemy_vx
+    s.enemy_lo, s.enemy_hi, s.enemy_alive = levels.enemy_lo, levels.enemy_hi, levels.enemy_alive
+    s.agent_x = torch.full_like(s.agent_x, AGENT_START_X)
+    s.agent_y = torch.full_like(s.agent_y, AGENT_START_Y)
+    s.facing_right = torch.ones_like(s.facing_right)
+    return s
+
+
+# Compiled CPU batches from this size walk only the alive enemies, in a second graph
+# (docs/design-notes-envs.md, "Compilation").
+_COMPILED_ALIVE_WALK_FROM = 8192
+
+# What the infos of reset and step hold, per environment (the family's events under
+# CoinRun's names, envs/events.py, then positions for analysis).
+INFO_KEYS = (
+    "coin_collected",
+    "reached_end",
+    "died",
+    "timed_out",
+    "coin_randomized",
+    "level_seed",
+    "agent_x",
+    "coin_x",
+    "end_x",
+)
+
+
+class CoinRunCore:
+    """``num_envs`` CoinRun environments as tensors on one device.
+
+    ``reset(seed)`` and ``step(actions)`` take and return torch tensors on ``device``
+    (observations uint8 ``[N, H, W, C]``).  ``autoreset`` chooses what happens when an
+    episode ends: ``"same_step"`` (the returned observation already belongs to the next
+    episode; infos describe the step that ended), ``"next_step"`` (Gymnasium's
+    convention: the next ``step`` call resets and ignores its action) or ``"disabled"``.
+
+    Finished environments draw the next level of their own sequence; levels are generated
+    ahead of time in batches so generation stays off the per-step path: each environment
+    keeps its next two levels in a bank, and once ``prefetch`` levels (default
+    ``num_envs // 4``) are missing from it, all of them are generated in one batch.
+
+    ``compile`` (``"auto"``, ``True``, ``False``) runs the physics and the observation
+    (on the CPU only the symbolic observation's per-environment arithmetic, and in large
+    batches the physics as two graphs: the agent's part, and a walk of the alive enemies
+    only) through ``torch.compile``; ``"auto"`` compiles on CUDA only.  The first
+    step then takes a while (torch caches the result on disk for later processes).
+    Compiled CPU steps are bit-identical to eager ones.  Compiled CUDA kernels fuse
+    multiply-adds, so positions can differ from eager / CPU ones in the last bit and
+    trajectories drift apart over time; a compiled CUDA run is still reproducible on its
+    own: same seed, same device, same result.
+    """
+
+    num_actions = NUM_ACTIONS
+    info_keys = INFO_KEYS  # what the infos of reset and step hold
+
+    def __init__(
+        self,
+        num_envs: int,
+        config: CoinRunConfig | None = None,
+        device: str | torch.device = "auto",
+        autoreset: str = "same_step",
+        check_actions: bool = True,
+        prefetch: int | None = None,
+        compile: bool | str = "auto",
+    ):
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs={num_envs!r} is invalid; it must be an int >= 1")
+        if autoreset not in AUTORESET_MODES:
+            raise ValueError(
+                f"autoreset={autoreset!r} is invalid; accepted values are {AUTORESET_MODES}"
+            )
+        self.num_envs = num_envs
+        self.config = config if config is not None else CoinRunConfig()
+        self.device = resolve_device(device)
+        self.compiled = resolve_compile(compile, self.device)
+        # On the CPU the core keeps the list of alive enemies (self._enemy_slots, updated
+        # when levels change) and the physics walks only those; compiled, the agent's part
+        # and that walk (its size symbolic) are two graphs.  A second graph call costs
+        # more than the one graph's walk over all slots in small batches, so below
+        # _COMPILED_ALIVE_WALK_FROM envs compiled cores keep the one graph, as a GPU does.
+        self._keep_enemy_slots = self.device.type == "cpu"
+        walk_alive = self._keep_enemy_slots and (
+            not self.compiled or num_envs >= _COMPILED_ALIVE_WALK_FROM
+        )
+        if walk_alive:
+            self._move_agent_step = move_agent_step
+            self._step_alive_enemies = step_alive_enemies
+            if self.compiled:
+                self._move_agent_step = CompiledOrEager(move_agent_step, self.device)
+                self._step_alive_enemies = CompiledOrEager(
+                    step_alive_enemies, self.device, dynamic=True
+                )
+            self._physics = self._physics_alive_enemies
+        else:
+            self._physics = (
+                CompiledOrEager(physics_step, self.device) if self.compiled else physics_step
+            )
+        # Observations: compiled on CUDA; on the CPU only the symbolic plan
+        # (docs/design-notes-envs.md, "Compilation").  Their constant tables are passed
+        # in, so the compiled graph holds no cache lookup.
+        if self.config.obs_mode == "symbolic":
+            self._render = observation.symbolic_obs
+            self._render_kwargs = {
+                "view": self.config.view_size,
+                "constants": observation.symbolic_constants(self.device),
+            }
+        else:
+            self._render = observation.pixel_obs
+            self._render_kwargs = {"constants": observation.pixel_constants(64, 12.8, self.device)}
+        compile_obs = self.compiled and self.device.type == "cuda"
+        self._render_all = (
+            CompiledOrEager(self._render, self.device) if compile_obs else self._render
+        )
+        self._plan = None
+        if self.compiled and not compile_obs and self.config.obs_mode == "symbolic":
+            self._plan = CompiledOrEager(observation.symbolic_plan, self.device)
+        self.autoreset = autoreset
+        self.check_actions = check_actions
+        # A batch of levels costs a fixed number of small tensor ops whatever its size, so
+        # fewer, larger batches are cheaper (docs/design-notes-envs.md, "Level bank").
+        self.prefetch = max(1, num_envs // 4) if prefetch is None else prefetch
+        self._state: EnvState | None = None
+        # Symbolic observations crop the levels from a padded copy of their grids
+        # (observation.padded_classes), rebuilt only for environments whose level changes.
+        self._padded: torch.Tensor | None = None
+        # Observations on the CPU also use the list of alive enemy slots, and symbolic
+        # views keep, for large batches, the per-environment pair tables that
+        # observation.symbolic_obs would otherwise rebuild every step (only their constant
+        # bytes change).
+        self._keep_cpu_extras = self.config.obs_mode == "symbolic" and self.device.type == "cpu"
+        self._pair_tables: torch.Tensor | None = None
+        self._enemy_slots: EnemySlots | None = None
+        # The bank of upcoming levels: two per environment, in rows i and num_envs + i.
+        # _bank_next[i] (0 or 1) says which of env i's rows holds its next episode,
+        # _bank_count[i] how many are ready (that one, then the other: the episode after).
+        # Two deep, so that short episodes rarely force a small batch
+        # (docs/design-notes-envs.md, "Level bank").
+        self._bank: EnvState | None = None
+        self._bank_next: torch.Tensor | None = None
+        self._bank_count: torch.Tensor | None = None
+        self._pending_reset = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
+        if self.device.type == "cpu":
+            malloc.warn_if_mapped_afresh(num_envs * math.prod(self.observation_shape))
+
+    @property
+    def state(self) -> EnvState | None:
+        """The current episodes of all environments (None before the first reset).
+
+        Assign a whole new state rather than editing a level's ``grid`` or its enemies'
+        ``enemy_alive`` in place: the core keeps what it derives from the levels (padded
+        grids, the list of alive enemies), as ``EnvState`` keeps its bit masks.
+        """
+        return self._state
+
+    @state.setter
+    def state(self, value: EnvState | None) -> None:
+        self._state = value
+        self._levels_changed(None)
+
+    def _levels_changed(self, index: torch.Tensor | None) -> None:
+        """Refresh what is derived from the levels of environments ``index`` (all if None):
+        the padded grids (symbolic views) and the alive enemy slots (on the CPU)."""
+        if self._state is None:
+            self._padded = self._enemy_slots = None
+            return
+        if self.config.obs_mode != "symbolic":
+            self._padded = None
+        elif index is None or self._padded is None:
+            self._padded = observation.padded_classes(self._state.grid, self.config.view_size)
+        else:
+            grids = self._state.grid.index_select(0, index)
+            self._padded[index] = observation.padded_classes(grids, self.config.view_size)
+        if not self._keep_enemy_slots:
+            return
+        if index is None or self._enemy_slots is None:
+            self._enemy_slots = alive_enemy_slots(self._state)
+        else:
+            # Drop the enemies of the environments whose level changed, add their new ones:
+            # cheaper than recomputing the list (index_select throughout, not boolean
+            # indexing, for the same reason).
+            old, per_env = self._enemy_slots, self._state.enemy_alive.shape[1]
+            changed = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+            changed.index_fill_(0, index, True)
+            kept = (~changed.index_select(0, old.env)).nonzero().squeeze(1)
+            row, slot = self._state.enemy_alive.index_select(0, index).nonzero(as_tuple=True)
+            env = index.index_select(0, row)
+            self._enemy_slots = EnemySlots(
+                env=torch.cat((old.env.index_select(0, kept), env)),
+                flat=torch.cat((old.flat.index_select(0, kept), env * per_env + slot)),
+            )
+
+    # -- episode starts ----------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Start every environment afresh; environment ``i`` gets the seed key ``seed + i``."""
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint32)[0])
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed={seed!r} is invalid; it must be an int >= 0 or None")
+        keys = int(seed) + torch.arange(self.num_envs, device=self.device)
+        self.reset_keys(keys)
+        return self.observe(), self._info(None)
+
+    def reset_keys(self, keys: torch.Tensor, index: torch.Tensor | None = None) -> None:
+        """(Re)start environments ``index`` (all if None) at episode 0 of the given keys."""
+        if index is not None:
+            index = as_index(index, self.device)
+        episode = torch.zeros_like(keys)
+        fresh = initial_states(keys, episode, self.config)
+        if self.state is None or index is None:
+            self.state = fresh
+            self._bank = EnvState.zeros(2 * self.num_envs, self.device)
+            self._bank_next = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+            self._bank_count = torch.zeros_like(self._bank_next)
+        else:
+            self.state.assign(index, fresh)
+            self._levels_changed(index)
+            self._bank_count[index] = 0
+        if index is None:
+            self._pending_reset.zero_()
+        else:
+            self._pending_reset[index] = False
+
+    def start_next_episodes(self, done: torch.Tensor | None = None) -> None:
+        """Move environments on to the next level of their sequence (no new seed).
+
+        ``done`` (bool ``[N]``) picks the environments, all of them when None; with
+        ``autoreset="disabled"`` this is how a caller restarts ended episodes itself
+        (the SB3 adapter does, to return each terminal observation before the reset).
+        """
+        if done is None:
+            done = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        self._pending_reset = self._pending_reset & ~done  # not in place: may be shared
+        self._start_next_episode(done)
+
+    def _start_next_episode(self, done: torch.Tensor) -> None:
+        """Move the environments flagged in ``done`` on to their next level."""
+        index = done.nonzero().squeeze(1)
+        if index.numel() == 0:
+            return
+        if not bool((self._bank_count[index] > 0).all()):
+            # Some of these used up their bank (short episodes): generate their levels
+            # and, in the same batch, every other missing one.
+            self._fill_bank()
+        slot = self._bank_next[index]
+        self.state.assign(index, self._bank.index(slot * self.num_envs + index))
+        self._levels_changed(index)
+        self._bank_next[index] = 1 - slot
+        self._bank_count[index] -= 1
+        if 2 * self.num_envs - int(self._bank_count.sum()) >= self.prefetch:
+            self._fill_bank()
+
+    def _fill_bank(self) -> None:
+        """Generate every level missing from the bank, in one batch."""
+        s, n, count = self.state, self.num_envs, self._bank_count
+        empty = (count == 0).nonzero().squeeze(1)  # missing their next episode ...
+        short = (count < 2).nonzero().squeeze(1)  # ... and the one after it
+        envs = torch.cat((empty, short))
+        ahead = torch.cat((torch.ones_like(empty), torch.full_like(short, 2)))
+        slot = torch.cat((self._bank_next[empty], 1 - self._bank_next[short]))
+        levels = initial_states(s.env_key[envs], s.episode[envs] + ahead, self.config)
+        self._bank.assign(slot * n + envs, levels)
+        count[short] = 2
+
+    # -- saving and restoring ------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that decides the environments' future, as tensors (for checkpoints):
+        the current episodes, the bank of upcoming levels and the pending resets."""
+        if self.state is None:
+            raise RuntimeError("state_dict() before reset(): there is no state to save")
+        return {
+            "state": {f.name: getattr(self.state, f.name) for f in fields(EnvState)},
+            "bank": {f.name: getattr(self._bank, f.name) for f in fields(EnvState)},
+            "bank_next": self._bank_next,
+            "bank_count": self._bank_count,
+            "pending_reset": self._pending_reset,
+        }
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` saved (copied to this core's device: the core then
+        shares no tensor with ``saved``, which may be another live core's state)."""
+        names = {f.name for f in fields(EnvState)}
+        if set(saved["state"]) != names or saved["state"]["grid"].shape[0] != self.num_envs:
+            raise ValueError(
+                f"the saved environment state has fields {sorted(saved['state'])} for "
+                f"{saved['state'].get('grid', torch.empty(0)).shape[:1]} envs; this core "
+                f"expects {sorted(names)} for {self.num_envs} envs (a different "
+                "coinrun_mg.envs version or num_envs)"
+            )
+        dev, n = self.device, self.num_envs
+
+        def copied(tensors: dict[str, torch.Tensor]) -> EnvState:
+            return EnvState(**{k: v.to(dev, copy=True) for k, v in tensors.items()})
+
+        self.state = copied(saved["state"])
+        if "upcoming" in saved:  # saved with one upcoming level per environment
+            self._bank = EnvState.zeros(2 * n, dev)
+            self._bank.assign(torch.arange(n, device=dev), copied(saved["upcoming"]))
+            self._bank_next = torch.zeros(n, dtype=torch.int64, device=dev)
+            self._bank_count = saved["upcoming_ready"].to(dev, dtype=torch.int64, copy=True)
+        else:
+            self._bank = copied(saved["bank"])
+            self._bank_next = saved["bank_next"].to(dev, copy=True)
+            self._bank_count = saved["bank_count"].to(dev, copy=True)
+        self._pending_reset = saved["pending_reset"].to(dev, copy=True)
+
+    # -- stepping ------------------------------------------------------------------------
+    def _physics_alive_enemies(self, s: EnvState, actions, config) -> StepEvents:
+        """``physics_step`` walking only the alive enemies of the kept list (the CPU)."""
+        return physics_with(
+            self._move_agent_step, s, actions, config, self._enemy_slots, self._step_alive_enemies
+        )
+
+    def step(self, actions: torch.Tensor):
+        """Step all environments; returns ``obs, reward, terminated, truncated, info``."""
+        if self.state is None:
+            raise RuntimeError("step() was called before reset(); call reset(seed=...) first")
+        actions = self._validate_actions(actions)
+        if self.autoreset == "disabled" and bool(self._pending_reset.any()):
+            raise RuntimeError(
+                "step() was called on an environment whose episode has ended; call reset() first"
+            )
+        restarting = self._pending_reset if self.autoreset == "next_step" else None
+
+        events = self._physics(self.state, actions, self.config)
+        if restarting is not None:
+            # Gymnasium's NEXT_STEP: this call only starts the new episode.
+            for name in ("reward", "terminated", "truncated", "coin_collected", "died"):
+                value = getattr(events, name)
+                setattr(events, name, torch.where(restarting, torch.zeros_like(value), value))
+        done = events.terminated | events.truncated
+        info = self._info(events)
+
+        if self.autoreset == "same_step":
+            self._start_next_episode(done)
+        elif self.autoreset == "next_step":
+            self._start_next_episode(restarting)
+            self._pending_reset = done
+            if bool(restarting.any()):
+                info = self._merge_restart_info(info, restarting)
+        else:
+            self._pending_reset = done
+        return self.observe(), events.reward, events.terminated, events.truncated, info
+
+    def _validate_actions(self, actions) -> torch.Tensor:
+        if not isinstance(actions, torch.Tensor):
+            actions = torch.as_tensor(np.asarray(actions), device=self.device)
+        if actions.shape != (self.num_envs,):
+            raise ValueError(
+                f"actions have shape {tuple(actions.shape)}; expected ({self.num_envs},) "
+                f"integers in [0, {NUM_ACTIONS})"
+            )
+        if actions.dtype.is_floating_point or actions.dtype == torch.bool:
+            raise ValueError(
+                f"actions have dtype {actions.dtype}; expected integers in [0, {NUM_ACTIONS})"
+            )
+        actions = actions.to(device=self.device, dtype=torch.int64)
+        if self.check_actions and bool(((actions < 0) | (actions >= NUM_ACTIONS)).any()):
+            bad = actions[(actions < 0) | (actions >= NUM_ACTIONS)][0].item()
+            raise ValueError(
+                f"action {bad} is out of range; actions must be integers in [0, {NUM_ACTIONS})"
+            )
+        return actions
+
+    # -- observations and infos ---------------------------------------------------------------
+    def observe(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Observations of all environments, or of those in ``index`` (int64 ``[K]``)."""
+        state, padded = self.state, self._padded
+        if index is not None:
+            state = state.index(index)
+            padded = None if padded is None else padded[index]
+        kwargs = dict(self._render_kwargs)
+        if padded is not None:
+            kwargs["padded"] = padded
+        if index is None and self._plan is not None:
+            kwargs["plan"] = self._plan(state, kwargs["view"], kwargs["constants"])
+        if index is None and self._keep_enemy_slots:
+            kwargs["enemy_slots"] = self._enemy_slots
+        if index is None and self._keep_cpu_extras:
+            if self._pair_tables is None and observation.uses_pair_tables(
+                self.num_envs, self.device
+            ):
+                self._pair_tables = observation.pair_tables(self.num_envs)
+            kwargs["tables"] = self._pair_tables
+        # The whole batch has a fixed shape: it is the call compiled where enabled.
+        return (self._render_all if index is None else self._render)(state, **kwargs)
+
+    @property
+    def observation_shape(self) -> tuple[int, int, int]:
+        if self.config.obs_mode == "symbolic":
+            v = self.config.view_size
+            return (v, v, observation.SYMBOLIC_CHANNELS)
+        return (64, 64, 3)
+
+    def current_info(self) -> dict[str, torch.Tensor]:
+        """The infos of the current episodes as they stand, with no step's events (what
+        ``reset`` returns)."""
+        return self._info(None)
+
+    def _info(self, events: StepEvents | None) -> dict[str, torch.Tensor]:
+        s = self.state
+        false = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        return {
+            "coin_collected": false if events is None else events.coin_collected,
+            "reached_end": s.reached_end.clone(),
+            "died": false if events is None else events.died,
+            "timed_out": false if events is None else events.truncated,
+            "coin_randomized": s.coin_randomized.clone(),
+            "level_seed": s.level_seed.clone(),
+            "agent_x": s.agent_x.clone(),
+            "coin_x": s.coin_x.clone(),
+            "end_x": s.end_x.clone(),
+        }
+
+    def _merge_restart_info(self, info, restarting) -> dict[str, torch.Tensor]:
+        """Infos of restarted environments describe their new episode's first state."""
+        fresh = self._info(None)
+        return {k: torch.where(restarting, fresh[k], v) for k, v in info.items()}
+
+    def render_frame(self, index: int = 0) -> np.ndarray:
+        """A large RGB view of environment ``index`` for people (``render_mode='rgb_array'``)."""
+        return observation.human_frame(self.state, index)
