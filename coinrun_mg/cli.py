@@ -1017,12 +1017,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    # Warnings as one line each, like the errors (no source line echoed under them).
-    warnings.formatwarning = lambda message, *_args, **_kwargs: f"coinrun-mg: warning: {message}\n"
     # Big CPU batches allocate tens of MiB per step; the command owns its process, so it
     # keeps those blocks in it rather than mapping them afresh each step (envs/malloc.py).
     tune_malloc()
-    return COMMANDS[args.command].run(args)
+    with warnings.catch_warnings():  # restores the process's warning display afterwards
+        warnings.showwarning = _show_warning
+        return COMMANDS[args.command].run(args)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each, like the errors (no source line echoed under them)."""
+    print(f"coinrun-mg: warning: {message}", file=file or sys.stderr)
 
 
 if __name__ == "__main__":
