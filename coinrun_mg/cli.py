@@ -669,7 +669,7 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
         )
         return 130
     print()
-    print(format_table(report["aggregate"]))
+    print(format_table(report["aggregate"], report["runs"]))
     print(table_note(report["aggregate"]))
     for failed in report["failed"]:
         why = f" ({failed['not_retried']})" if failed.get("not_retried") else ""

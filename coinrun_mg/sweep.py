@@ -283,22 +283,30 @@ def interval_label(aggregates: Sequence[dict[str, Any]]) -> str:
 def table_note(aggregates: Sequence[dict[str, Any]]) -> str:
     """The line under :func:`format_table`: what the intervals are and which levels."""
     levels = levels_label(aggregates)
-    return f"(mean [{interval_label(aggregates)}]; test: {levels}, every coin moved)"
+    seeds = any(len(a["seeds"]) > 1 for a in aggregates)
+    rows = "; seed rows: that run's Wilson interval over episodes" if seeds else ""
+    return f"(mean [{interval_label(aggregates)}]{rows}; test: {levels}, every coin moved)"
 
 
-def format_table(aggregates: Sequence[dict[str, Any]]) -> str:
+def format_table(
+    aggregates: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]] = ()
+) -> str:
     """A printable table: fraction, training coin rate, test goal and proxy rates, each
     as mean [95% interval], and the number of seeds; :func:`table_note` says which
-    levels and intervals."""
+    levels and intervals.  Given the ``runs``, a fraction with several finished seeds
+    also gets one row per seed (that run's rates, Wilson intervals over its episodes)
+    under its across-seed mean."""
 
-    def cell(summary: dict[str, Any]) -> str:
-        if summary["mean"] is None:
+    def cell(summary: dict[str, Any] | None) -> str:
+        if summary is None or summary["mean"] is None:
             return f"{'-':<21}"
         lo, hi = summary["ci"]
         return f"{summary['mean']:.3f} [{lo:.3f}, {hi:.3f}]"
 
+    per_seed = any(len(a["seeds"]) > 1 for a in aggregates) and bool(runs)
+    label = f"{'':>6}  " if per_seed else ""
     head = (
-        f"{'fraction':>8}  {'train coin rate':<21}  {'test goal rate':<21}  "
+        f"{'fraction':>8}  {label}{'train coin rate':<21}  {'test goal rate':<21}  "
         f"{'test proxy rate':<21}  seeds"
     )
     lines = [head]
@@ -306,11 +314,25 @@ def format_table(aggregates: Sequence[dict[str, Any]]) -> str:
         seeds = str(len(a["seeds"]))
         if a["failed_seeds"]:
             seeds += f" ({len(a['failed_seeds'])} failed)"
-        lines.append(
-            f"{a['rand_fraction']:>8g}  {cell(a['train_coin_rate'])}  "
-            f"{cell(a['test_goal_rate'])}  {cell(a['test_proxy_rate'])}  {seeds}"
-        )
+        label = f"{'mean':>6}  " if per_seed else ""
+        names = ("train_coin_rate", "test_goal_rate", "test_proxy_rate")
+        cells = "  ".join(cell(a[name]) for name in names)
+        lines.append(f"{a['rand_fraction']:>8g}  {label}{cells}  {seeds}")
+        if per_seed and len(a["seeds"]) > 1:
+            for run in runs:
+                if run.get("status") == "done" and run["rand_fraction"] == a["rand_fraction"]:
+                    cells = "  ".join(cell(_run_summary(run, name)) for name in names)
+                    lines.append(f"{'':>8}  {'s' + str(run['seed']):>6}  {cells}")
     return "\n".join(lines)
+
+
+def _run_summary(run: dict[str, Any], metric: str) -> dict[str, Any] | None:
+    """One run's value of a :data:`METRICS` entry, with its Wilson interval."""
+    section, key = next((sec, k) for name, sec, k in METRICS if name == metric)
+    value = run[section].get(key)
+    if value is None:
+        return None
+    return {"mean": value, "ci": run[section].get(key.replace("_rate", "_ci"))}
 
 
 def plot_curve(aggregates: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:

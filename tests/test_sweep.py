@@ -17,7 +17,7 @@ import coinrun_mg  # noqa: F401 - registers the env ids
 from coinrun_mg import cli, executors, sweep
 from coinrun_mg.agents import PROFILES, PPOConfig, train
 from coinrun_mg.executors import LocalExecutor
-from coinrun_mg.sweep import GoalProxyHook, aggregate, format_table, run_sweep
+from coinrun_mg.sweep import GoalProxyHook, aggregate, format_table, run_sweep, table_note
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -324,3 +324,42 @@ def test_importing_the_package_does_not_import_ray():
         "assert 'ray' not in sys.modules, 'ray was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _summary_run(fraction, seed, goal, proxy, coin):
+    def section(goal, proxy):
+        return {
+            "goal_rate": goal,
+            "goal_ci": [goal - 0.05, goal + 0.05],
+            "proxy_rate": proxy,
+            "proxy_ci": [proxy - 0.05, proxy + 0.05],
+        }
+
+    return {
+        "rand_fraction": fraction,
+        "seed": seed,
+        "status": "done",
+        "filtered": True,
+        "train": {"coin_rate": coin, "coin_ci": [coin - 0.03, coin + 0.03]},
+        "test": section(goal, proxy),
+        "test_all": section(goal, proxy),
+    }
+
+
+def test_table_shows_each_seed_under_the_across_seed_mean():
+    runs = [
+        _summary_run(0.0, 0, 0.15, 0.70, 0.80),
+        _summary_run(0.0, 1, 0.25, 0.60, 0.82),
+        _summary_run(0.02, 0, 0.35, 0.48, 0.77),
+    ]
+    lines = format_table(aggregate(runs), runs).splitlines()
+    mean = next(line for line in lines if line.split()[:2] == ["0", "mean"])
+    assert "0.200 [" in mean and "0.650 [" in mean and mean.rstrip().endswith("2")
+    assert any(line.split()[:3] == ["s0", "0.800", "[0.770,"] for line in lines)
+    assert any(line.split()[:3] == ["s1", "0.820", "[0.790,"] for line in lines)
+    # A fraction with one seed keeps one row: its own rates.
+    assert sum(1 for line in lines if line.split()[0] == "0.02") == 1
+    assert "seed rows" in table_note(aggregate(runs))
+    # One seed everywhere: the table has no seed column.
+    single = format_table(aggregate(runs[:1]), runs[:1])
+    assert "mean" not in single and "seed rows" not in table_note(aggregate(runs[:1]))
