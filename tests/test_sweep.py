@@ -206,7 +206,7 @@ def test_cli_sweep_and_reproduce(tmp_path, capsys, monkeypatch):
 
     def fake_run_sweep(fractions, seeds, **kwargs):
         calls.append((fractions, seeds, kwargs))
-        return {"aggregate": aggregate([]), "failed": []}
+        return {"aggregate": aggregate([]), "runs": [], "failed": []}
 
     monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
     assert cli.main(["reproduce", "--out", str(tmp_path)]) == 0
@@ -227,7 +227,7 @@ def test_cli_sweep_and_reproduce(tmp_path, capsys, monkeypatch):
 
     def failing_run_sweep(fractions, seeds, **kwargs):
         error = {"rand_fraction": 0.02, "seed": 0, "error": "RuntimeError: boom"}
-        return {"aggregate": aggregate([]), "failed": [error]}
+        return {"aggregate": aggregate([]), "runs": [], "failed": [error]}
 
     monkeypatch.setattr(sweep, "run_sweep", failing_run_sweep)
     assert cli.main(["sweep", "--out", str(tmp_path)]) == 1
@@ -282,7 +282,7 @@ def test_cli_executor_options(tmp_path, capsys, monkeypatch):
 
     def fake_run_sweep(fractions, seeds, **kwargs):
         calls.append(kwargs)
-        return {"aggregate": aggregate([]), "failed": []}
+        return {"aggregate": aggregate([]), "runs": [], "failed": []}
 
     monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
     assert cli.main(["sweep", "--workers", "3", "--retries", "4", "--out", str(tmp_path)]) == 0

@@ -269,7 +269,8 @@ def test_labels_across_seeds_and_with_mixed_references():
     good = aggregate([run(0, True), run(1, True)])
     assert (good[0]["interval"], good[0]["test_levels"]) == ("seeds", GOOD_LEVELS)
     note = table_note(good)
-    assert "across seeds" in note and "over episodes" not in note
+    assert note.startswith("(mean [95% interval across seeds]")
+    assert "seed rows: that run's Wilson interval over episodes" in note
     assert f"test: {GOOD_LEVELS}," in note
     mixed = aggregate([run(0, True), run(1, False)])
     assert mixed[0]["test_levels"] == MIXED_LEVELS and MIXED_LEVELS in table_note(mixed)
@@ -280,7 +281,7 @@ def test_cli_records_torch_threads(tmp_path, monkeypatch, capsys):
 
     def fake_run_sweep(fractions, seeds, **kwargs):
         calls.append(kwargs)
-        return {"aggregate": aggregate([]), "failed": []}
+        return {"aggregate": aggregate([]), "runs": [], "failed": []}
 
     monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
     assert cli.main(["sweep", "--torch-threads", "3", "--out", str(tmp_path)]) == 0
