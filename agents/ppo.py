@@ -67,6 +67,8 @@ __all__ = [
     "TrainResult",
     "TrainingHook",
     "TrainingInterrupted",
+    "budget_path",
+    "budget_step",
     "compute_gae",
     "first_episode_stats",
     "load_policy",
@@ -441,6 +443,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     hooks: Sequence[TrainingHook | Callable[..., Any]] = (),
+    checkpoint_at: Sequence[int] = (),
 ) -> TrainResult:
     """Train a PPO agent and return it; logs, config and checkpoints go to ``run_dir``.
 
@@ -460,6 +463,13 @@ def train(
     checkpoint at the end of the iteration and raises :class:`TrainingInterrupted` (a
     ``KeyboardInterrupt`` carrying the checkpoint path and step); a second Ctrl-C
     interrupts at once.
+
+    ``checkpoint_at``: step budgets.  At the first iteration boundary where the global
+    step reaches a budget, a kept checkpoint ``checkpoints/step_<N>.pt`` is written
+    (``N``: that step, :func:`budget_step`), before the run's own checkpoint, so a run
+    resumed from its checkpoint has the files of every budget it passed.  Writing them
+    changes nothing in training.  Resuming past a budget whose file is missing (a budget
+    added after the run passed it) raises ``ValueError``: it cannot be made afterwards.
     """
     run_dir = Path(run_dir)
     checkpoint_path = run_dir / CHECKPOINT_NAME
@@ -471,6 +481,7 @@ def train(
     elif config is None:
         raise ValueError(f"config=None is only allowed when resuming; {run_dir} has no checkpoint")
 
+    budgets = _budget_steps(checkpoint_at, config, run_dir, saved)
     device = resolve_device(config.device)
     _check_memory(config, device)
     moved = prepare_run_dir(run_dir, CHECKPOINT_NAME, resume=resume, overwrite=overwrite)
@@ -515,6 +526,9 @@ def train(
             last = iteration == config.num_iterations
             stats.update(_run_hooks(hooks, run, policy, writer, previous_step, last))
             saved_now = last or _crossed(config.checkpoint_every, previous_step, run.global_step)
+            if run.global_step in budgets:  # before checkpoint.pt: see the docstring
+                (run_dir / "checkpoints").mkdir(exist_ok=True)
+                write_checkpoint(run.payload(), budget_path(run_dir, run.global_step))
             if saved_now:
                 write_checkpoint(run.payload(), checkpoint_path)
                 if config.keep_checkpoints and not last:
@@ -536,6 +550,35 @@ def train(
     if run.iteration == start_iteration and saved is not None:
         print(f"{run_dir}: already trained for {run.global_step} steps (total_steps reached)")
     return TrainResult(run.agent, config, run.global_step, checkpoint_path, stats)
+
+
+def budget_step(budget: int, batch_size: int) -> int:
+    """The global step of the first iteration boundary at or after ``budget``."""
+    return -(-budget // batch_size) * batch_size
+
+
+def budget_path(run_dir: str | os.PathLike, step: int) -> Path:
+    """The kept checkpoint of global step ``step``: ``checkpoints/step_<step>.pt``."""
+    return Path(run_dir) / "checkpoints" / f"step_{step:012d}.pt"
+
+
+def _budget_steps(checkpoint_at, config: PPOConfig, run_dir: Path, saved) -> set[int]:
+    """The steps where :func:`train` keeps a budget checkpoint; ``ValueError`` for a budget
+    that is not a positive int, or that a resumed run passed without keeping its file."""
+    done = saved["global_step"] if saved is not None else 0
+    steps = set()
+    for budget in checkpoint_at:
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise ValueError(f"checkpoint_at budget {budget!r} is invalid; budgets are ints >= 1")
+        step = budget_step(budget, config.batch_size)
+        if step <= done and not budget_path(run_dir, step).exists():
+            raise ValueError(
+                f"checkpoint_at budget {budget} was passed at step {step} without a kept "
+                f"checkpoint ({budget_path(run_dir, step)} is missing) and cannot be made "
+                f"now that {run_dir} is at step {done}; drop the budget or use a new run_dir"
+            )
+        steps.add(step)
+    return steps
 
 
 # --- the run's state and its start ----------------------------------------------------

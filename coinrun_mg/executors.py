@@ -77,6 +77,7 @@ class RunJob:
     raise on purpose, a crash or, with ``fail_kind="value"``, a permanent ValueError
     (fault injection for tests, see ``coinrun_mg.sweep.FAIL_ENV``).  ``action``: what the
     run does, said when it starts (``"training"``, ``"evaluating again ..."``).
+    ``eval_at``: step budgets whose checkpoints the run keeps and evaluates.
     """
 
     fraction: float
@@ -93,6 +94,7 @@ class RunJob:
     fail_attempts: int = 0
     fail_kind: str = "crash"
     action: str = "training"
+    eval_at: tuple[int, ...] = ()  # step budgets kept and evaluated (coinrun_mg.budgets)
 
     @property
     def name(self) -> str:
@@ -351,6 +353,8 @@ def _run_shipped(run_one: RunOne, job: RunJob, payload: dict[str, Any]) -> dict[
         run_dir.mkdir()
         if payload.get("checkpoint") is not None:
             (run_dir / CHECKPOINT_NAME).write_bytes(ray.get(payload["checkpoint"]))
+        # Budget checkpoints kept by an earlier attempt: a resumed run needs them.
+        write_run_files(run_dir, {k: ray.get(v) for k, v in payload.get("kept", {}).items()})
         reference = None
         if own_reference:
             reference = run_dir / CHECKPOINT_NAME
@@ -540,6 +544,9 @@ class RayExecutor:
             payload["checkpoint"] = self._put_file(Path(job.run_dir) / CHECKPOINT_NAME)
             if job.reference is not None:
                 payload["reference"] = self._put_file(Path(job.reference))
+            if job.eval_at:
+                kept = sorted((Path(job.run_dir) / "checkpoints").glob("step_*.pt"))
+                payload["kept"] = {f"checkpoints/{p.name}": self._put_file(p) for p in kept}
         task = self._gpu_task if gpus > 0 else self._cpu_task
         ref = task.options(
             num_cpus=self.cpus_per_run,

@@ -428,25 +428,37 @@ def _train_and_evaluate(
     device: str,
     reference: Path | None,
     hook: GoalProxyHook | None,
+    eval_at: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     from coinrun_mg.agents import load_policy, train
 
     started = time.time()
-    result = train(config, run_dir, resume=True, hooks=[hook] if hook is not None else [])
+    hooks = [hook] if hook is not None else []
+    result = train(config, run_dir, resume=True, hooks=hooks, checkpoint_at=eval_at)
     train_seconds = time.time() - started
 
     started = time.time()
     policy = load_policy(result.checkpoint, device=device)
     common = dict(episodes=episodes, seed=eval_seed, num_envs=eval_num_envs, device=device)
     train_eval = evaluate(policy, **common, rand_fraction=fraction, end_terminates=False)
+    good = None
     if reference is not None:
         ref_policy = load_policy(reference, device=device)
         filtered = evaluate(policy, **common, reference_policy=ref_policy)
-        test, test_all = filtered.filtered, filtered.all
+        test, test_all, good = filtered.filtered, filtered.all, filtered.good_levels
         filtered.write_csv(run_dir / EPISODES_CSV)
     else:
         test = test_all = evaluate(policy, **common)
         test_all.write_csv(run_dir / EPISODES_CSV)
+    budgets = {}
+    if eval_at:  # on the final evaluation's good levels (coinrun_mg.budgets)
+        from coinrun_mg.budgets import evaluate_budgets
+
+        records = evaluate_budgets(
+            run_dir, eval_at, config.batch_size, good, episodes=episodes,
+            eval_seed=eval_seed, eval_num_envs=eval_num_envs, device=device,
+        )  # fmt: skip
+        budgets = {"budgets": records}
     train_dict = train_eval.to_dict()
     train_dict["coin_rate"] = train_dict["goal_rate"]
     train_dict["coin_ci"] = train_dict["goal_ci"]
@@ -465,8 +477,18 @@ def _train_and_evaluate(
         "train_seconds": train_seconds,
         "eval_seconds": time.time() - started,
         "config": _jsonable(config.to_dict()),
-        "evaluation": {"episodes": episodes, "eval_seed": eval_seed},
+        "evaluation": _evaluation(episodes, eval_seed, eval_at),
+        **budgets,
     }
+
+
+def _evaluation(episodes: int, eval_seed: int, eval_at: Sequence[int]) -> dict[str, Any]:
+    """A run's evaluation settings in ``result.json``; a change redoes the run.  Without
+    budgets it is what sweeps before budgets wrote, so their finished runs stay done."""
+    out: dict[str, Any] = {"episodes": episodes, "eval_seed": eval_seed}
+    if eval_at:
+        out["eval_at"] = list(eval_at)
+    return out
 
 
 def _injected_failures() -> dict[str, tuple[int, str]]:
@@ -509,6 +531,7 @@ def _run_job(job: RunJob) -> dict[str, Any]:
             job.device,
             Path(job.reference) if job.reference is not None else None,
             job.hook,
+            job.eval_at,
         )
     except Exception as exc:
         return failed_entry(job, f"{type(exc).__name__}: {exc}", traceback.format_exc(), exc)
@@ -656,10 +679,11 @@ class _Plan:
     eval_num_envs: int | None
     hook: GoalProxyHook | None
     failures: dict[str, tuple[int, str]]
+    eval_at: tuple[int, ...] = ()
 
     @property
     def evaluation(self) -> dict[str, Any]:
-        return {"episodes": self.episodes, "eval_seed": self.eval_seed}
+        return _evaluation(self.episodes, self.eval_seed, self.eval_at)
 
     def config(self, fraction: float, seed: int):
         from coinrun_mg.agents import PPOConfig
@@ -693,6 +717,7 @@ class _Plan:
             fail_attempts=fail_attempts,
             fail_kind=fail_kind,
             action=action,
+            eval_at=self.eval_at,
         )
 
 
@@ -858,6 +883,7 @@ def run_sweep(
     executor: str | Executor = "local",
     retries: int = 1,
     torch_threads: int = 0,
+    eval_at: Iterable[int] = (),
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """Train and evaluate every ``(fraction, seed)`` run, then write the sweep's outputs.
@@ -875,6 +901,12 @@ def run_sweep(
     is tried again up to ``retries`` more times in this call if a retry can fix its error,
     then reported as failed.  ``torch_threads``: torch CPU threads of this process, where
     the local executor's single worker runs (0: leave torch's setting).
+
+    ``eval_at``: step budgets (each <= ``total_steps``); each run keeps a checkpoint at
+    each budget and evaluates it as its final test (:mod:`coinrun_mg.budgets`).  A
+    finished run whose recorded budgets differ is redone like any changed setting:
+    training resumes from its checkpoint, and a budget it passed without keeping a
+    checkpoint fails that run (not retried), naming the budget.
 
     Only one sweep at a time may use ``out_dir``: :class:`SweepError` if another holds it,
     or if it cannot be written, before any run starts.  On Ctrl-C (or any error) the runs
@@ -896,6 +928,9 @@ def run_sweep(
     overrides.setdefault("progress_bar", False)
     # Validate the settings once, before any run starts (a typo should not fail every run).
     probe = PPOConfig.from_profile(profile, **{**overrides, "device": device})
+    from coinrun_mg.budgets import check_eval_at
+
+    eval_at = check_eval_at(eval_at, probe.total_steps)
     if isinstance(executor, str):
         executor = make_executor(executor)
     hook = None
@@ -913,6 +948,7 @@ def run_sweep(
         eval_num_envs=eval_num_envs,
         hook=hook,
         failures=_injected_failures(),
+        eval_at=eval_at,
     )
     settings = {
         "profile": profile,
@@ -930,6 +966,8 @@ def run_sweep(
         "executor": _executor_settings(executor),
         "overrides": {k: v for k, v in overrides.items() if k != "total_steps"},
     }
+    if eval_at:  # without budgets the report is what it was before them
+        settings["eval_at"] = list(eval_at)
     if torch_threads > 0:
         import torch
 
@@ -969,8 +1007,23 @@ def _write_outputs(
     }
     _write_episodes_csv(runs, out_dir)
     plot_curve(aggregates, out_dir / PLOT_NAME)
+    if settings.get("eval_at"):
+        _write_budget_outputs(runs, report, out_dir)
     _atomic_write_json(report, out_dir / REPORT_NAME)
     return report
+
+
+def _write_budget_outputs(runs: list[dict[str, Any]], report: dict[str, Any], out_dir: Path):
+    """The budget axis (:mod:`coinrun_mg.budgets`): ``budget_aggregate`` and
+    ``budget_levels`` in the report, ``budget_episodes.csv`` and ``budget_curve.png``."""
+    from coinrun_mg import budgets
+
+    report["budget_aggregate"] = budgets.aggregate_budgets(runs)
+    report["budget_levels"] = budgets.BUDGET_LEVELS
+    report["budget_interval"] = interval_label(report["budget_aggregate"])
+    report["outputs"].update(budget_csv=budgets.BUDGET_CSV, budget_plot=budgets.BUDGET_PLOT)
+    budgets.write_budget_episodes(runs, out_dir)
+    budgets.plot_budget_curve(report["budget_aggregate"], out_dir / budgets.BUDGET_PLOT)
 
 
 __all__ = [
