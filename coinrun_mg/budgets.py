@@ -267,6 +267,7 @@ def plot_budget_curve(budget_aggregate: Sequence[dict[str, Any]], path: str | os
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     from coinrun_mg.sweep import interval_label, levels_label
 
@@ -275,7 +276,7 @@ def plot_budget_curve(budget_aggregate: Sequence[dict[str, Any]], path: str | os
         fractions = sorted({a["rand_fraction"] for a in budget_aggregate})
         colors = plt.get_cmap("viridis")
         for k, fraction in enumerate(fractions):
-            color = colors(k / max(1, len(fractions) - 1))
+            color = colors(0.85 * k / max(1, len(fractions) - 1))  # no pale yellow end
             group = [a for a in budget_aggregate if a["rand_fraction"] == fraction]
             for ax, name in zip(axes, ("test_goal_rate", "test_proxy_rate")):
                 points = [(a["step"], a[name]) for a in group if a[name]["mean"] is not None]
@@ -291,6 +292,7 @@ def plot_budget_curve(budget_aggregate: Sequence[dict[str, Any]], path: str | os
         for ax, title in zip(axes, ("goal rate (coin)", "proxy rate (end)")):
             ax.set_title(f"test {title}")
             ax.set_xlabel("training steps")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: _steps_text(x)))
             ax.set_ylim(-0.02, 1.02)
             ax.grid(alpha=0.3)
         axes[0].set_ylabel(f"rate on {levels}\n(mean, {interval_label(budget_aggregate)})")
@@ -300,6 +302,13 @@ def plot_budget_curve(budget_aggregate: Sequence[dict[str, Any]], path: str | os
         fig.savefig(path, dpi=120)
     finally:
         plt.close(fig)
+
+
+def _steps_text(steps: float) -> str:
+    """A step count as the tick label: ``2.5M``, ``500k`` or ``768``."""
+    if abs(steps) >= 1_000_000:
+        return f"{steps / 1_000_000:g}M"
+    return f"{steps / 1_000:g}k" if abs(steps) >= 1_000 else f"{steps:g}"
 
 
 __all__ = [

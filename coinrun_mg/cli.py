@@ -519,6 +519,15 @@ def _parse_seeds(text: str) -> list[int]:
     return values
 
 
+def _parse_eval_at(text: str) -> list[int]:
+    from coinrun_mg.budgets import parse_eval_at
+
+    try:
+        return parse_eval_at(text, name="--eval-at")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_sweep_arguments(
     parser: argparse.ArgumentParser,
     fractions: str = "0,0.02",
@@ -560,6 +569,14 @@ def _add_sweep_arguments(
     )
     parser.add_argument(
         "--episodes", type=int, default=1000, help="test episodes per evaluation (default 1000)"
+    )
+    parser.add_argument(
+        "--eval-at",
+        type=_parse_eval_at,
+        default=[],
+        metavar="STEPS,...",
+        help="step budgets (e.g. 2.5M,5M,10M): keep each run's checkpoint there and "
+        "evaluate it on the same test levels (budget_curve.png; default: none)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
     parser.add_argument(
@@ -636,6 +653,7 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
             raise ValueError(f"--address {args.address} needs --executor ray")
         if args.gpus_per_run is not None and args.executor != "ray":
             raise ValueError(f"--gpus-per-run {args.gpus_per_run:g} needs --executor ray")
+        _check_eval_at_option(args)
         executor = make_executor(
             args.executor,
             workers=args.workers,
@@ -655,6 +673,7 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
             executor=executor,
             retries=args.retries,
             torch_threads=args.torch_threads,
+            eval_at=args.eval_at,
         )
     # ImportError: --executor ray without Ray; SweepError: OUT locked or unwritable;
     # OSError: writing the outputs at the end failed.
@@ -677,9 +696,29 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
             f"FAILED f={failed['rand_fraction']:g} seed={failed['seed']}: "
             f"{failed['error']}{why}"
         )
-    print(f"wrote {out}/report.json, {out}/episodes.csv, {out}/curve.png")
+    outputs = f"{out}/report.json, {out}/episodes.csv, {out}/curve.png"
+    if report.get("budget_aggregate") is not None:
+        from coinrun_mg.budgets import format_budget_table
+
+        print()
+        print(format_budget_table(report["budget_aggregate"]))
+        print(f"(mean [{report['budget_interval']}]; test: {report['budget_levels']})")
+        outputs += f", {out}/budget_episodes.csv, {out}/budget_curve.png"
+    print(f"wrote {outputs}")
     print(f"wall time {time.time() - started:.1f} s")
     return 1 if report["failed"] else 0
+
+
+def _check_eval_at_option(args: argparse.Namespace) -> None:
+    """``--eval-at`` budgets within the runs' total steps (``ValueError`` naming it)."""
+    if not args.eval_at:
+        return
+    from coinrun_mg.agents import PPOConfig
+    from coinrun_mg.budgets import check_eval_at
+
+    steps = {} if args.total_steps is None else {"total_steps": args.total_steps}
+    total = PPOConfig.from_profile(args.profile, **steps).total_steps
+    check_eval_at(args.eval_at, total, name="--eval-at")
 
 
 def _add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
