@@ -23,7 +23,8 @@ first and again on the good levels once it exists.
 
 Resumable: a run that finished (trained and evaluated) leaves ``result.json`` in its
 directory, written atomically; the next call reads it instead of redoing the run.  It
-is redone when its settings changed (its PPOConfig, ``episodes`` or ``eval_seed``):
+is redone when its settings changed (its PPOConfig, ``episodes``, ``eval_seed`` or
+``eval_at``):
 training resumes from its checkpoint, so a larger ``total_steps`` extends the run and a
 change that :func:`~coinrun_mg.agents.train` cannot resume with fails that run with a
 message; a run evaluated without a reference that now exists is evaluated again.
@@ -53,7 +54,10 @@ seeds, and a 95% interval: mean +- 1.96 standard errors for two or more seeds
 (``"interval": "seeds"``), the run's Wilson interval over its test episodes for one
 (``"interval": "episodes"``).  Each aggregate and the report say on which levels the
 test rates are (``"test_levels"``): the good levels, or all levels when there is no
-fraction-0 reference; :func:`table_note` puts both into words under the table.
+fraction-0 reference; :func:`table_note` puts both into words under the table.  With
+``eval_at`` (step budgets), each run also keeps and evaluates a checkpoint per budget, and
+the report gains ``budgets`` per run and ``budget_aggregate``, next to
+``budget_episodes.csv`` and ``budget_curve.png`` (see :mod:`coinrun_mg.budgets`).
 
 :class:`GoalProxyHook` is the training hook that logs ``eval/goal_rate``,
 ``eval/proxy_rate``, ``eval/died_rate``, ``eval/timeout_rate`` (test configuration) and
