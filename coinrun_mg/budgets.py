@@ -118,9 +118,9 @@ def evaluate_budgets(
     levels from key ``eval_seed``, the test configuration).  ``good_levels``: the final
     evaluation's per-episode good-level flags (None: no reference, unfiltered), applied
     to every budget, so all budgets are on the same levels.  A record: ``budget`` (asked),
-    ``step`` (of the checkpoint), ``checkpoint``, ``filtered``, ``test`` (good levels,
-    or all levels when unfiltered) and ``test_all`` (all levels): outcome rates with
-    Wilson intervals (:meth:`coinrun_mg.eval.EvalReport.to_dict`).
+    ``step`` (of the checkpoint), ``checkpoint`` (relative to ``run_dir``), ``filtered``,
+    ``test`` (good levels, or all levels when unfiltered) and ``test_all`` (all levels):
+    outcome rates with Wilson intervals (:meth:`coinrun_mg.eval.EvalReport.to_dict`).
     """
     from coinrun_mg.agents import load_policy
     from coinrun_mg.agents.ppo import budget_path, budget_step
@@ -148,7 +148,7 @@ def evaluate_budgets(
             {
                 "budget": budget,
                 "step": step,
-                "checkpoint": str(path),
+                "checkpoint": path.relative_to(run_dir).as_posix(),  # any executor's folder
                 "filtered": good is not None,
                 "test": test.to_dict(),
                 "test_all": report.to_dict(),

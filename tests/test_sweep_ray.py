@@ -140,6 +140,24 @@ def test_ray_sweep_equals_the_local_sweep(tmp_path, ray_instance):
     assert ray.is_initialized()  # an instance the sweep did not start is left running
 
 
+def test_ray_sweep_with_budgets_ships_the_kept_checkpoints(tmp_path, ray_instance):
+    # shared_fs=False: the fraction-0.5 run is evaluated unfiltered, then again on the good
+    # levels in a second task, which needs the budget checkpoints kept by the first.
+    budgets = dict(total_steps=768, eval_at=(256, 768), hook_episodes=0)
+    local = _sweep(tmp_path / "local", **budgets)
+    remote = _sweep(tmp_path / "ray", executor=RayExecutor(shared_fs=False), **budgets)
+    assert remote["failed"] == []
+    assert remote["budget_aggregate"] == local["budget_aggregate"]
+    for mine, theirs in zip(remote["runs"], local["runs"]):
+        assert mine["filtered"] is True
+        assert mine["budgets"] == theirs["budgets"]  # checkpoints: relative paths
+        run_dir = tmp_path / "ray" / "runs" / f"f{mine['rand_fraction']:g}_s0"
+        for record in mine["budgets"]:
+            assert (run_dir / record["checkpoint"]).is_file()
+    rows = _rows(tmp_path / "ray" / "budget_episodes.csv")
+    assert rows == _rows(tmp_path / "local" / "budget_episodes.csv") and len(rows) == 64
+
+
 def test_ray_retries_a_failing_run_and_reports_one_that_keeps_failing(
     tmp_path, ray_instance, monkeypatch
 ):
