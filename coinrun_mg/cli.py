@@ -699,10 +699,12 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
     outputs = f"{out}/report.json, {out}/episodes.csv, {out}/curve.png"
     if report.get("budget_aggregate") is not None:
         from coinrun_mg.budgets import format_budget_table
+        from coinrun_mg.sweep import levels_label
 
+        levels = levels_label(report["budget_aggregate"])
         print()
         print(format_budget_table(report["budget_aggregate"]))
-        print(f"(mean [{report['budget_interval']}]; test: {report['budget_levels']})")
+        print(f"(mean [{report['budget_interval']}]; test: {levels}, the same at every budget)")
         outputs += f", {out}/budget_episodes.csv, {out}/budget_curve.png"
     print(f"wrote {outputs}")
     print(f"wall time {time.time() - started:.1f} s")

@@ -350,6 +350,7 @@ def test_cli_eval_at_option(tmp_path, capsys, monkeypatch):
         assert calls[-1]["eval_at"] == [2_500_000, 5_000_000, 10_000_000, 20_000_000]
         out = capsys.readouterr().out
         assert "2,506,752" in out and "0.250 [" in out and "budget_curve.png" in out
+        assert "good levels, the same at every budget" in out
 
     assert cli.main(["sweep", "--out", str(tmp_path)]) == 0
     assert calls[-1]["eval_at"] == []
