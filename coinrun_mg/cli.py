@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import importlib.metadata
 import io
+import os
 import platform
 import sys
 import warnings
@@ -589,7 +590,8 @@ def _add_sweep_arguments(
         default=None,
         metavar="N",
         help="runs at once: local processes, or the size of a local Ray instance "
-        "(default: local 1, one after another; ray: all CPUs)",
+        "(default: local 1, one after another, but for reproduce on a CPU one per run "
+        "up to the CPU count; ray: all CPUs)",
     )
     parser.add_argument(
         "--address",
@@ -636,9 +638,12 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
             raise ValueError(f"--address {args.address} needs --executor ray")
         if args.gpus_per_run is not None and args.executor != "ray":
             raise ValueError(f"--gpus-per-run {args.gpus_per_run:g} needs --executor ray")
+        workers = args.workers
+        if workers is None and name == "reproduce" and args.executor == "local":
+            workers = _reproduce_workers(args)
         executor = make_executor(
             args.executor,
-            workers=args.workers,
+            workers=workers,
             address=args.address,
             cpus_per_run=args.cpus_per_run,
             gpus_per_run=args.gpus_per_run,
@@ -680,6 +685,17 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
     print(f"wrote {out}/report.json, {out}/episodes.csv, {out}/curve.png")
     print(f"wall time {time.time() - started:.1f} s")
     return 1 if report["failed"] else 0
+
+
+def _reproduce_workers(args: argparse.Namespace) -> int:
+    """``reproduce``'s local runs at once: on a CPU, one process per run up to the CPU
+    count (side by side, single-threaded runs train faster than one after another with
+    all threads each); on CUDA one after another."""
+    from coinrun_mg.envs.checks import resolve_device
+
+    if resolve_device(args.device).type != "cpu":
+        return 1
+    return max(1, min(len(args.fractions) * len(args.seeds), os.cpu_count() or 1))
 
 
 def _add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
