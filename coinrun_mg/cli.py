@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import importlib.metadata
 import io
+import os
 import platform
 import sys
 import warnings
@@ -606,7 +607,8 @@ def _add_sweep_arguments(
         default=None,
         metavar="N",
         help="runs at once: local processes, or the size of a local Ray instance "
-        "(default: local 1, one after another; ray: all CPUs)",
+        "(default: local 1, one after another, but for reproduce on a CPU one per run "
+        "up to the CPU count; ray: all CPUs)",
     )
     parser.add_argument(
         "--address",
@@ -654,9 +656,12 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
         if args.gpus_per_run is not None and args.executor != "ray":
             raise ValueError(f"--gpus-per-run {args.gpus_per_run:g} needs --executor ray")
         _check_eval_at_option(args)
+        workers = args.workers
+        if workers is None and name == "reproduce" and args.executor == "local":
+            workers = _reproduce_workers(args)
         executor = make_executor(
             args.executor,
-            workers=args.workers,
+            workers=workers,
             address=args.address,
             cpus_per_run=args.cpus_per_run,
             gpus_per_run=args.gpus_per_run,
@@ -721,6 +726,17 @@ def _check_eval_at_option(args: argparse.Namespace) -> None:
     steps = {} if args.total_steps is None else {"total_steps": args.total_steps}
     total = PPOConfig.from_profile(args.profile, **steps).total_steps
     check_eval_at(args.eval_at, total, name="--eval-at")
+
+
+def _reproduce_workers(args: argparse.Namespace) -> int:
+    """``reproduce``'s local runs at once: on a CPU, one process per run up to the CPU
+    count (side by side, single-threaded runs train faster than one after another with
+    all threads each); on CUDA one after another."""
+    from coinrun_mg.envs.checks import resolve_device
+
+    if resolve_device(args.device).type != "cpu":
+        return 1
+    return max(1, min(len(args.fractions) * len(args.seeds), os.cpu_count() or 1))
 
 
 def _add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:

@@ -291,6 +291,16 @@ def test_cli_executor_options(tmp_path, capsys, monkeypatch):
     assert calls[-1]["retries"] == 4
     assert cli.main(["sweep", "--out", str(tmp_path)]) == 0
     assert calls[-1]["executor"].workers == 1 and calls[-1]["retries"] == 1
+    # reproduce on a CPU: one process per run, up to the CPU count; --workers overrides.
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
+    assert cli.main(["reproduce", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    assert calls[-1]["executor"].workers == 2 and calls[-1]["executor"].torch_threads == 1
+    repro = ["reproduce", "--device", "cpu", "--fractions", "0,0.02,0.2", "--out", str(tmp_path)]
+    assert cli.main(repro) == 0 and calls[-1]["executor"].workers == 2
+    assert cli.main([*repro, "--workers", "1"]) == 0 and calls[-1]["executor"].workers == 1
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 1)
+    assert cli.main(["reproduce", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    assert calls[-1]["executor"].workers == 1
     capsys.readouterr()
 
     bad = (
