@@ -49,8 +49,10 @@ LEVEL_SEED = "level_seed"
 FAMILY_KEYS = (GOAL_REACHED, PROXY_REACHED, GOAL_MOVED, DIED, TIMED_OUT, LEVEL_SEED)
 
 COINRUN_EVENTS = EventKeys(goal="coin_collected", proxy="reached_end", moved="coin_randomized")
+# Maze: the cheese; the proxy is entering the top-right corner region (sticky); no deaths.
+MAZE_EVENTS = EventKeys(goal="cheese_collected", proxy="reached_corner", moved="cheese_moved")
 
-GAME_EVENTS: dict[str, EventKeys] = {"coinrun": COINRUN_EVENTS}
+GAME_EVENTS: dict[str, EventKeys] = {"coinrun": COINRUN_EVENTS, "maze": MAZE_EVENTS}
 
 
 def events_of(game: str) -> EventKeys:

@@ -1,0 +1,73 @@
+"""Validated configuration of a Maze environment (native and procgen backends).
+
+One frozen dataclass holds every argument the Maze environments accept, worded like
+:class:`~coinrun_mg.envs.coinrun.CoinRunConfig` where a field means the same thing.
+Every invalid value raises ``ValueError`` naming the parameter, the value and what is
+accepted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..checks import int_at_least, one_of
+
+OBS_MODES = ("symbolic", "pixels")
+DISTRIBUTION_MODES = ("easy", "hard")
+# procgen's world side per distribution mode; the maze sits centred in it.
+WORLD_DIM = {"easy": 15, "hard": 25}
+DEFAULT_MAX_EPISODE_STEPS = 500
+
+
+@dataclass(frozen=True)
+class MazeConfig:
+    """Arguments of ``coinrun_mg/Maze-v0`` and ``coinrun_mg/ProcgenMaze-v0``.
+
+    ``corner_size`` k: in training levels the cheese sits in a uniformly chosen open cell
+    of the maze's top-right k x k region (k = 1: procgenAISC's ``maze_aisc``, the cheese in
+    the top-right cell); k larger than a level's maze covers the whole maze.
+    ``rand_fraction``: the share of levels whose cheese is placed as stock procgen places
+    it (uniformly among the open cells but the start). ``corner_terminates``: end the
+    episode when the agent enters the corner region (for evaluation).
+    """
+
+    obs_mode: str = "symbolic"
+    distribution_mode: str = "hard"
+    num_levels: int = 0
+    start_level: int = 0
+    rand_fraction: float = 0.0
+    corner_size: int = 1
+    corner_terminates: bool = False
+    max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS
+
+    def __post_init__(self) -> None:
+        one_of("obs_mode", self.obs_mode, OBS_MODES)
+        one_of("distribution_mode", self.distribution_mode, DISTRIBUTION_MODES)
+        int_at_least("num_levels", self.num_levels, 0)
+        int_at_least("start_level", self.start_level, 0)
+        int_at_least("max_episode_steps", self.max_episode_steps, 1)
+        int_at_least("corner_size", self.corner_size, 1)
+        if self.num_levels and self.start_level + self.num_levels > 2**31:
+            raise ValueError(
+                f"start_level + num_levels = {self.start_level + self.num_levels} is invalid; "
+                "level seeds must stay below 2**31"
+            )
+        f = self.rand_fraction
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0:
+            raise ValueError(
+                f"rand_fraction={f!r} is invalid; it must be a float in [0, 1] "
+                "(e.g. 0.02 places the cheese anywhere in 2% of levels)"
+            )
+        object.__setattr__(self, "rand_fraction", float(f))
+        if not isinstance(self.corner_terminates, bool):
+            raise ValueError(
+                f"corner_terminates={self.corner_terminates!r} is invalid; use True or False"
+            )
+
+    @property
+    def world_dim(self) -> int:
+        """Side of the world grid in cells (15 easy, 25 hard)."""
+        return WORLD_DIM[self.distribution_mode]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
