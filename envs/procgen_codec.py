@@ -4,8 +4,10 @@
 procgen game serializes the same header (version, game name, options, two random
 generators, game fields, entities, scene fields, a third generator, view fields, the
 tile grid) and then its own fields; this module holds the shared part (the record dtypes,
-a bounds-checked :class:`Reader`, random generator states, the refusal message), and a
-game's own module (``coinrun/procgen_state.py``) its layout.  Native little-endian
+a bounds-checked :class:`Reader`, random generator states, the refusal message, and
+:class:`BasicGameState`, the whole layout of a game whose own fields are a fixed record
+after the grid), and a game's own module (``coinrun/procgen_state.py``,
+``maze/procgen_state.py``) its layout.  Native little-endian
 4-byte ints and floats; bools are 4-byte ints; a string is an int length and its bytes;
 a random generator is an int "seeded" flag and its mt19937 state as text.
 """
@@ -210,3 +212,138 @@ class Reader:
 def pack_rng(g: RandGenState) -> bytes:
     """The bytes of a random generator's state, as :meth:`Reader.rng` reads them."""
     return struct.pack("<ii", g.seeded, len(g.text)) + g.text
+
+
+END_MARKER = 0xCAFECAFE  # procgen's END_OF_BUFFER, the last int of every state
+
+
+@dataclass(eq=False)
+class BasicGameState:
+    """One state of a procgen ``BasicAbstractGame`` as named, editable fields.
+
+    The layout every such game writes, then the game's own ``tail`` record and the end
+    marker.  A game subclasses it with ``GAME_NAME``, ``TAIL_DTYPE`` and ``_check`` (its
+    own consistency checks, raising :func:`refusal`).  ``options``, ``game``, ``scene``,
+    ``view`` and ``tail`` are 0-d numpy records (``state.game["cur_time"] = 9``);
+    ``entities`` is a record array; ``cells`` holds the tile grid as procgen stores it
+    (index ``y * grid_w + x``, y = 0 at the bottom).  All are views into one private copy
+    of the bytes, so editing a field edits the state.
+    """
+
+    GAME_NAME = ""
+    TAIL_DTYPE = record_dtype([])
+
+    version: int
+    game_name: str
+    options: np.ndarray
+    level_seed_rng: RandGenState
+    rng: RandGenState
+    game: np.ndarray
+    grid_size: int
+    entities: np.ndarray
+    scene: np.ndarray
+    asset_rng: RandGenState
+    view: np.ndarray
+    grid_w: int
+    grid_h: int
+    cells: np.ndarray
+    tail: np.ndarray
+
+    @classmethod
+    def parse(cls, data: bytes | bytearray | memoryview):
+        """Parse the bytes of one state; ``ValueError`` if the layout does not match."""
+        name_expected = cls.GAME_NAME
+        data = bytearray(data)  # a private copy: the parsed fields are views into it
+        r = Reader(data, name_expected)
+        version = r.int("version")
+        name_len = r.int("game name length")
+        if not 0 < name_len <= 64:
+            raise refusal(name_expected, f"game name length {name_len}")
+        name = r.take(name_len, "game name").decode("ascii", errors="replace")
+        if name != name_expected:
+            raise refusal(name_expected, f"it is a state of procgen game {name!r}")
+        if version != SERIALIZE_VERSION:
+            raise refusal(
+                name_expected, f"serialization version {version}, expected {SERIALIZE_VERSION}"
+            )
+        options = r.record(OPTIONS_DTYPE, "options")
+        level_seed_rng = r.rng("level seed generator")
+        rng = r.rng("game random generator")
+        game = r.record(GAME_DTYPE, "game fields")
+        grid_size = r.int("grid size")
+        count = r.int("entity count")
+        if not 1 <= count <= MAX_ENTITIES:
+            raise refusal(name_expected, f"entity count {count}, expected 1..{MAX_ENTITIES}")
+        entities = r.record(ENTITY_DTYPE, "entities", count)
+        scene = r.record(SCENE_DTYPE, "scene fields")
+        asset_rng = r.rng("asset random generator")
+        view = r.record(VIEW_DTYPE, "view fields")
+        w, h, n = r.int("grid width"), r.int("grid height"), r.int("grid cell count")
+        if not (0 < w <= 1024 and 0 < h <= 1024) or n != w * h or grid_size != n:
+            raise refusal(name_expected, f"grid {w} x {h} with {n} cells (header says {grid_size})")
+        cells = r.record(np.dtype(INT), "grid cells", n)
+        tail = r.record(cls.TAIL_DTYPE, f"{name_expected} fields")
+        marker = struct.unpack("<I", r.take(4, "end marker"))[0]
+        if marker != END_MARKER:
+            raise refusal(name_expected, f"end marker 0x{marker:08X}, expected 0x{END_MARKER:08X}")
+        if r.off != len(data):
+            raise refusal(
+                name_expected, f"{len(data) - r.off} unexpected bytes after the end marker"
+            )
+        state = cls(
+            version=version,
+            game_name=name,
+            options=options,
+            level_seed_rng=level_seed_rng,
+            rng=rng,
+            game=game,
+            grid_size=grid_size,
+            entities=entities,
+            scene=scene,
+            asset_rng=asset_rng,
+            view=view,
+            grid_w=w,
+            grid_h=h,
+            cells=cells,
+            tail=tail,
+        )
+        state._check()
+        return state
+
+    def _check(self) -> None:
+        """The game's own checks of a parsed state (raise :func:`refusal`)."""
+
+    def serialize(self) -> bytes:
+        """The bytes ``set_state`` takes; a parsed, unedited state gives its input back."""
+        if self.cells.size != self.grid_w * self.grid_h:
+            raise ValueError(
+                f"cells has {self.cells.size} entries for a {self.grid_w} x {self.grid_h} grid"
+            )
+        name = self.game_name.encode("ascii")
+        parts = [
+            struct.pack("<ii", self.version, len(name)),
+            name,
+            self.options.tobytes(),
+            pack_rng(self.level_seed_rng),
+            pack_rng(self.rng),
+            self.game.tobytes(),
+            struct.pack("<ii", self.grid_size, len(self.entities)),
+            np.ascontiguousarray(self.entities, dtype=ENTITY_DTYPE).tobytes(),
+            self.scene.tobytes(),
+            pack_rng(self.asset_rng),
+            self.view.tobytes(),
+            struct.pack("<iii", self.grid_w, self.grid_h, self.cells.size),
+            np.ascontiguousarray(self.cells, dtype=INT).tobytes(),
+            self.tail.tobytes(),
+            struct.pack("<I", END_MARKER),
+        ]
+        return b"".join(parts)
+
+    @property
+    def grid(self) -> np.ndarray:
+        """The cells as ``[x, y]`` (a view: writing into it edits the state)."""
+        return self.cells.reshape(self.grid_h, self.grid_w).T
+
+    @property
+    def level_seed(self) -> int:
+        return int(self.game["level_seed"])
