@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "COINRUN_ENV_ID",
     "PROCGEN_COINRUN_ENV_ID",
+    "PROCGEN_MAZE_ENV_ID",
     "PPOConfig",
     "__version__",
     "evaluate",
@@ -30,6 +31,7 @@ __all__ = [
 
 COINRUN_ENV_ID = "coinrun_mg/CoinRun-v0"
 PROCGEN_COINRUN_ENV_ID = "coinrun_mg/ProcgenCoinRun-v0"
+PROCGEN_MAZE_ENV_ID = "coinrun_mg/ProcgenMaze-v0"
 
 
 def _register_envs() -> None:
@@ -43,6 +45,11 @@ def _register_envs() -> None:
             PROCGEN_COINRUN_ENV_ID,
             "coinrun_mg.envs.coinrun.procgen_env:ProcgenCoinRunEnv",
             "coinrun_mg.envs.coinrun.procgen_env:ProcgenCoinRunVectorEnv",
+        ),
+        (
+            PROCGEN_MAZE_ENV_ID,
+            "coinrun_mg.envs.maze.procgen_env:ProcgenMazeEnv",
+            "coinrun_mg.envs.maze.procgen_env:ProcgenMazeVectorEnv",
         ),
     )
     for env_id, entry_point, vector_entry_point in specs:

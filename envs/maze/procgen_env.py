@@ -1,0 +1,688 @@
+"""Stock procgen Maze behind the coinrun_mg interface (``coinrun_mg/ProcgenMaze-v0``).
+
+The game itself is procgen's compiled ``maze`` (``procgen.ProcgenGym3Env``); this module
+adds the experiment's knobs on top through procgen's ``get_state`` / ``set_state``, the
+way the CoinRun backend (``envs/coinrun/procgen_env.py``) moves its coin:
+
+* **Placing the cheese.**  Whenever an environment starts an episode (``reset``,
+  procgen's own automatic resets, forced resets) its state is read.  On a
+  ``rand_fraction`` share of levels (decided from the level seed alone, as the CoinRun
+  backend decides its moved levels) the cheese stays where procgen put it (uniform over
+  the open cells but the start: ``cheese_moved``); on the others it is moved into a
+  uniformly chosen open cell of the maze's top-right ``corner_size`` x ``corner_size``
+  region (procgenAISC's ``maze_aisc`` for ``corner_size=1``), chosen by the package's
+  counter-based hash of the level seed.  The edited state is loaded back before the
+  agent sees the first observation.
+* **The corner.**  ``reached_corner`` (sticky) says the agent has entered the corner
+  region this episode.  Maze moves are grid steps (one cell, or none into a wall), so
+  the agent's cell is followed exactly from the actions and the level's walls, without
+  reading the state every step; procgen's own cheese ends cross-check it.
+* **Gymnasium's NEXT_STEP autoreset**, ending episodes early (``corner_terminates``:
+  a forced procgen timeout) and ``max_episode_steps`` (procgen's ``timeout`` field) work
+  as in the CoinRun backend: the observation returned with ``terminated``/``truncated``
+  is the last frame procgen showed of the ending episode.
+
+procgen is imported only when an environment is created; installing it:
+``pip install "coinrun-mg[procgen]"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from ..gym_env import VECTOR_METADATA, check_render_mode
+from ..rng import probability_threshold, random_bits, random_int
+from . import procgen_state as ps
+from .config import MazeConfig
+
+INSTALL_COMMAND = 'pip install "coinrun-mg[procgen]"'
+OBSERVATION_SHAPE = (64, 64, 3)
+NUM_ACTIONS = 15
+NOOP_ACTION = 4
+_STATE_BUFFER_BYTES = 1 << 20  # procgen's own MAX_STATE_SIZE
+
+# procgen's moves: action a < 9 is (dx, dy) = (a // 3 - 1, a % 3 - 1), Maze drops dy when
+# dx != 0; 9..14 stand still.  So 0-2 left, 3 down, 5 up, 6-8 right, the rest no-ops.
+ACTION_DX = np.array([-1, -1, -1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0], dtype=np.int64)
+ACTION_DY = np.array([0, 0, 0, -1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], dtype=np.int64)
+LEFT, DOWN, UP, RIGHT = 0, 3, 5, 6
+
+INFO_KEYS = (
+    "cheese_collected",
+    "reached_corner",
+    "cheese_moved",
+    "died",
+    "timed_out",
+    "level_seed",
+    "maze_dim",
+    "cheese_x",
+    "cheese_y",
+)
+
+# Streams of the level-seed hash (envs/rng.py) for the two placement draws.
+_S_CHEESE_MOVED, _S_CORNER_CHOICE = 2000, 2001
+
+
+def _import_procgen():
+    """``procgen``, imported quietly (its old ``gym`` dependency prints a banner)."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            import procgen
+    except ImportError as exc:
+        raise ImportError(
+            f"coinrun_mg/ProcgenMaze-v0 needs stock procgen, which is not installed "
+            f"({exc}). Install it with: {INSTALL_COMMAND}"
+        ) from exc
+    return procgen
+
+
+# --------------------------------------------------------------------------------------
+# Cheese placement: a deterministic function of the level seed
+# --------------------------------------------------------------------------------------
+
+
+def cheese_moved(level_seeds, rand_fraction: float) -> np.ndarray:
+    """Whether each level keeps procgen's own cheese (the ``rand_fraction`` share; bool
+    array), from its seed alone: nested in the fraction (a level moved at 0.02 is moved
+    at 0.1 too)."""
+    key = torch.as_tensor(np.asarray(level_seeds, dtype=np.int64).reshape(-1))
+    return (random_bits(key, _S_CHEESE_MOVED) < probability_threshold(rand_fraction)).numpy()
+
+
+def corner_pick(level_seed: int, count: int) -> int:
+    """Which of ``count`` corner candidates a level's cheese takes (uniform)."""
+    return int(random_int(torch.tensor([level_seed], dtype=torch.int64), _S_CORNER_CHOICE, count))
+
+
+def place_cheese(state: ps.MazeState, config: MazeConfig) -> tuple[int, int, bool]:
+    """The cheese cell of a fresh level in maze coordinates: ``(x, y, moved)``.
+
+    ``moved``: the level is on the ``rand_fraction`` share and keeps procgen's cheese;
+    otherwise the cheese goes to a uniformly chosen open cell of the top-right
+    ``corner_size`` region (not the start).
+    """
+    stock = state.cheese_cells()
+    if len(stock) != 1:
+        raise ValueError(f"expected one cheese cell in a fresh maze level, found {len(stock)}")
+    seed = state.level_seed
+    if cheese_moved([seed], config.rand_fraction)[0]:
+        return int(stock[0, 0]), int(stock[0, 1]), True
+    cells = ps.corner_cells(ps.open_grid(state), config.corner_size)
+    x, y = cells[corner_pick(seed, len(cells))].tolist()
+    return x, y, False
+
+
+class _Level(NamedTuple):
+    """What the core keeps about an episode's level."""
+
+    seed: int
+    moved: bool
+    cheese_x: int
+    cheese_y: int
+    maze_dim: int
+    margin: int
+    open_world: np.ndarray  # bool [x, y] over the whole world: not a wall
+
+
+def _level_range(st: ps.MazeState) -> tuple[int, int]:
+    """procgen's level-seed range of a state: ``[low, high)``, drawn from at every reset."""
+    return int(st.options["level_seed_low"]), int(st.options["level_seed_high"])
+
+
+# --------------------------------------------------------------------------------------
+# The batched core over ProcgenGym3Env
+# --------------------------------------------------------------------------------------
+
+
+class ProcgenMazeCore:
+    """``num_envs`` procgen Maze environments with placed cheese and corner tracking.
+
+    ``start(seed)`` creates procgen's env; ``step(actions)`` follows Gymnasium's NEXT_STEP
+    convention (``autoreset="next_step"``) or refuses to step a finished environment
+    (``autoreset="disabled"``); ``restart_all()`` moves every environment on to its next
+    level; ``start_levels(seeds)`` starts given procgen levels.  Numpy in and out.  The
+    agent's cell is ``agent_x, agent_y`` (maze coordinates); ``open_cells(i)`` is the
+    open-cell grid of environment ``i``'s level.
+    """
+
+    def __init__(
+        self,
+        num_envs: int,
+        config: MazeConfig,
+        *,
+        autoreset: str = "next_step",
+        render_mode: str | None = None,
+    ):
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs={num_envs!r} is invalid; it must be an int >= 1")
+        self._procgen = _import_procgen()
+        self.num_envs = num_envs
+        self.config = config
+        self.autoreset = autoreset
+        self.render_mode = render_mode
+        self.env = None  # procgen.ProcgenGym3Env once started
+        n, wd = num_envs, config.world_dim
+        self.steps = np.zeros(n, dtype=np.int64)
+        self.level_seed = np.zeros(n, dtype=np.int64)
+        self.moved = np.zeros(n, dtype=bool)
+        self.maze_dim = np.zeros(n, dtype=np.int64)
+        self.margin = np.zeros(n, dtype=np.int64)
+        self.cheese_x = np.zeros(n, dtype=np.int64)
+        self.cheese_y = np.zeros(n, dtype=np.int64)
+        self.corner_lo = np.zeros(n, dtype=np.int64)  # the corner region's lowest coordinate
+        self.agent_x = np.zeros(n, dtype=np.int64)  # maze coordinates
+        self.agent_y = np.zeros(n, dtype=np.int64)
+        self.open_world = np.zeros((n, wd, wd), dtype=bool)
+        self.reached = np.zeros(n, dtype=bool)
+        self.pending = np.zeros(n, dtype=bool)  # episode over: the next step restarts it
+        self.forced = np.zeros(n, dtype=bool)  # ... by a forced procgen timeout
+        self._restore: list[bytes | None] = [None] * n  # next episode's state to load
+        self._upcoming: list[_Level | None] = [None] * n  # and its level facts
+        self._last_obs: np.ndarray | None = None
+        self._level_range: tuple[int, int] | None = None
+        self.state_reads = 0  # get_state calls (for benchmarks)
+        self.state_writes = 0
+
+    # -- procgen access -------------------------------------------------------------------
+    def _get_state(self, i: int) -> bytes:
+        n = self.env.call_c_func("get_state", i, self._buf, _STATE_BUFFER_BYTES)
+        self.state_reads += 1
+        return bytes(self.env._ffi.buffer(self._buf, n))
+
+    def _set_state(self, i: int, data: bytes) -> None:
+        self.env.call_c_func("set_state", i, data, len(data))
+        self.state_writes += 1
+
+    def _observe(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rew, obs, first = self.env.observe()
+        return rew.astype(np.float32), obs["rgb"], first
+
+    def open_cells(self, i: int) -> np.ndarray:
+        """Environment ``i``'s maze as bool ``[x, y]`` (maze coordinates, y up): open cells."""
+        m, n = int(self.margin[i]), int(self.maze_dim[i])
+        return self.open_world[i, m : m + n, m : m + n].copy()
+
+    # -- episode starts -------------------------------------------------------------------
+    def _prepare(self, raw: bytes) -> tuple[bytes | None, _Level]:
+        """Edit a fresh episode's state (cheese, timeout, level range); returns the new
+        bytes (None if unchanged) and the level's facts."""
+        st = ps.MazeState.parse(raw)
+        if st.agent_cell() != (0, 0):
+            raise RuntimeError(f"a fresh maze level has its agent at {st.agent_cell()}, not (0, 0)")
+        x, y, moved = place_cheese(st, self.config)
+        edited = False
+        if not moved:
+            st.move_cheese(x, y)
+            edited = True
+        if int(st.game["timeout"]) != self.config.max_episode_steps:
+            st.game["timeout"] = self.config.max_episode_steps
+            edited = True
+        if self._level_range is not None and self._level_range != _level_range(st):
+            # A level chosen by start_levels lasts one episode: draw from the range again.
+            st.options["level_seed_low"], st.options["level_seed_high"] = self._level_range
+            edited = True
+        level = _Level(
+            seed=st.level_seed,
+            moved=bool(moved),
+            cheese_x=x,
+            cheese_y=y,
+            maze_dim=st.maze_dim,
+            margin=st.margin,
+            open_world=st.grid != ps.WALL,
+        )
+        return (st.serialize() if edited else None), level
+
+    def _install(self, i: int, level: _Level) -> None:
+        self.level_seed[i], self.moved[i] = level.seed, level.moved
+        self.cheese_x[i], self.cheese_y[i] = level.cheese_x, level.cheese_y
+        self.maze_dim[i], self.margin[i] = level.maze_dim, level.margin
+        self.corner_lo[i] = ps.corner_region(level.maze_dim, self.config.corner_size)
+        self.open_world[i] = level.open_world
+        self.agent_x[i] = self.agent_y[i] = 0
+        self.steps[i] = 0
+        self.reached[i] = self.corner_lo[i] == 0  # a region covering the whole maze
+
+    def start(self, seed: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(Re)create procgen's env with ``rand_seed=seed`` and start every episode."""
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seed={seed!r} is invalid; it must be an int in [0, 2**31)")
+        if not 0 <= seed < 2**31:
+            raise ValueError(
+                f"seed={seed!r} is invalid; procgen's rand_seed must be an int in [0, 2**31)"
+            )
+        if self.env is not None:
+            self.env.close()
+        cfg = self.config
+        self.env = self._procgen.ProcgenGym3Env(
+            num=self.num_envs,
+            env_name="maze",
+            distribution_mode=cfg.distribution_mode,
+            num_levels=cfg.num_levels,
+            start_level=cfg.start_level,
+            rand_seed=int(seed),
+            render_mode=self.render_mode,
+        )
+        # One reusable buffer for get_state (procgen's own wrapper allocates 1 MiB a call).
+        self._buf = self.env._ffi.new("char[]", _STATE_BUFFER_BYTES)
+        self._level_range = None
+        self._level_range = _level_range(ps.MazeState.parse(self._get_state(0)))
+        for i in range(self.num_envs):
+            data, level = self._prepare(self._get_state(i))
+            if data is not None:
+                self._set_state(i, data)
+            self._install(i, level)
+        self.pending[:] = False
+        self.forced[:] = False
+        self._restore = [None] * self.num_envs
+        self._upcoming = [None] * self.num_envs
+        _, obs, _ = self._observe()
+        self._last_obs = obs
+        return obs, self._info()
+
+    def _force_end(self, i: int) -> None:
+        """Make procgen end environment ``i``'s episode (a timeout) on its next step."""
+        st = ps.MazeState.parse(self._get_state(i))
+        st.game["cur_time"] = int(st.game["timeout"]) - 1
+        self._set_state(i, st.serialize())
+        self.pending[i] = True
+        self.forced[i] = True
+
+    def start_levels(self, level_seeds) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Start every environment's next episode on the given procgen level seed (one
+        int in ``[0, 2**31)`` per environment); the episodes after it draw from the
+        configured levels again.  Needs a started env (``start``)."""
+        if self.env is None:
+            raise RuntimeError("start_levels() was called before start(); call start(seed) first")
+        seeds = np.asarray(level_seeds)
+        if (
+            seeds.shape != (self.num_envs,)
+            or not np.issubdtype(seeds.dtype, np.integer)
+            or ((seeds < 0) | (seeds >= 2**31)).any()
+        ):
+            raise ValueError(
+                f"level_seeds={level_seeds!r} is invalid; it must be {self.num_envs} ints "
+                "in [0, 2**31), one per environment"
+            )
+        for i, level in enumerate(seeds.tolist()):
+            st = ps.MazeState.parse(self._get_state(i))
+            # procgen draws low + bits % (high - low) in 32-bit unsigned arithmetic: for the
+            # largest seed, high wraps to -2**31 and the range is still one seed wide.
+            high = level + 1 if level < 2**31 - 1 else -(2**31)
+            st.options["level_seed_low"], st.options["level_seed_high"] = level, high
+            st.game["cur_time"] = int(st.game["timeout"]) - 1
+            self._set_state(i, st.serialize())
+        self.pending[:] = True
+        self.forced[:] = True  # every state is read afresh after the step below
+        self._restore = [None] * self.num_envs
+        self._upcoming = [None] * self.num_envs
+        obs, _, _, _, info = self._advance(np.full(self.num_envs, NOOP_ACTION, dtype=np.int32))
+        return obs, info
+
+    def restart_all(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Move every environment on to the next level of its own sequence."""
+        for i in range(self.num_envs):
+            if not self.pending[i]:  # mid-episode (or never stepped): end it now
+                self._force_end(i)
+        obs, _, _, _, info = self._advance(np.full(self.num_envs, NOOP_ACTION, dtype=np.int32))
+        return obs, info
+
+    def start_pending_episodes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Start now the next episode of environments whose episode procgen ended on the
+        last step, instead of on the next ``step`` call (a same-step autoreset).
+
+        Returns ``(obs, restarted)``: every environment's current observation and the bool
+        mask of the restarted environments.  Episodes ended early (``corner_terminates``)
+        stay pending: procgen only draws their next level on its next step.
+        """
+        restarted = self.pending & ~self.forced
+        for i in np.flatnonzero(restarted).tolist():
+            self._set_state(i, self._restore[i])
+            self._install(i, self._upcoming[i])
+            self._restore[i] = self._upcoming[i] = None
+        if not restarted.any():
+            return self._last_obs, restarted
+        self.pending &= ~restarted
+        _, self._last_obs, _ = self._observe()
+        return self._last_obs, restarted
+
+    # -- stepping -------------------------------------------------------------------------
+    def step(self, actions) -> tuple[np.ndarray, ...]:
+        """Step every environment; returns ``obs, reward, terminated, truncated, info``."""
+        if self.env is None:
+            raise RuntimeError("step() was called before reset(); call reset(seed=...) first")
+        if self.autoreset == "disabled" and self.pending.any():
+            raise RuntimeError(
+                "step() was called on an environment whose episode has ended; call reset() first"
+            )
+        return self._advance(self._validate_actions(actions))
+
+    def _validate_actions(self, actions) -> np.ndarray:
+        a = np.asarray(actions)
+        if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(
+                f"actions of shape {a.shape} and dtype {a.dtype} are invalid; "
+                f"expected ({self.num_envs},) integers in [0, {NUM_ACTIONS})"
+            )
+        if ((a < 0) | (a >= NUM_ACTIONS)).any():
+            bad = a[(a < 0) | (a >= NUM_ACTIONS)][0]
+            raise ValueError(
+                f"action {bad} is out of range; actions must be integers in [0, {NUM_ACTIONS})"
+            )
+        return a.astype(np.int32)
+
+    def _move_agents(self, actions: np.ndarray, live: np.ndarray) -> None:
+        """Follow procgen's grid step: one cell in the action's direction unless that cell
+        is a wall or outside the world (procgen's out-of-bounds object is a wall)."""
+        wd = self.config.world_dim
+        wx = self.agent_x + self.margin + ACTION_DX[actions]
+        wy = self.agent_y + self.margin + ACTION_DY[actions]
+        inside = (wx >= 0) & (wx < wd) & (wy >= 0) & (wy < wd)
+        rows = np.arange(self.num_envs)
+        free = inside & self.open_world[rows, wx.clip(0, wd - 1), wy.clip(0, wd - 1)]
+        go = live & free
+        self.agent_x[go] = wx[go] - self.margin[go]
+        self.agent_y[go] = wy[go] - self.margin[go]
+
+    def _advance(self, actions: np.ndarray):
+        restarting = self.pending.copy()
+        self.env.act(actions)
+        reward, obs, first = self._observe()
+
+        # 1. Environments whose episode ended on the previous step start the next one.
+        reloaded = False
+        for i in np.flatnonzero(restarting).tolist():
+            if self.forced[i]:
+                if not first[i]:
+                    raise RuntimeError(
+                        f"procgen did not reset environment {i} after its forced timeout; "
+                        "this procgen build behaves differently from procgen 0.10.7"
+                    )
+                data, level = self._prepare(self._get_state(i))
+            else:  # loading the captured state also undoes the step just taken there
+                data, level = self._restore[i], self._upcoming[i]
+            if data is not None:
+                self._set_state(i, data)
+                reloaded = True
+            self._install(i, level)
+            self._restore[i] = self._upcoming[i] = None
+        if reloaded:
+            _, obs, _ = self._observe()
+        reward[restarting] = 0.0
+        self.pending[:] = False
+        self.forced[:] = False
+
+        # 2. The agents' moves, then the episodes procgen ended itself (cheese or timeout).
+        live = ~restarting
+        self._move_agents(actions.astype(np.int64), live)
+        self.steps[live] += 1
+        ended = first & live
+        cheese = ended & (reward > 0)
+        on_cheese = (self.agent_x == self.cheese_x) & (self.agent_y == self.cheese_y)
+        if (live & (cheese != on_cheese)).any():
+            i = int(np.flatnonzero(live & (cheese != on_cheese))[0])
+            raise RuntimeError(
+                f"environment {i}: procgen {'paid' if cheese[i] else 'did not pay'} the cheese "
+                f"at {(int(self.cheese_x[i]), int(self.cheese_y[i]))} but the followed agent "
+                f"is at {(int(self.agent_x[i]), int(self.agent_y[i]))}; this procgen build "
+                "moves differently from procgen 0.10.7"
+            )
+        timed_out = ended & ~cheese & (self.steps >= self.config.max_episode_steps)
+        if (ended & ~cheese & ~timed_out).any():
+            raise RuntimeError("procgen ended a maze episode without the cheese or a timeout")
+        in_corner = (self.agent_x >= self.corner_lo) & (self.agent_y >= self.corner_lo)
+        self.reached |= live & in_corner
+        terminated = cheese.copy()
+        truncated = timed_out.copy()
+        for i in np.flatnonzero(ended).tolist():
+            obs[i] = self._last_obs[i]  # procgen already shows the next level
+            raw = self._get_state(i)
+            data, level = self._prepare(raw)
+            self._restore[i] = raw if data is None else data
+            self._upcoming[i] = level
+            self.pending[i] = True
+
+        # 3. corner_terminates: a moved level's episode ends when the agent is in the corner.
+        if self.config.corner_terminates:
+            early = live & ~ended & self.reached & self.moved
+            terminated |= early
+            for i in np.flatnonzero(early).tolist():
+                self._force_end(i)
+
+        self._last_obs = obs
+        info = self._info(cheese=cheese, timed_out=timed_out)
+        return obs, reward, terminated, truncated, info
+
+    # -- infos ----------------------------------------------------------------------------
+    def _info(self, cheese=None, timed_out=None) -> dict[str, np.ndarray]:
+        false = np.zeros(self.num_envs, dtype=bool)
+        return {
+            "cheese_collected": false.copy() if cheese is None else cheese,
+            "reached_corner": self.reached.copy(),
+            "cheese_moved": self.moved.copy(),
+            "died": false.copy(),  # nothing kills the mouse
+            "timed_out": false.copy() if timed_out is None else timed_out,
+            "level_seed": self.level_seed.copy(),
+            "maze_dim": self.maze_dim.copy(),
+            "cheese_x": self.cheese_x.copy(),
+            "cheese_y": self.cheese_y.copy(),
+        }
+
+    def render_frames(self) -> list[np.ndarray]:
+        """procgen's large RGB frames (``render_mode="rgb_array"``)."""
+        return [info["rgb"] for info in self.env.get_info()]
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+
+
+# --------------------------------------------------------------------------------------
+# Gymnasium facades
+# --------------------------------------------------------------------------------------
+
+_DOC_COMMON = """
+    ## Description
+    Stock procgen Maze (the compiled game from the ``procgen`` package) with the cheese
+    placed as the experiment needs, the same knobs and info vocabulary as the native
+    ``coinrun_mg/Maze-v0``: on training levels the cheese sits in a uniformly chosen open
+    cell of the maze's top-right ``corner_size`` x ``corner_size`` region (1: the corner
+    cell, procgenAISC's ``maze_aisc``); on a ``rand_fraction`` share of levels (decided
+    per level seed) it stays where procgen put it, anywhere but the start.
+
+    ## Action Space
+    ``Discrete(15)``, procgen's: 0-2 left, 3 down, 5 up, 6-8 right; 4 and 9-14 stand still.
+
+    ## Observation Space
+    ``Box(0, 255, (64, 64, 3), uint8)``: procgen's top-down view of the whole world.
+
+    ## Rewards
+    +10 for the cheese, 0 otherwise.
+
+    ## Starting State
+    The mouse in the maze's bottom-left cell of a level procgen generated.
+
+    ## Episode End
+    Terminated on the cheese, or (``corner_terminates=True``, levels whose cheese was not
+    put in the corner only) when the agent is in the corner region; truncated after
+    ``max_episode_steps`` (procgen's timeout, 500 by default).  The observation returned
+    with a cheese or timeout end is the last frame of that episode procgen showed (one
+    step before the end: procgen resets within the step).
+
+    ## Info
+    At reset and every step: ``cheese_collected``, ``reached_corner`` (the agent has
+    been in the top-right ``corner_size`` region of the maze this episode), ``cheese_moved``
+    (the level is on the ``rand_fraction`` share: procgen's own cheese), ``died`` (always
+    False), ``timed_out``, ``level_seed`` (procgen's), ``maze_dim``, ``cheese_x`` and
+    ``cheese_y`` (maze coordinates, y up, the start at (0, 0)).
+
+    ## Arguments
+    ``distribution_mode`` ("easy" | "hard"), ``num_levels`` (0 = unlimited),
+    ``start_level``, ``rand_fraction`` (float in [0, 1]), ``corner_size`` (int >= 1),
+    ``corner_terminates`` (default False), ``max_episode_steps`` (500), ``render_mode``
+    (None | "rgb_array": procgen's 512 x 512 frames).  ``obs_mode`` must be "pixels";
+    ``device`` may only be "cpu" (procgen runs on the CPU and speaks numpy).
+
+    ## Version History
+    * v0: initial release.
+"""
+
+
+def _make_config(obs_mode: str, device, kwargs: dict) -> MazeConfig:
+    if obs_mode != "pixels":
+        raise ValueError(
+            f"obs_mode={obs_mode!r} is invalid for the procgen backend: it has procgen's 64x64 "
+            "RGB pixels only, so use obs_mode='pixels' (the native coinrun_mg/Maze-v0 has "
+            "symbolic observations)"
+        )
+    if device not in (None, "cpu"):
+        raise ValueError(
+            f"device={device!r} is invalid for the procgen backend: procgen runs on the CPU "
+            "and returns numpy arrays; leave it out or pass 'cpu'"
+        )
+    return MazeConfig(obs_mode="pixels", **kwargs)
+
+
+def _observation_space() -> spaces.Box:
+    return spaces.Box(0, 255, shape=OBSERVATION_SHAPE, dtype=np.uint8)
+
+
+class ProcgenMazeEnv(gym.Env):
+    __doc__ = (
+        "A single stock-procgen Maze environment (numpy in and out).\n\n"
+        "    ``reset(seed=s)`` recreates procgen's env with ``rand_seed=s``; ``reset()``\n"
+        "    moves on to the next level.\n" + _DOC_COMMON
+    )
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
+
+    def __init__(
+        self,
+        render_mode: str | None = None,
+        obs_mode: str = "pixels",
+        device: str | None = None,
+        **kwargs: Any,
+    ):
+        check_render_mode(render_mode)
+        self.config = _make_config(obs_mode, device, kwargs)
+        self.core = ProcgenMazeCore(1, self.config, autoreset="disabled", render_mode=render_mode)
+        self.render_mode = render_mode
+        self.observation_space = _observation_space()
+        self.action_space = spaces.Discrete(NUM_ACTIONS)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            obs, info = self.core.start(seed)
+        elif self.core.env is None:
+            obs, info = self.core.start(int(self.np_random.integers(2**31)))
+        else:
+            obs, info = self.core.restart_all()
+        return obs[0], {k: v[0].item() for k, v in info.items()}
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"action={action!r} is invalid; expected an int in [0, {NUM_ACTIONS})")
+        obs, reward, terminated, truncated, info = self.core.step(np.array([int(action)]))
+        return (
+            obs[0],
+            float(reward[0]),
+            bool(terminated[0]),
+            bool(truncated[0]),
+            {k: v[0].item() for k, v in info.items()},
+        )
+
+    def render(self):
+        if self.render_mode == "rgb_array" and self.core.env is not None:
+            return self.core.render_frames()[0]
+        return None
+
+    def close(self):
+        self.core.close()
+
+
+class ProcgenMazeVectorEnv(VectorEnv):
+    __doc__ = (
+        "``num_envs`` stock-procgen Maze environments in one ``ProcgenGym3Env``.\n\n"
+        "    Autoreset follows Gymnasium's NEXT_STEP convention.  ``reset(seed=s)``\n"
+        "    recreates procgen's env with ``rand_seed=s`` (procgen derives each env's\n"
+        "    level sequence from it, so the levels depend on ``num_envs``); ``reset()``\n"
+        "    moves every env on to its next level; ``reset(options={'level_seeds': seeds})``\n"
+        "    starts env ``i`` on procgen level ``seeds[i]`` (its later episodes draw from\n"
+        "    the configured levels again).  The core is ``self.core``.\n" + _DOC_COMMON
+    )
+
+    metadata = VECTOR_METADATA
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        render_mode: str | None = None,
+        obs_mode: str = "pixels",
+        device: str | None = None,
+        **kwargs: Any,
+    ):
+        check_render_mode(render_mode)
+        self.config = _make_config(obs_mode, device, kwargs)
+        self.core = ProcgenMazeCore(
+            num_envs, self.config, autoreset="next_step", render_mode=render_mode
+        )
+        self.num_envs = num_envs
+        self.render_mode = render_mode
+        self.single_observation_space = _observation_space()
+        self.single_action_space = spaces.Discrete(NUM_ACTIONS)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self._np_random = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        options = dict(options or {})
+        level_seeds = options.pop("level_seeds", None)
+        if options:
+            raise ValueError(
+                f"options={options!r} is invalid; the procgen backend accepts only "
+                "{'level_seeds': one level seed per environment}"
+            )
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+                raise ValueError(
+                    f"seed={seed!r} is invalid; the procgen backend takes one int >= 0 (procgen "
+                    "seeds all its environments from a single rand_seed) or None"
+                )
+            obs, info = self.core.start(int(seed))
+        elif self.core.env is None:
+            obs, info = self.core.start(int(np.random.SeedSequence().generate_state(1)[0] >> 1))
+        elif level_seeds is None:
+            obs, info = self.core.restart_all()
+        if level_seeds is not None:
+            obs, info = self.core.start_levels(level_seeds)
+        return obs, self._with_masks(info)
+
+    def step(self, actions):
+        obs, reward, terminated, truncated, info = self.core.step(actions)
+        return obs, reward, terminated, truncated, self._with_masks(info)
+
+    def _with_masks(self, info: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        everywhere = np.ones(self.num_envs, dtype=bool)
+        out: dict[str, np.ndarray] = {}
+        for key in INFO_KEYS:
+            out[key] = info[key]
+            out["_" + key] = everywhere
+        return out
+
+    def render(self):
+        if self.render_mode == "rgb_array" and self.core.env is not None:
+            return tuple(self.core.render_frames())
+        return None
+
+    def close_extras(self, **kwargs):
+        self.core.close()
