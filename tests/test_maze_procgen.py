@@ -329,6 +329,22 @@ def _walk(venv, plans: list[list[int]], check_agent: bool = True):
             return
 
 
+@pytest.mark.parametrize("mode", ["easy", "hard"])
+def test_followed_agent_is_procgen_s_under_random_actions(mode):
+    """All 15 actions, bumps into walls included: the cell the core follows from the
+    actions is the one in procgen's state after every step."""
+    venv = ProcgenMazeVectorEnv(num_envs=8, rand_fraction=1.0, distribution_mode=mode)
+    venv.reset(seed=41)
+    rng = np.random.default_rng(4)
+    plans = [rng.integers(0, 15, 150).tolist() for _ in range(8)]
+    moved = 0
+    for *_, alive in _walk(venv, plans):
+        core = venv.unwrapped.core
+        moved += int((alive & ((core.agent_x > 0) | (core.agent_y > 0))).sum())
+    assert moved >= 200  # the agents did leave the start
+    venv.close()
+
+
 @pytest.mark.parametrize("mode, fraction", [("easy", 1.0), ("hard", 1.0), ("hard", 0.0)])
 def test_walking_to_the_cheese_pays_10_and_ends(mode, fraction):
     venv = ProcgenMazeVectorEnv(
