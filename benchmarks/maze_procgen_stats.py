@@ -16,7 +16,9 @@ scripted policy that knows the maze (breadth-first search over the level's open 
 
 Success is the event within the 500-step timeout: the cheese (``cheese_collected``) or the
 corner region (``reached_corner``).  Episodes are counted from the moment they start and
-all of them are waited for, so short episodes are not over-represented.  Another env
+all of them are waited for, so short episodes are not over-represented; each run is its
+own sample of levels (the same procgen sequences, but which episodes start first depends
+on the policy).  Another env
 with the same infos (``maze_dim``, ``cheese_x``, ``cheese_y``, ``cheese_collected``,
 ``reached_corner``) is compared side by side by adding its open-cell grid accessor to
 ``GRID_ACCESS``.  Prints markdown tables and writes JSON (with machine details) to ``--out``.
