@@ -503,6 +503,53 @@ def test_stock_levels_match_raw_procgen():
     assert compared >= 300
 
 
+def _planes_of(st: ps.MazeState) -> np.ndarray:
+    """The symbolic planes of a procgen state, from the state alone (row 0 at the top)."""
+    wd = st.world_dim
+    planes = np.zeros((wd, wd, 3), dtype=np.uint8)
+    image = st.grid.T[::-1]  # [x, y] -> [row, col], y up
+    planes[..., 0] = np.where(image == ps.WALL, 255, 0)
+    planes[..., 1] = np.where(image == ps.GOAL, 255, 0)
+    ax, ay = int(st.agent["x"]), int(st.agent["y"])
+    planes[wd - 1 - ay, ax, 2] = 255
+    return planes
+
+
+@pytest.mark.parametrize("mode", ["easy", "hard"])
+def test_symbolic_planes_are_procgen_s_state(mode):
+    world = {"easy": 15, "hard": 25}[mode]
+    venv = ProcgenMazeVectorEnv(
+        num_envs=6, obs_mode="symbolic", rand_fraction=0.5, corner_size=3, distribution_mode=mode
+    )
+    core = venv.unwrapped.core
+    obs, info = venv.reset(seed=13)
+    assert obs.shape == (6, world, world, 3) and venv.observation_space.contains(obs)
+    for i in range(6):
+        assert np.array_equal(obs[i], _planes_of(ps.parse_state(core._get_state(i))))
+    # Random moves (bumps and no-ops included): every frame is procgen's state.
+    rng = np.random.default_rng(5)
+    plans = [rng.choice([LEFT, DOWN, UP, RIGHT, NOOP, 11], 12).tolist() for _ in range(6)]
+    for _, obs, _, terminated, truncated, _, alive in _walk(venv, plans, check_agent=False):
+        for i in np.flatnonzero(alive & ~(terminated | truncated)).tolist():
+            assert np.array_equal(obs[i], _planes_of(ps.parse_state(core._get_state(i))))
+    # Walking to the cheese: the final frame shows the agent on its cell and no cheese.
+    _, info = venv.reset()
+    plans = [
+        bfs_actions(core.open_cells(i), (0, 0), (info["cheese_x"][i], info["cheese_y"][i]))
+        for i in range(6)
+    ]
+    collected = np.zeros(6, dtype=bool)
+    for _, obs, _, terminated, _, info, alive in _walk(venv, plans, check_agent=False):
+        for i in np.flatnonzero(alive & terminated).tolist():
+            m = (world - int(info["maze_dim"][i])) // 2
+            x, y = m + int(info["cheese_x"][i]), m + int(info["cheese_y"][i])
+            assert obs[i, world - 1 - y, x, 2] == 255 and obs[i, ..., 2].sum() == 255
+            assert not obs[i, ..., 1].any()
+            collected[i] = True
+    assert collected.all()
+    venv.close()
+
+
 # --------------------------------------------------------------------------------------
 # Determinism, Gymnasium contract, arguments
 # --------------------------------------------------------------------------------------
@@ -542,11 +589,14 @@ def test_same_seed_same_levels_and_placements():
     other.close()
 
 
-def test_gymnasium_checker_passes():
-    env = gym.make(ENV_ID, rand_fraction=0.5, corner_size=5, render_mode="rgb_array")
+@pytest.mark.parametrize("obs_mode, shape", [("pixels", (64, 64, 3)), ("symbolic", (25, 25, 3))])
+def test_gymnasium_checker_passes(obs_mode, shape):
+    env = gym.make(
+        ENV_ID, obs_mode=obs_mode, rand_fraction=0.5, corner_size=5, render_mode="rgb_array"
+    )
     check_env(env.unwrapped)
     obs, info = env.reset(seed=1)
-    assert obs.shape == (64, 64, 3) and set(INFO_KEYS) <= set(info)
+    assert obs.shape == shape and set(INFO_KEYS) <= set(info)
     assert env.render().shape == (512, 512, 3)
     env.close()
 
@@ -583,7 +633,7 @@ def test_make_vec_api():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(obs_mode="symbolic"), "obs_mode"),
+        (dict(obs_mode="rgb"), "obs_mode"),
         (dict(device="cuda"), "device"),
         (dict(rand_fraction=1.5), "rand_fraction"),
         (dict(corner_size=0), "corner_size"),

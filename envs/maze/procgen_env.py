@@ -17,6 +17,9 @@ way the CoinRun backend (``envs/coinrun/procgen_env.py``) moves its coin:
   region this episode.  Maze moves are grid steps (one cell, or none into a wall), so
   the agent's cell is followed exactly from the actions and the level's walls, without
   reading the state every step; procgen's own cheese ends cross-check it.
+* **Symbolic observations** (``obs_mode="symbolic"``) are drawn from the same followed
+  state: the whole world as wall, cheese and agent planes (0/255, channels last, row 0
+  at the top), the true final state when an episode ends.
 * **Gymnasium's NEXT_STEP autoreset**, ending episodes early (``corner_terminates``:
   a forced procgen timeout) and ``max_episode_steps`` (procgen's ``timeout`` field) work
   as in the CoinRun backend: the observation returned with ``terminated``/``truncated``
@@ -45,7 +48,8 @@ from . import procgen_state as ps
 from .config import MazeConfig
 
 INSTALL_COMMAND = 'pip install "coinrun-mg[procgen]"'
-OBSERVATION_SHAPE = (64, 64, 3)
+OBSERVATION_SHAPE = (64, 64, 3)  # pixels; symbolic: (world_dim, world_dim, 3)
+SYMBOLIC_PLANES = ("wall", "cheese", "agent")
 NUM_ACTIONS = 15
 NOOP_ACTION = 4
 _STATE_BUFFER_BYTES = 1 << 20  # procgen's own MAX_STATE_SIZE
@@ -151,7 +155,8 @@ class ProcgenMazeCore:
     (``autoreset="disabled"``); ``restart_all()`` moves every environment on to its next
     level; ``start_levels(seeds)`` starts given procgen levels.  Numpy in and out.  The
     agent's cell is ``agent_x, agent_y`` (maze coordinates); ``open_cells(i)`` is the
-    open-cell grid of environment ``i``'s level.
+    open-cell grid of environment ``i``'s level.  Observations are procgen's frames, or
+    with ``config.obs_mode == "symbolic"`` the planes of :meth:`symbolic_obs`.
     """
 
     def __init__(
@@ -205,6 +210,36 @@ class ProcgenMazeCore:
     def _observe(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rew, obs, first = self.env.observe()
         return rew.astype(np.float32), obs["rgb"], first
+
+    @property
+    def observation_shape(self) -> tuple[int, int, int]:
+        if self.config.obs_mode == "symbolic":
+            wd = self.config.world_dim
+            return (wd, wd, len(SYMBOLIC_PLANES))
+        return OBSERVATION_SHAPE
+
+    def symbolic_obs(self, eaten: np.ndarray | None = None) -> np.ndarray:
+        """uint8 ``[num_envs, world_dim, world_dim, 3]``: wall, cheese and agent planes (0 or
+        255) over the whole world, channels last, row 0 at the top (y up in the world).
+        ``eaten`` hides the cheese of environments that have just collected it."""
+        n, wd = self.num_envs, self.config.world_dim
+        obs = np.zeros((n, wd, wd, len(SYMBOLIC_PLANES)), dtype=np.uint8)
+        # World [x, y] -> image [row, col] = [wd - 1 - y, x].
+        obs[..., 0] = np.where(self.open_world, 0, 255).transpose(0, 2, 1)[:, ::-1, :]
+        rows = np.arange(n)
+        show = rows if eaten is None else rows[~eaten]
+        obs[
+            show,
+            wd - 1 - self.margin[show] - self.cheese_y[show],
+            (self.margin + self.cheese_x)[show],
+            1,
+        ] = 255
+        obs[rows, wd - 1 - self.margin - self.agent_y, self.margin + self.agent_x, 2] = 255
+        return obs
+
+    def _output(self, obs: np.ndarray, eaten: np.ndarray | None = None) -> np.ndarray:
+        """The observation handed out: procgen's frames, or the symbolic planes."""
+        return self.symbolic_obs(eaten) if self.config.obs_mode == "symbolic" else obs
 
     def open_cells(self, i: int) -> np.ndarray:
         """Environment ``i``'s maze as bool ``[x, y]`` (maze coordinates, y up): open cells."""
@@ -286,7 +321,7 @@ class ProcgenMazeCore:
         self._upcoming = [None] * self.num_envs
         _, obs, _ = self._observe()
         self._last_obs = obs
-        return obs, self._info()
+        return self._output(obs), self._info()
 
     def _force_end(self, i: int) -> None:
         """Make procgen end environment ``i``'s episode (a timeout) on its next step."""
@@ -349,10 +384,10 @@ class ProcgenMazeCore:
             self._install(i, self._upcoming[i])
             self._restore[i] = self._upcoming[i] = None
         if not restarted.any():
-            return self._last_obs, restarted
+            return self._output(self._last_obs), restarted
         self.pending &= ~restarted
         _, self._last_obs, _ = self._observe()
-        return self._last_obs, restarted
+        return self._output(self._last_obs), restarted
 
     # -- stepping -------------------------------------------------------------------------
     def step(self, actions) -> tuple[np.ndarray, ...]:
@@ -459,7 +494,7 @@ class ProcgenMazeCore:
 
         self._last_obs = obs
         info = self._info(cheese=cheese, timed_out=timed_out)
-        return obs, reward, terminated, truncated, info
+        return self._output(obs, eaten=cheese), reward, terminated, truncated, info
 
     # -- infos ----------------------------------------------------------------------------
     def _info(self, cheese=None, timed_out=None) -> dict[str, np.ndarray]:
@@ -503,7 +538,10 @@ _DOC_COMMON = """
     ``Discrete(15)``, procgen's: 0-2 left, 3 down, 5 up, 6-8 right; 4 and 9-14 stand still.
 
     ## Observation Space
-    ``Box(0, 255, (64, 64, 3), uint8)``: procgen's top-down view of the whole world.
+    ``obs_mode="pixels"`` (the default here): ``Box(0, 255, (64, 64, 3), uint8)``, procgen's
+    top-down view of the whole world.  ``obs_mode="symbolic"``: ``Box(0, 255, (W, W, 3),
+    uint8)`` with W the world side (15 easy, 25 hard), planes wall, cheese, agent (0 or
+    255), row 0 at the top, drawn from the followed state (procgen still renders).
 
     ## Rewards
     +10 for the cheese, 0 otherwise.
@@ -514,9 +552,10 @@ _DOC_COMMON = """
     ## Episode End
     Terminated on the cheese, or (``corner_terminates=True``, levels whose cheese was not
     put in the corner only) when the agent is in the corner region; truncated after
-    ``max_episode_steps`` (procgen's timeout, 500 by default).  The observation returned
-    with a cheese or timeout end is the last frame of that episode procgen showed (one
-    step before the end: procgen resets within the step).
+    ``max_episode_steps`` (procgen's timeout, 500 by default).  In pixels, the observation
+    returned with a cheese or timeout end is the last frame of that episode procgen
+    showed (one step before the end: procgen resets within the step); in symbolic, the
+    final state (the agent on the eaten cheese's cell, or where it timed out).
 
     ## Info
     At reset and every step: ``cheese_collected``, ``reached_corner`` (the agent has
@@ -529,8 +568,8 @@ _DOC_COMMON = """
     ``distribution_mode`` ("easy" | "hard"), ``num_levels`` (0 = unlimited),
     ``start_level``, ``rand_fraction`` (float in [0, 1]), ``corner_size`` (int >= 1),
     ``corner_terminates`` (default False), ``max_episode_steps`` (500), ``render_mode``
-    (None | "rgb_array": procgen's 512 x 512 frames).  ``obs_mode`` must be "pixels";
-    ``device`` may only be "cpu" (procgen runs on the CPU and speaks numpy).
+    (None | "rgb_array": procgen's 512 x 512 frames), ``obs_mode`` ("pixels" |
+    "symbolic"); ``device`` may only be "cpu" (procgen runs on the CPU and speaks numpy).
 
     ## Version History
     * v0: initial release.
@@ -538,22 +577,16 @@ _DOC_COMMON = """
 
 
 def _make_config(obs_mode: str, device, kwargs: dict) -> MazeConfig:
-    if obs_mode != "pixels":
-        raise ValueError(
-            f"obs_mode={obs_mode!r} is invalid for the procgen backend: it has procgen's 64x64 "
-            "RGB pixels only, so use obs_mode='pixels' (the native coinrun_mg/Maze-v0 has "
-            "symbolic observations)"
-        )
     if device not in (None, "cpu"):
         raise ValueError(
             f"device={device!r} is invalid for the procgen backend: procgen runs on the CPU "
             "and returns numpy arrays; leave it out or pass 'cpu'"
         )
-    return MazeConfig(obs_mode="pixels", **kwargs)
+    return MazeConfig(obs_mode=obs_mode, **kwargs)
 
 
-def _observation_space() -> spaces.Box:
-    return spaces.Box(0, 255, shape=OBSERVATION_SHAPE, dtype=np.uint8)
+def _observation_space(core: ProcgenMazeCore) -> spaces.Box:
+    return spaces.Box(0, 255, shape=core.observation_shape, dtype=np.uint8)
 
 
 class ProcgenMazeEnv(gym.Env):
@@ -576,7 +609,7 @@ class ProcgenMazeEnv(gym.Env):
         self.config = _make_config(obs_mode, device, kwargs)
         self.core = ProcgenMazeCore(1, self.config, autoreset="disabled", render_mode=render_mode)
         self.render_mode = render_mode
-        self.observation_space = _observation_space()
+        self.observation_space = _observation_space(self.core)
         self.action_space = spaces.Discrete(NUM_ACTIONS)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -638,7 +671,7 @@ class ProcgenMazeVectorEnv(VectorEnv):
         )
         self.num_envs = num_envs
         self.render_mode = render_mode
-        self.single_observation_space = _observation_space()
+        self.single_observation_space = _observation_space(self.core)
         self.single_action_space = spaces.Discrete(NUM_ACTIONS)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
