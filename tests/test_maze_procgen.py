@@ -464,6 +464,30 @@ def test_corner_terminates_on_moved_levels_only():
     venv.close()
 
 
+def test_start_pending_episodes_restarts_at_once():
+    """The same-step autoreset (Stable-Baselines3's): after the cheese, the next level
+    starts at once and the following action is played, not ignored."""
+    venv = ProcgenMazeVectorEnv(num_envs=2, distribution_mode="easy", corner_size=1)
+    core = venv.unwrapped.core
+    _, info = venv.reset(seed=3)
+    plan = bfs_actions(core.open_cells(0), (0, 0), (info["cheese_x"][0], info["cheese_y"][0]))
+    for a in plan:
+        _, reward, terminated, _, info = venv.step(np.array([a, NOOP]))
+    assert terminated[0] and reward[0] == 10 and not terminated[1]
+    seed0 = int(info["level_seed"][0])
+    obs, restarted = core.start_pending_episodes()
+    assert restarted.tolist() == [True, False]
+    assert int(core.level_seed[0]) != seed0 and (core.agent_x[0], core.agent_y[0]) == (0, 0)
+    raw = ps.parse_state(core._get_state(0))
+    assert raw.level_seed == core.level_seed[0] and raw.agent_cell() == (0, 0)
+    first_move = UP if core.open_cells(0)[0, 1] else RIGHT
+    _, reward, terminated, truncated, info = venv.step(np.array([first_move, NOOP]))
+    assert int(info["level_seed"][0]) == raw.level_seed and not (terminated | truncated).any()
+    assert (core.agent_x[0], core.agent_y[0]) != (0, 0)
+    assert ps.parse_state(core._get_state(0)).agent_cell() == (core.agent_x[0], core.agent_y[0])
+    venv.close()
+
+
 def test_max_episode_steps_truncates():
     venv = gym.make_vec(ENV_ID, num_envs=3, max_episode_steps=25, distribution_mode="easy")
     venv.reset(seed=5)
