@@ -22,8 +22,8 @@ way the CoinRun backend (``envs/coinrun/procgen_env.py``) moves its coin:
   at the top), the true final state when an episode ends.
 * **Gymnasium's NEXT_STEP autoreset**, ending episodes early (``corner_terminates``:
   a forced procgen timeout) and ``max_episode_steps`` (procgen's ``timeout`` field) work
-  as in the CoinRun backend: the observation returned with ``terminated``/``truncated``
-  is the last frame procgen showed of the ending episode.
+  as in the CoinRun backend: the pixel observation returned with ``terminated`` /
+  ``truncated`` is the last frame procgen showed of the ending episode.
 
 procgen is imported only when an environment is created; installing it:
 ``pip install "coinrun-mg[procgen]"``.
@@ -72,7 +72,8 @@ INFO_KEYS = (
     "cheese_y",
 )
 
-# Streams of the level-seed hash (envs/rng.py) for the two placement draws.
+# Streams of the level-seed hash (envs/rng.py) for the two placement draws; the native
+# Maze drawing its share from the same stream gives a level seed the same decision in both.
 _S_CHEESE_MOVED, _S_CORNER_CHOICE = 2000, 2001
 
 
