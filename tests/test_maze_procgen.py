@@ -348,6 +348,30 @@ def test_followed_agent_is_procgen_s_under_random_actions(mode):
     venv.close()
 
 
+def test_world_edge_blocks_in_mazes_that_fill_the_world():
+    """Levels whose maze fills the world (no wall margin): moves off the world are blocked
+    (procgen's out-of-bounds object is a wall), in the followed cell as in procgen."""
+    for mode, levels in (("easy", [6, 7, 12]), ("hard", [17, 40, 43])):
+        venv = ProcgenMazeVectorEnv(num_envs=3, rand_fraction=1.0, distribution_mode=mode)
+        venv.reset(seed=0)
+        _, info = venv.reset(options={"level_seeds": levels})
+        core = venv.unwrapped.core
+        assert (info["maze_dim"] == core.config.world_dim).all() and (core.margin == 0).all()
+        # Push into the bottom-left edge, then along the bottom row and into the right edge.
+        n = core.config.world_dim
+        plans = []
+        for i in range(3):
+            to_corner = bfs_actions(core.open_cells(i), (0, 0), (n - 1, 0))
+            plans.append([LEFT, DOWN, 1, 2] + to_corner + [RIGHT, 7, 8, DOWN])
+        survived = np.ones(3, dtype=bool)  # not ended by a cheese on the way
+        for _, _, _, terminated, truncated, _, _ in _walk(venv, plans):  # checks each step
+            survived &= ~(terminated | truncated)
+        assert survived.any()
+        for i in np.flatnonzero(survived).tolist():
+            assert (core.agent_x[i], core.agent_y[i]) == (n - 1, 0)
+        venv.close()
+
+
 @pytest.mark.parametrize("mode, fraction", [("easy", 1.0), ("hard", 1.0), ("hard", 0.0)])
 def test_walking_to_the_cheese_pays_10_and_ends(mode, fraction):
     venv = ProcgenMazeVectorEnv(
