@@ -19,7 +19,7 @@ Writes to ``--out`` (default ``benchmarks/out/learning_curve_f<fraction>_s<seed>
 * ``curve.png`` -- coin rate versus steps (matplotlib).
 * ``run/`` -- the training run (TensorBoard events, config.json, checkpoint.pt).
 
-    python benchmarks/learning_curve.py                                 # 5M steps, fraction 0
+    python benchmarks/learning_curve.py                                 # the profile's steps, fraction 0
     python benchmarks/learning_curve.py --rand-fraction 0.02 --seed 2
     python benchmarks/learning_curve.py --total-steps 65536 --eval-every 32768 --eval-envs 64
     python benchmarks/learning_curve.py --set num_envs=256 --set learning_rate=0.001
@@ -72,7 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--profile", choices=tuple(PROFILES), default="quick")
     p.add_argument("--rand-fraction", type=float, default=0.0)
-    p.add_argument("--total-steps", type=int, default=5_000_000)
+    p.add_argument(
+        "--total-steps", type=int, default=None, help="default: the profile's total_steps"
+    )
     p.add_argument("--eval-every", type=int, default=250_000, help="steps between evaluations")
     p.add_argument("--eval-envs", type=int, default=256, help="episodes per evaluation")
     p.add_argument("--seed", type=int, default=1)
@@ -204,11 +206,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     overrides = {
         "rand_fraction": args.rand_fraction,
-        "total_steps": args.total_steps,
         "seed": args.seed,
         "device": args.device,
         **parse_overrides(args.set),
     }
+    if args.total_steps is not None:
+        overrides["total_steps"] = args.total_steps
     config = PPOConfig.from_profile(args.profile, **overrides)
     out = args.out or REPO_ROOT / "benchmarks" / "out" / (
         f"learning_curve_f{config.rand_fraction:g}_s{config.seed}"

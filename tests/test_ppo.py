@@ -132,7 +132,7 @@ def test_profiles_and_serialization():
     )
     assert (paper.obs_mode, paper.network, paper.distribution_mode) == ("pixels", "impala", "hard")
     quick = PPOConfig.from_profile("quick", rand_fraction=0.02)
-    assert (quick.obs_mode, quick.network, quick.num_minibatches) == ("symbolic", "mlp", 8)
+    assert (quick.obs_mode, quick.network, quick.num_minibatches) == ("symbolic", "mlp", 16)
     assert PPOConfig.from_dict(json.loads(json.dumps(quick.to_dict()))) == quick
 
 
