@@ -19,7 +19,7 @@ Writes to ``--out`` (default ``benchmarks/out/learning_curve_f<fraction>_s<seed>
 * ``curve.png`` -- coin rate versus steps (matplotlib).
 * ``run/`` -- the training run (TensorBoard events, config.json, checkpoint.pt).
 
-    python benchmarks/learning_curve.py                                 # the profile's steps, fraction 0
+    python benchmarks/learning_curve.py                         # fraction 0, the profile's steps
     python benchmarks/learning_curve.py --rand-fraction 0.02 --seed 2
     python benchmarks/learning_curve.py --total-steps 65536 --eval-every 32768 --eval-envs 64
     python benchmarks/learning_curve.py --set num_envs=256 --set learning_rate=0.001
