@@ -56,16 +56,20 @@ def symbolic_obs(state: MazeState) -> torch.Tensor:
 
 
 def cell_codes(state: MazeState, mark_corner: bool = False) -> torch.Tensor:
-    """int64 ``[N, D, D]`` (x-major): each cell's index into ``CELL_COLOURS`` (the agent
+    """uint8 ``[N, D, D]`` (x-major): each cell's index into ``CELL_COLOURS`` (the agent
     drawn over the cheese)."""
-    code = state.wall.to(torch.int64)
+    code = state.wall.to(torch.uint8)
     if mark_corner:
         cells = torch.arange(state.world_dim, device=state.device)
         lo = state.corner_lo[:, None, None]
         region = (cells[None, :, None] >= lo) & (cells[None, None, :] >= lo) & ~state.wall
         code = torch.where(region, 4, code)
-    code = torch.where(_at(state, state.cheese_x, state.cheese_y), 2, code)
-    return torch.where(_at(state, state.agent_x, state.agent_y), 3, code)
+    # Two single-cell writes: cheaper than comparing every cell against both positions.
+    flat = code.reshape(state.num_envs, -1).clone()
+    d = state.world_dim
+    flat.scatter_(1, (state.cheese_x * d + state.cheese_y)[:, None], 2)
+    flat.scatter_(1, (state.agent_x * d + state.agent_y)[:, None], 3)
+    return flat.reshape(code.shape)
 
 
 def _pixel_cells(size: int, world_dim: int, device: torch.device) -> torch.Tensor:
@@ -77,12 +81,11 @@ def _pixel_cells(size: int, world_dim: int, device: torch.device) -> torch.Tenso
 def picture(state: MazeState, size: int = PIXEL_SIZE, mark_corner: bool = False) -> torch.Tensor:
     """uint8 ``[N, size, size, 3]``: the whole world, each pixel coloured by the cell
     under its centre (``size / D`` pixels per cell: 2.56 in hard mode, 4.27 in easy)."""
-    n, d = state.num_envs, state.world_dim
-    cells = _pixel_cells(size, d, state.device)
-    codes = _image_rows(cell_codes(state, mark_corner))  # [N, row, column]
-    rows = codes.index_select(1, cells).index_select(2, cells)
+    cells = _pixel_cells(size, state.world_dim, state.device)
     palette = torch.tensor(CELL_COLOURS, dtype=torch.uint8, device=state.device)
-    return palette[rows.reshape(n, -1)].reshape(n, size, size, 3)
+    # Colour the D x D cells first, then widen them to pixels (rows, then columns).
+    colours = palette[_image_rows(cell_codes(state, mark_corner)).long()]  # [N, D, D, 3]
+    return colours.index_select(1, cells).index_select(2, cells)
 
 
 def pixel_obs(state: MazeState) -> torch.Tensor:
