@@ -12,8 +12,8 @@ gives the same maze.  Here the weights are counter-based hashes of the level see
 (``rng.py``) and the tree is found by Boruvka's algorithm, which is batched: every round,
 each component of every level takes its lightest outgoing edge at once, and the
 components merge by pointer jumping.  Each round at least halves the number of
-components, so ``ceil(log2(169))`` = 8 rounds finish the largest maze; no per-level
-Python.
+components, so at most ``ceil(log2(169))`` = 8 rounds finish the largest maze; no
+per-level Python.
 
 The cheese is placed separately (``place_cheese``): a level seed gives the same maze
 whatever the cheese placement, as in procgen and procgenAISC.
@@ -78,35 +78,44 @@ def _spanning_tree(weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor, usabl
     ``weight`` int64 ``[B, E]`` must be distinct within a level; ``usable`` bool ``[B, E]``
     masks the edges that exist.  Components are named by a root junction; every round each
     component hooks onto the component across its lightest outgoing edge (of a mutual pair
-    the smaller root stays root) and pointer jumping flattens the hooks.
+    the smaller root stays root) and pointer jumping flattens the hooks.  Rounds stop
+    once no component has an outgoing edge (at most ``ceil(log2(nodes))`` of them).
     """
     b, e = weight.shape
     device = weight.device
     never = torch.iinfo(torch.int64).max
     edge_bits = max(1, (e - 1).bit_length())
-    key = (weight << edge_bits) | torch.arange(e, device=device)  # distinct, edge id inside
-    label = torch.arange(nodes, device=device).expand(b, nodes).contiguous()
-    tree = torch.zeros((b, e + 1), dtype=torch.bool, device=device)  # column e: no edge
-    jumps = max(1, math.ceil(math.log2(nodes)))
-    for _ in range(jumps):
-        lu = label.gather(1, u.expand(b, e))
-        lv = label.gather(1, v.expand(b, e))
+    # Node-major [nodes or edges, B] inside: the lattice is the same for every level, so
+    # reading the labels at the edges' ends copies whole rows.
+    edge_id = torch.arange(e, device=device)[:, None]
+    key = ((weight.t() << edge_bits) | edge_id).contiguous()  # distinct, edge id inside
+    usable = usable.t().contiguous()
+    me = torch.arange(nodes, device=device)[:, None]
+    label = me.expand(nodes, b).contiguous()
+    tree = torch.zeros((e + 1, b), dtype=torch.bool, device=device)  # row e: no edge
+    for _ in range(max(1, math.ceil(math.log2(nodes)))):  # enough rounds for any level
+        lu = label.index_select(0, u)
+        lv = label.index_select(0, v)
         out_key = torch.where(usable & (lu != lv), key, never)
-        best = torch.full((b, nodes), never, dtype=torch.int64, device=device)
-        best.scatter_reduce_(1, lu, out_key, "amin")
-        best.scatter_reduce_(1, lv, out_key, "amin")
+        best = torch.full((nodes, b), never, dtype=torch.int64, device=device)
+        best.scatter_reduce_(0, lu, out_key, "amin")
+        best.scatter_reduce_(0, lv, out_key, "amin")
         hooked = best != never
+        if not bool(hooked.any()):  # every level is one tree already
+            break
         edge = torch.where(hooked, best & ((1 << edge_bits) - 1), 0)
-        tree.scatter_(1, torch.where(hooked, edge, e), True)
-        me = torch.arange(nodes, device=device)
-        other = lu.gather(1, edge) + lv.gather(1, edge) - me  # the component across
+        tree.scatter_(0, torch.where(hooked, edge, e), True)
+        other = lu.gather(0, edge) + lv.gather(0, edge) - me  # the component across
         parent = torch.where(hooked, other, me)
-        mutual = parent.gather(1, parent) == me
+        mutual = parent.gather(0, parent) == me
         parent = torch.where(mutual & (me < parent), me, parent)
-        for _ in range(jumps):
-            parent = parent.gather(1, parent)
-        label = parent.gather(1, label)
-    return tree[:, :e]
+        while True:  # pointer jumping until every node points at its root
+            jumped = parent.gather(0, parent)
+            if torch.equal(jumped, parent):
+                break
+            parent = jumped
+        label = parent.gather(0, label)
+    return tree[:e].t()
 
 
 def generate_mazes(level_seeds: torch.Tensor, world_dim: int) -> MazeLevels:
