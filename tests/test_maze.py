@@ -393,3 +393,19 @@ def test_bad_num_envs_device_actions_and_seeds():
     env.reset(seed=0)
     with pytest.raises(ValueError, match="action=20"):
         env.step(20)
+
+
+@pytest.mark.parametrize("obs_mode", ["symbolic", "pixels"])
+def test_compiled_steps_match_eager_ones(obs_mode):
+    # Integer moves and lookups only: a compiled core (or its eager fallback where no
+    # compiler is installed) must agree with the eager one exactly.
+    config = MazeConfig(obs_mode=obs_mode, max_episode_steps=20, distribution_mode="easy")
+    compiled = MazeCore(32, config, device="cpu", compile=True)
+    eager = MazeCore(32, config, device="cpu", compile=False)
+    assert torch.equal(compiled.reset(3)[0], eager.reset(3)[0])
+    g = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        actions = torch.randint(0, 15, (32,), generator=g)
+        got, expect = compiled.step(actions), eager.step(actions)
+        assert all(torch.equal(a, b) for a, b in zip(got[:4], expect[:4], strict=True))
+        assert all(torch.equal(got[4][k], expect[4][k]) for k in INFO_KEYS)
