@@ -3,6 +3,8 @@ contract, single env = vector slice, determinism and argument errors."""
 
 from __future__ import annotations
 
+import hashlib
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import coinrun_mg
-from coinrun_mg.envs.events import family_events
+from coinrun_mg.envs.events import GAME_EVENTS, family_events
 from coinrun_mg.envs.maze import observation as render
 from coinrun_mg.envs.maze.ascii import state_from_ascii
 from coinrun_mg.envs.maze.config import MazeConfig
@@ -236,6 +238,7 @@ def test_make_vec_and_family_events():
         "timed_out",
         "level_seed",
     }
+    assert set(GAME_EVENTS["maze"].keys()) <= set(INFO_KEYS)
     assert events["proxy_reached"] is info["reached_corner"]
     assert not events["died"].any()
     venv.close()
@@ -409,3 +412,42 @@ def test_compiled_steps_match_eager_ones(obs_mode):
         got, expect = compiled.step(actions), eager.step(actions)
         assert all(torch.equal(a, b) for a, b in zip(got[:4], expect[:4], strict=True))
         assert all(torch.equal(got[4][k], expect[4][k]) for k in INFO_KEYS)
+
+
+def _pinned_digest(**config) -> str:
+    """sha256 of 32 environments' observations, rewards, ends and infos over 200 steps
+    (eager, CPU), with actions from a fixed integer recurrence (no library RNG)."""
+    core = MazeCore(32, MazeConfig(**config), device="cpu", compile=False)
+    obs, _ = core.reset(seed=3)
+    digest = hashlib.sha256(obs.numpy().tobytes())
+    state = 12345
+    for _ in range(200):
+        actions = []
+        for _ in range(32):
+            state = (state * 1103515245 + 12345) % 2**31
+            actions.append((state >> 16) % 15)
+        obs, reward, terminated, truncated, info = core.step(torch.tensor(actions))
+        for t in (obs, reward, terminated, truncated, *(info[k] for k in INFO_KEYS)):
+            digest.update(t.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+# Maze-v0's levels, moves and observations, pinned: a deliberate change to what the
+# environment does must change its version (Maze-v1) and these digests.
+PINNED = {
+    "symbolic-hard": (dict(obs_mode="symbolic", max_episode_steps=60), "c61c1a4659905cba"),
+    "symbolic-easy": (
+        dict(distribution_mode="easy", corner_size=3, rand_fraction=0.3),
+        "814f8beb6e6af024",
+    ),
+    "pixels-hard": (
+        dict(obs_mode="pixels", corner_size=5, corner_terminates=True),
+        "5ea0bade8e2f90d1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(PINNED))
+def test_v0_dynamics_are_pinned(case):
+    config, expected = PINNED[case]
+    assert _pinned_digest(**config) == expected
