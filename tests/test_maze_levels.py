@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from coinrun_mg.envs.maze.ascii import state_from_ascii
+from coinrun_mg.envs.maze.ascii import level_to_ascii, state_from_ascii
 from coinrun_mg.envs.maze.config import WORLD_DIM
 from coinrun_mg.envs.maze.levels import (
     MazeLevels,
@@ -71,6 +71,10 @@ def test_mazes_are_perfect_and_centred(mazes):
     assert bool(free[even[:, :, None] & even[:, None, :]].all())
     assert not bool(free[odd[:, :, None] & odd[:, None, :]].any())
     assert bool((~lv.wall[torch.arange(b), lv.margin, lv.margin]).all())  # the start
+    # So every cheese, wherever placed, is reachable from the start and from the corner.
+    x, y, moved = place_cheese(lv, seeds, 0.5, 3)
+    assert bool(moved.any()) and not bool(moved.all())
+    assert bool((torch.stack(path_lengths(lv, x, y)) >= 0).all())
 
 
 @pytest.mark.parametrize("mode", ["easy", "hard"])
@@ -239,6 +243,10 @@ def test_decision_levels_on_hand_built_mazes(name):
     drawing, lengths, decision = HAND_BUILT[name]
     s = state_from_ascii(drawing)
     assert _is_tree(s.wall)
+    with_agent = list(drawing)
+    if not any("A" in line for line in drawing):
+        with_agent[-1] = "A" + with_agent[-1][1:]
+    assert level_to_ascii(s) == with_agent
     lv = MazeLevels(s.wall, s.maze_dim, s.margin)
     assert tuple(int(v[0]) for v in path_lengths(lv, s.cheese_x, s.cheese_y)) == lengths
     assert bool(decision_levels(lv, s.cheese_x, s.cheese_y)[0]) == decision
