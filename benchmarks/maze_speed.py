@@ -67,9 +67,7 @@ def level_rates(mode: str, batch: int, seconds: float, device: torch.device) -> 
     }
 
 
-def step_rate(
-    mode: str, obs_mode: str, envs: int, max_steps: int, seconds: float, device
-) -> float:
+def step_rate(mode: str, obs_mode: str, envs: int, max_steps: int, seconds: float, device) -> float:
     config = MazeConfig(distribution_mode=mode, obs_mode=obs_mode, max_episode_steps=max_steps)
     core = MazeCore(envs, config, device=device, check_actions=False, compile=False)
     core.reset(0)
