@@ -1,8 +1,10 @@
 """coinrun-mg: CoinRun environments for goal-misgeneralization research.
 
 Importing this package registers the Gymnasium ids ``coinrun_mg/CoinRun-v0`` (the native
-torch environment) and ``coinrun_mg/ProcgenCoinRun-v0`` (stock procgen CoinRun, needs
-``pip install "coinrun-mg[procgen]"``). Only the entry-point strings are stored, so the
+torch environment), ``coinrun_mg/ProcgenCoinRun-v0`` (stock procgen CoinRun, needs
+``pip install "coinrun-mg[procgen]"``), ``coinrun_mg/Maze-v0`` (the native torch
+Maze, the cheese in the top-right corner) and ``coinrun_mg/ProcgenMaze-v0`` (stock procgen
+Maze with the cheese placed the same way). Only the entry-point strings are stored, so the
 environment modules (and procgen) are imported the first time ``gymnasium.make`` /
 ``gymnasium.make_vec`` asks for them, not here.
 
@@ -19,6 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "COINRUN_ENV_ID",
+    "MAZE_ENV_ID",
     "PROCGEN_COINRUN_ENV_ID",
     "PROCGEN_MAZE_ENV_ID",
     "PPOConfig",
@@ -31,6 +34,7 @@ __all__ = [
 
 COINRUN_ENV_ID = "coinrun_mg/CoinRun-v0"
 PROCGEN_COINRUN_ENV_ID = "coinrun_mg/ProcgenCoinRun-v0"
+MAZE_ENV_ID = "coinrun_mg/Maze-v0"
 PROCGEN_MAZE_ENV_ID = "coinrun_mg/ProcgenMaze-v0"
 
 
@@ -45,6 +49,11 @@ def _register_envs() -> None:
             PROCGEN_COINRUN_ENV_ID,
             "coinrun_mg.envs.coinrun.procgen_env:ProcgenCoinRunEnv",
             "coinrun_mg.envs.coinrun.procgen_env:ProcgenCoinRunVectorEnv",
+        ),
+        (
+            MAZE_ENV_ID,
+            "coinrun_mg.envs.maze.gym_env:MazeEnv",
+            "coinrun_mg.envs.maze.gym_env:MazeVectorEnv",
         ),
         (
             PROCGEN_MAZE_ENV_ID,

@@ -1,10 +1,10 @@
-"""The environments: a family of batched torch games (CoinRun so far, in ``coinrun/``)
-and what they share (seed hashing, argument checks, compiling, the event vocabulary,
+"""The environments: a family of batched torch games (CoinRun in ``coinrun/``, Maze in
+``maze/``) and what they share (seed hashing, argument checks, compiling, the event vocabulary,
 the Gymnasium facades, the procgen state codec).
 
 Importing this package imports torch and CoinRun's core, but neither Gymnasium's facades
 nor procgen: those load with ``coinrun_mg.envs.coinrun.gym_env`` and
-``coinrun_mg.envs.coinrun.procgen_env``.
+``coinrun_mg.envs.coinrun.procgen_env``.  Maze loads with ``coinrun_mg.envs.maze``.
 """
 
 from .checks import resolve_device

@@ -45,3 +45,20 @@ def probability_threshold(p: float) -> int:
     and the comparison itself is integer-only (device independent).
     """
     return min(int(round(p * 2**32)), 2**32)
+
+
+_LEVEL_SEED_SALT = 0x5EED5EED
+
+
+def level_seeds_for(env_key: torch.Tensor, episode: torch.Tensor, config) -> torch.Tensor:
+    """The level seed of each environment's ``episode``-th episode (procgen's seed range).
+
+    A pure function of the environment's key and episode number, so an environment's
+    sequence of levels does not depend on what the other environments do.  ``config`` is
+    any game's config: only its ``num_levels`` and ``start_level`` are read, so every game
+    of the family plays the same level seeds for the same keys.
+    """
+    bits = random_bits(env_key ^ _LEVEL_SEED_SALT, episode)
+    if config.num_levels == 0:
+        return bits & 0x7FFFFFFF
+    return config.start_level + ((bits * config.num_levels) >> 32)

@@ -19,7 +19,7 @@ import torch
 from .. import malloc
 from ..checks import AUTORESET_MODES, resolve_device
 from ..compile import CompiledOrEager, resolve_compile
-from ..rng import random_bits
+from ..rng import level_seeds_for
 from . import observation
 from .config import CoinRunConfig
 from .levels import generate_levels, place_coins
@@ -40,23 +40,9 @@ from .state import (
     as_index,
 )
 
-_LEVEL_SEED_SALT = 0x5EED5EED
-
 # --------------------------------------------------------------------------------------
-# Episode starts
+# Episode starts (level seeds: ``level_seeds_for`` in envs/rng.py, shared by the family)
 # --------------------------------------------------------------------------------------
-
-
-def level_seeds_for(env_key: torch.Tensor, episode: torch.Tensor, config: CoinRunConfig):
-    """The level seed of each environment's ``episode``-th episode (procgen's seed range).
-
-    A pure function of the environment's key and episode number, so an environment's
-    sequence of levels does not depend on what the other environments do.
-    """
-    bits = random_bits(env_key ^ _LEVEL_SEED_SALT, episode)
-    if config.num_levels == 0:
-        return bits & 0x7FFFFFFF
-    return config.start_level + ((bits * config.num_levels) >> 32)
 
 
 def initial_states(env_key: torch.Tensor, episode: torch.Tensor, config: CoinRunConfig) -> EnvState:

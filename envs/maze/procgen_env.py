@@ -43,7 +43,7 @@ from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from ..gym_env import VECTOR_METADATA, check_render_mode
-from ..rng import probability_threshold, random_bits, random_int
+from . import levels
 from . import procgen_state as ps
 from .config import MazeConfig
 
@@ -72,10 +72,6 @@ INFO_KEYS = (
     "cheese_y",
 )
 
-# Streams of the level-seed hash (envs/rng.py) for the two placement draws; the native
-# Maze drawing its share from the same stream gives a level seed the same decision in both.
-_S_CHEESE_MOVED, _S_CORNER_CHOICE = 2000, 2001
-
 
 def _import_procgen():
     """``procgen``, imported quietly (its old ``gym`` dependency prints a banner)."""
@@ -100,12 +96,12 @@ def cheese_moved(level_seeds, rand_fraction: float) -> np.ndarray:
     array), from its seed alone: nested in the fraction (a level moved at 0.02 is moved
     at 0.1 too)."""
     key = torch.as_tensor(np.asarray(level_seeds, dtype=np.int64).reshape(-1))
-    return (random_bits(key, _S_CHEESE_MOVED) < probability_threshold(rand_fraction)).numpy()
+    return levels.cheese_moved(key, rand_fraction).numpy()  # the native Maze's own draw
 
 
 def corner_pick(level_seed: int, count: int) -> int:
     """Which of ``count`` corner candidates a level's cheese takes (uniform)."""
-    return int(random_int(torch.tensor([level_seed], dtype=torch.int64), _S_CORNER_CHOICE, count))
+    return int(levels.cheese_choice(torch.tensor([level_seed], dtype=torch.int64), count))
 
 
 def place_cheese(state: ps.MazeState, config: MazeConfig) -> tuple[int, int, bool]:

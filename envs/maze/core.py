@@ -1,0 +1,315 @@
+"""The native Maze core: ``num_envs`` environments as tensors on one device.
+
+``MazeCore`` owns a batched ``MazeState``, generates levels ahead of time, steps the
+moves (``moves.py``), resets finished environments and renders observations
+(``observation.py``).  It speaks the protocol of the family's Gymnasium facades
+(``envs/gym_env.py``) and of CoinRun's core: same arguments, autoreset modes, level
+sequences and errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..checks import AUTORESET_MODES, int_at_least, one_of, resolve_device
+from ..compile import CompiledOrEager, resolve_compile
+from ..rng import level_seeds_for
+from . import observation
+from .config import MazeConfig
+from .levels import corner_lo, generate_mazes, place_cheese
+from .moves import StepEvents, in_corner, maze_step
+from .paths import decision_levels
+from .state import NUM_ACTIONS, MazeState
+
+# --------------------------------------------------------------------------------------
+# Episode starts
+# --------------------------------------------------------------------------------------
+
+
+def start_states(level_seeds: torch.Tensor, config: MazeConfig) -> MazeState:
+    """Fresh episode states for the given level seeds (``env_key`` and ``episode`` zero)."""
+    seeds = level_seeds.to(torch.int64)
+    levels = generate_mazes(seeds, config.world_dim)
+    cheese_x, cheese_y, moved = place_cheese(
+        levels, seeds, config.rand_fraction, config.corner_size
+    )
+    s = MazeState.zeros(seeds.shape[0], config.world_dim, seeds.device)
+    s.wall, s.level_seed = levels.wall, seeds
+    s.maze_dim, s.margin = levels.maze_dim, levels.margin
+    s.cheese_x, s.cheese_y, s.cheese_moved = cheese_x, cheese_y, moved
+    s.corner_lo = corner_lo(levels, config.corner_size)
+    s.decision_level = decision_levels(levels, cheese_x, cheese_y)
+    s.agent_x, s.agent_y = levels.margin.clone(), levels.margin.clone()
+    # Only a corner region as large as the maze holds the start.
+    s.reached_corner = in_corner(s, s.agent_x, s.agent_y)
+    return s
+
+
+def initial_states(env_key: torch.Tensor, episode: torch.Tensor, config: MazeConfig) -> MazeState:
+    """Fresh episode states for a batch of (environment key, episode number) pairs."""
+    s = start_states(level_seeds_for(env_key, episode, config), config)
+    s.env_key, s.episode = env_key.clone(), episode.clone()
+    return s
+
+
+# What the infos of reset and step hold, per environment: the family's events under
+# Maze's names (envs/events.py), whether the level is a decision level, then world cells
+# for analysis.
+INFO_KEYS = (
+    "cheese_collected",
+    "reached_corner",
+    "died",
+    "timed_out",
+    "cheese_moved",
+    "level_seed",
+    "decision_level",
+    "agent_x",
+    "agent_y",
+    "cheese_x",
+    "cheese_y",
+)
+
+
+class MazeCore:
+    """``num_envs`` Maze environments as tensors on one device.
+
+    ``reset(seed)`` and ``step(actions)`` take and return torch tensors on ``device``
+    (observations uint8 ``[N, H, W, C]``).  ``autoreset`` chooses what happens when an
+    episode ends: ``"same_step"`` (the returned observation already belongs to the next
+    episode; infos describe the step that ended), ``"next_step"`` (Gymnasium's
+    convention: the next ``step`` call resets and ignores its action) or ``"disabled"``.
+
+    Finished environments draw the next level of their own sequence (``level_seeds_for``:
+    environment ``i`` of ``reset(seed)`` plays the levels of key ``seed + i``).  Levels are
+    generated ahead of time: each environment keeps its next level in a bank, and once
+    ``prefetch`` of them (default ``num_envs // 4``) are used up, all missing ones are
+    generated in one batch, since a batch costs a fixed number of tensor operations
+    whatever its size.
+
+    ``compile`` (``"auto"``, ``True``, ``False``) runs the step and the observation
+    through ``torch.compile``; ``"auto"`` compiles on CUDA only.  The moves are integer
+    arithmetic, so compiled and eager steps agree exactly.
+    """
+
+    num_actions = NUM_ACTIONS
+    info_keys = INFO_KEYS
+
+    def __init__(
+        self,
+        num_envs: int,
+        config: MazeConfig | None = None,
+        device: str | torch.device = "auto",
+        autoreset: str = "same_step",
+        check_actions: bool = True,
+        prefetch: int | None = None,
+        compile: bool | str = "auto",
+    ):
+        int_at_least("num_envs", num_envs, 1)
+        one_of("autoreset", autoreset, AUTORESET_MODES)
+        self.num_envs = num_envs
+        self.config = config if config is not None else MazeConfig()
+        self.device = resolve_device(device)
+        self.compiled = resolve_compile(compile, self.device)
+        render = observation.symbolic_obs
+        if self.config.obs_mode == "pixels":
+            render = observation.pixel_obs
+        self._moves = CompiledOrEager(maze_step, self.device) if self.compiled else maze_step
+        self._render = CompiledOrEager(render, self.device) if self.compiled else render
+        self._render_eager = render
+        self.autoreset = autoreset
+        self.check_actions = check_actions
+        self.prefetch = max(1, num_envs // 4) if prefetch is None else prefetch
+        self.state: MazeState | None = None
+        self._bank: MazeState | None = None  # row i: env i's next level
+        self._bank_ready: torch.Tensor | None = None
+        self._pending_reset = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
+
+    # -- episode starts ----------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Start every environment afresh; environment ``i`` gets the seed key ``seed + i``."""
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint32)[0])
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed={seed!r} is invalid; it must be an int >= 0 or None")
+        keys = int(seed) + torch.arange(self.num_envs, device=self.device)
+        self.reset_keys(keys)
+        return self.observe(), self._info(None)
+
+    def reset_keys(self, keys: torch.Tensor, index: torch.Tensor | None = None) -> None:
+        """(Re)start environments ``index`` (all if None) at episode 0 of the given keys."""
+        keys = torch.as_tensor(keys, device=self.device).to(torch.int64)
+        fresh = initial_states(keys, torch.zeros_like(keys), self.config)
+        if self.state is None or index is None:
+            self.state = fresh
+            self._bank = MazeState.zeros(self.num_envs, self.config.world_dim, self.device)
+            self._bank_ready = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+            self._pending_reset.zero_()
+            return
+        index = _as_index(index, self.device)
+        self.state.assign(index, fresh)
+        self._bank_ready[index] = False
+        self._pending_reset[index] = False
+
+    def start_next_episodes(self, done: torch.Tensor | None = None) -> None:
+        """Move environments on to the next level of their sequence (no new seed).
+
+        ``done`` (bool ``[N]``) picks the environments, all of them when None; with
+        ``autoreset="disabled"`` this is how a caller restarts ended episodes itself.
+        """
+        if done is None:
+            done = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        self._pending_reset = self._pending_reset & ~done
+        self._start_next_episode(done)
+
+    def _start_next_episode(self, done: torch.Tensor) -> None:
+        index = done.nonzero().squeeze(1)
+        if index.numel() == 0:
+            return
+        if not bool(self._bank_ready[index].all()):
+            self._fill_bank()
+        self.state.assign(index, self._bank.index(index))
+        self._bank_ready[index] = False
+        if self.num_envs - int(self._bank_ready.sum()) >= self.prefetch:
+            self._fill_bank()
+
+    def _fill_bank(self) -> None:
+        """Generate every level missing from the bank (each env's next episode), in one
+        batch."""
+        missing = (~self._bank_ready).nonzero().squeeze(1)
+        s = self.state
+        levels = initial_states(s.env_key[missing], s.episode[missing] + 1, self.config)
+        self._bank.assign(missing, levels)
+        self._bank_ready[missing] = True
+
+    # -- saving and restoring ------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that decides the environments' future, as tensors (for checkpoints)."""
+        if self.state is None:
+            raise RuntimeError("state_dict() before reset(): there is no state to save")
+        return {
+            "state": {f.name: getattr(self.state, f.name) for f in fields(MazeState)},
+            "bank": {f.name: getattr(self._bank, f.name) for f in fields(MazeState)},
+            "bank_ready": self._bank_ready,
+            "pending_reset": self._pending_reset,
+        }
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` saved (copied to this core's device)."""
+        names = {f.name for f in fields(MazeState)}
+        wall = saved["state"].get("wall")
+        expected = (self.num_envs, self.config.world_dim, self.config.world_dim)
+        if set(saved["state"]) != names or wall is None or tuple(wall.shape) != expected:
+            raise ValueError(
+                f"the saved environment state has fields {sorted(saved['state'])} with walls "
+                f"of shape {None if wall is None else tuple(wall.shape)}; this core expects "
+                f"{sorted(names)} with walls of shape {expected} (a different version, "
+                "num_envs or distribution_mode)"
+            )
+
+        def copied(tensors: dict[str, torch.Tensor]) -> MazeState:
+            return MazeState(**{k: v.to(self.device, copy=True) for k, v in tensors.items()})
+
+        self.state = copied(saved["state"])
+        self._bank = copied(saved["bank"])
+        self._bank_ready = saved["bank_ready"].to(self.device, copy=True)
+        self._pending_reset = saved["pending_reset"].to(self.device, copy=True)
+
+    # -- stepping ------------------------------------------------------------------------
+    def step(self, actions: torch.Tensor):
+        """Step all environments; returns ``obs, reward, terminated, truncated, info``."""
+        if self.state is None:
+            raise RuntimeError("step() was called before reset(); call reset(seed=...) first")
+        actions = self._validate_actions(actions)
+        if self.autoreset == "disabled" and bool(self._pending_reset.any()):
+            raise RuntimeError(
+                "step() was called on an environment whose episode has ended; call reset() first"
+            )
+        restarting = self._pending_reset if self.autoreset == "next_step" else None
+
+        events = self._moves(self.state, actions, self.config)
+        if restarting is not None:
+            # Gymnasium's NEXT_STEP: this call only starts the new episode.
+            for name in ("reward", "terminated", "truncated", "cheese_collected"):
+                value = getattr(events, name)
+                setattr(events, name, torch.where(restarting, torch.zeros_like(value), value))
+        done = events.terminated | events.truncated
+        info = self._info(events)
+
+        if self.autoreset == "same_step":
+            self._start_next_episode(done)
+        elif self.autoreset == "next_step":
+            self._start_next_episode(restarting)
+            self._pending_reset = done
+            if bool(restarting.any()):
+                fresh = self._info(None)
+                info = {k: torch.where(restarting, fresh[k], v) for k, v in info.items()}
+        else:
+            self._pending_reset = done
+        return self.observe(), events.reward, events.terminated, events.truncated, info
+
+    def _validate_actions(self, actions) -> torch.Tensor:
+        if not isinstance(actions, torch.Tensor):
+            actions = torch.as_tensor(np.asarray(actions), device=self.device)
+        expected = f"expected ({self.num_envs},) integers in [0, {NUM_ACTIONS})"
+        if actions.shape != (self.num_envs,):
+            raise ValueError(f"actions have shape {tuple(actions.shape)}; {expected}")
+        if actions.dtype.is_floating_point or actions.dtype == torch.bool:
+            raise ValueError(f"actions have dtype {actions.dtype}; {expected}")
+        actions = actions.to(device=self.device, dtype=torch.int64)
+        bad = (actions < 0) | (actions >= NUM_ACTIONS)
+        if self.check_actions and bool(bad.any()):
+            raise ValueError(
+                f"action {actions[bad][0].item()} is out of range; actions must be integers "
+                f"in [0, {NUM_ACTIONS})"
+            )
+        return actions
+
+    # -- observations and infos ---------------------------------------------------------------
+    def observe(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Observations of all environments, or of those in ``index`` (int64 ``[K]``)."""
+        if index is None:
+            return self._render(self.state)  # the fixed-shape call, compiled where enabled
+        return self._render_eager(self.state.index(_as_index(index, self.device)))
+
+    @property
+    def observation_shape(self) -> tuple[int, int, int]:
+        if self.config.obs_mode == "symbolic":
+            d = self.config.world_dim
+            return (d, d, observation.SYMBOLIC_CHANNELS)
+        return (observation.PIXEL_SIZE, observation.PIXEL_SIZE, 3)
+
+    def current_info(self) -> dict[str, torch.Tensor]:
+        """The infos of the current episodes as they stand, with no step's events (what
+        ``reset`` returns)."""
+        return self._info(None)
+
+    def _info(self, events: StepEvents | None) -> dict[str, torch.Tensor]:
+        s = self.state
+        false = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        return {
+            "cheese_collected": false if events is None else events.cheese_collected,
+            "reached_corner": s.reached_corner.clone(),
+            "died": false if events is None else events.died,
+            "timed_out": false if events is None else events.truncated,
+            "cheese_moved": s.cheese_moved.clone(),
+            "level_seed": s.level_seed.clone(),
+            "decision_level": s.decision_level.clone(),
+            "agent_x": s.agent_x.clone(),
+            "agent_y": s.agent_y.clone(),
+            "cheese_x": s.cheese_x.clone(),
+            "cheese_y": s.cheese_y.clone(),
+        }
+
+    def render_frame(self, index: int = 0) -> np.ndarray:
+        """A large RGB view of environment ``index`` for people (``render_mode='rgb_array'``)."""
+        return observation.human_frame(self.state, index)
+
+
+def _as_index(idx, device: torch.device) -> torch.Tensor:
+    """Environment indices (a sequence, an integer tensor or a bool mask) as int64."""
+    idx = torch.as_tensor(idx, device=device)
+    return idx.nonzero().squeeze(1) if idx.dtype == torch.bool else idx.long()
