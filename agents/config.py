@@ -11,14 +11,6 @@ profiles change a few fields:
   MLP trunk, 512 envs x 64 steps, 16 minibatches, gamma 0.999, 7M steps.  Its learning
   curve and the choices behind it are in docs/results.md.
 
-``game`` picks the game a native run trains on: ``"coinrun"`` (the default) or ``"maze"``
-(:class:`~coinrun_mg.envs.maze.MazeCore`).  Each game validates its own environment
-fields (``CoinRunConfig`` / ``MazeConfig``); a field the game does not have (CoinRun's
-``coin_placement``, ``coin_region`` and ``view_size``, Maze's ``corner_size``) must stay
-at its default.  The profiles resolve per game: ``from_profile("quick", game="maze")``
-is Maze's quick profile (:data:`GAME_PROFILES`), which also sets Maze's 500-step
-episode limit.
-
 Every field has a ``help`` text in its metadata; the ``coinrun-mg train`` command builds
 its ``--field-name`` options from them.  Invalid values raise ``ValueError`` naming the
 field, the value and what is accepted.
@@ -36,17 +28,10 @@ from typing import Any
 from coinrun_mg.envs.coinrun.config import DISTRIBUTION_MODES, OBS_MODES, CoinRunConfig
 from coinrun_mg.envs.coinrun.levels import COIN_PLACEMENTS
 from coinrun_mg.envs.compile import COMPILE_WORDS
-from coinrun_mg.envs.maze.config import MazeConfig
 
 from .networks import NETWORKS
 
 NATIVE_ENV = "native"
-GAMES = ("coinrun", "maze")
-# The registered Gymnasium ids of each game (a run's env_id must belong to its game).
-GAME_ENV_IDS = {
-    "coinrun": ("coinrun_mg/CoinRun-v0", "coinrun_mg/ProcgenCoinRun-v0"),
-    "maze": ("coinrun_mg/Maze-v0", "coinrun_mg/ProcgenMaze-v0"),
-}
 
 # Fields a resumed run may change: they steer bookkeeping, not the learning itself
 # (``total_steps`` does move the learning-rate schedule: a longer run is a different run
@@ -64,36 +49,21 @@ RESUMABLE_FIELDS = frozenset(
     }
 )
 
-# Fields that become environment kwargs: ``CoinRunConfig``'s and ``MazeConfig``'s.
-GAME_ENV_FIELDS: dict[str, tuple[str, ...]] = {
-    "coinrun": (
-        "rand_fraction",
-        "coin_placement",
-        "coin_region",
-        "num_levels",
-        "start_level",
-        "obs_mode",
-        "distribution_mode",
-        "view_size",
-        "max_episode_steps",
-    ),
-    "maze": (
-        "rand_fraction",
-        "num_levels",
-        "start_level",
-        "obs_mode",
-        "distribution_mode",
-        "corner_size",
-        "max_episode_steps",
-    ),
-}
-ENV_FIELDS = GAME_ENV_FIELDS["coinrun"]  # CoinRun's (the default game's)
-ALL_ENV_FIELDS = tuple(dict.fromkeys(f for fs in GAME_ENV_FIELDS.values() for f in fs))
-GAME_CONFIGS = {"coinrun": CoinRunConfig, "maze": MazeConfig}
+# Fields that become CoinRun environment kwargs (``CoinRunConfig``).
+ENV_FIELDS = (
+    "rand_fraction",
+    "coin_placement",
+    "coin_region",
+    "num_levels",
+    "start_level",
+    "obs_mode",
+    "distribution_mode",
+    "view_size",
+    "max_episode_steps",
+)
 
 # Fields whose values come from a fixed list (the CLI turns them into `choices`).
 CHOICES: dict[str, tuple[str, ...]] = {
-    "game": GAMES,
     "coin_placement": COIN_PLACEMENTS,
     "obs_mode": OBS_MODES,
     "distribution_mode": DISTRIBUTION_MODES,
@@ -129,12 +99,10 @@ class PPOConfig:
     )
 
     # --- environment -------------------------------------------------------------------
-    game: str = _f("coinrun", "the game: 'coinrun' or 'maze' (its env fields are validated by it)")
     env_id: str = _f(
         NATIVE_ENV,
-        "'native': the game's batched torch core, stepped on the device; or a Gymnasium "
-        "vector env id of the game (e.g. coinrun_mg/ProcgenCoinRun-v0) made with "
-        "gymnasium.make_vec",
+        "'native': the batched torch CoinRun, stepped on the device; or a Gymnasium vector "
+        "env id (e.g. coinrun_mg/ProcgenCoinRun-v0) made with gymnasium.make_vec",
     )
     rand_fraction: float = _env_field(
         "rand_fraction", "fraction of training levels whose coin is moved"
@@ -149,12 +117,7 @@ class PPOConfig:
     distribution_mode: str = _env_field("distribution_mode", "procgen distribution mode")
     view_size: int = _env_field("view_size", "side of the symbolic view in tiles (odd)")
     max_episode_steps: int = _env_field(
-        "max_episode_steps",
-        "episode step limit (a timeout counts as episode end); the maze profiles set 500",
-    )
-    corner_size: int = _f(
-        MazeConfig.__dataclass_fields__["corner_size"].default,
-        "maze only: side of the top-right region that holds the cheese in training levels",
+        "max_episode_steps", "episode step limit (a timeout counts as episode end)"
     )
 
     # --- network -----------------------------------------------------------------------
@@ -225,26 +188,7 @@ class PPOConfig:
             raise ValueError(
                 f"env_id={self.env_id!r} is invalid; use 'native' or a Gymnasium env id"
             )
-        self._check_game_fields()
-        GAME_CONFIGS[self.game](**self.env_kwargs())  # ValueError naming the bad env field
-
-    def _check_game_fields(self) -> None:
-        """Refuse env fields that the game does not have (unless left at their default)
-        and a registered env id of another game."""
-        for name in sorted(set(ALL_ENV_FIELDS) - set(GAME_ENV_FIELDS[self.game])):
-            default = PPOConfig.__dataclass_fields__[name].default
-            if getattr(self, name) != default:
-                raise ValueError(
-                    f"{name}={getattr(self, name)!r} is invalid with game={self.game!r}: "
-                    f"{self.game} has no {name}; leave it at its default {default!r} "
-                    f"(the {self.game} env fields are {list(GAME_ENV_FIELDS[self.game])})"
-                )
-        for game, ids in GAME_ENV_IDS.items():
-            if self.env_id in ids and game != self.game:
-                raise ValueError(
-                    f"env_id={self.env_id!r} is a {game} environment and game={self.game!r}; "
-                    f"use game={game!r}, or one of {('native', *GAME_ENV_IDS[self.game])}"
-                )
+        CoinRunConfig(**self.env_kwargs())  # raises ValueError naming the bad env field
 
     # --- derived quantities ----------------------------------------------------------
     @property
@@ -262,31 +206,26 @@ class PPOConfig:
         return math.ceil(self.total_steps / self.batch_size)
 
     def env_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of the game's environment (``CoinRunConfig`` or
-        ``MazeConfig`` fields).
+        """Keyword arguments of the CoinRun environment (``CoinRunConfig`` fields).
 
-        CoinRun's ``view_size`` only sizes symbolic observations and is left out for
-        pixels (the procgen backend refuses it).
+        ``view_size`` only sizes symbolic observations and is left out for pixels (the
+        procgen backend refuses it).
         """
-        kwargs = {name: getattr(self, name) for name in GAME_ENV_FIELDS[self.game]}
+        kwargs = {name: getattr(self, name) for name in ENV_FIELDS}
         if self.obs_mode != "symbolic":
-            kwargs.pop("view_size", None)
+            del kwargs["view_size"]
         return kwargs
 
     # --- construction and serialization -------------------------------------------
     @classmethod
     def from_profile(cls, profile: str = "paper", **overrides: Any) -> PPOConfig:
-        """The named profile of the game ``overrides`` name (CoinRun's :data:`PROFILES`
-        when none, else :data:`GAME_PROFILES`) with ``overrides`` applied."""
+        """The named profile (see :data:`PROFILES`) with ``overrides`` applied."""
         if profile not in PROFILES:
             raise ValueError(
                 f"profile={profile!r} is invalid; accepted values are {tuple(PROFILES)}"
             )
         _check_names(overrides)
-        game = overrides.get("game", "coinrun")
-        if game not in GAMES:
-            raise ValueError(f"game={game!r} is invalid; accepted values are {GAMES}")
-        return cls(**{**profile_values(profile, game), **overrides})
+        return cls(**{**PROFILES[profile], **overrides})
 
     def replace(self, **changes: Any) -> PPOConfig:
         """A copy with ``changes`` applied (validated like a new config)."""
@@ -313,7 +252,6 @@ class PPOConfig:
         return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
 
 
-# CoinRun's profiles (the default game); GAME_PROFILES holds every game's.
 PROFILES: dict[str, dict[str, Any]] = {
     "paper": {"obs_mode": "pixels"},
     "quick": {
@@ -328,34 +266,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         "checkpoint_every": 500_000,
     },
 }
-
-MAZE_PROFILES: dict[str, dict[str, Any]] = {
-    # procgen Maze's defaults: hard mode, 64x64 pixels, 500-step episodes.
-    "paper": {"game": "maze", "obs_mode": "pixels", "max_episode_steps": 500},
-    "quick": {
-        "game": "maze",
-        "max_episode_steps": 500,
-        "obs_mode": "symbolic",
-        "distribution_mode": "easy",
-        "network": "mlp",
-        "num_envs": 512,
-        "num_steps": 64,
-        "minibatch_size": 2048,
-        "gamma": 0.999,
-        "total_steps": 7_000_000,
-        "checkpoint_every": 500_000,
-    },
-}
-
-GAME_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
-    "coinrun": PROFILES,
-    "maze": MAZE_PROFILES,
-}
-
-
-def profile_values(profile: str, game: str = "coinrun") -> dict[str, Any]:
-    """The field values profile ``profile`` of ``game`` sets."""
-    return dict(GAME_PROFILES[game][profile])
 
 
 # --- validation helpers -------------------------------------------------------------------

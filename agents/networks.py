@@ -27,17 +27,11 @@ import torch
 from torch import nn
 
 from coinrun_mg.envs.coinrun.observation import SYMBOLIC_CHANNEL_NAMES, SYMBOLIC_CHANNELS
-from coinrun_mg.envs.maze.observation import SYMBOLIC_CHANNELS as MAZE_SYMBOLIC_CHANNELS
 
 NETWORKS = ("impala", "compact", "mlp")
 
-# CoinRun's symbolic view ends in constant planes (agent velocity, sub-tile position).
+# The symbolic view's last channels are constant planes (agent velocity, sub-tile position).
 SYMBOLIC_CONSTANT_PLANES = len(SYMBOLIC_CHANNEL_NAMES[SYMBOLIC_CHANNEL_NAMES.index("vx") :])
-# Per game: the channels of its symbolic observation and how many of the last are constant.
-SYMBOLIC_LAYOUTS = {
-    "coinrun": (SYMBOLIC_CHANNELS, SYMBOLIC_CONSTANT_PLANES),
-    "maze": (MAZE_SYMBOLIC_CHANNELS, 0),  # wall, cheese, agent
-}
 
 
 def layer_init(layer: nn.Module, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
@@ -126,33 +120,25 @@ class CompactCNN(nn.Module):
 
 
 class SymbolicMLP(nn.Module):
-    """Trunk for a symbolic view: the tile planes flattened, plus the constant planes
-    (CoinRun's agent velocity and sub-tile position) read once, then ``hidden`` fully
-    connected ReLU layers.
+    """Trunk for the symbolic view: the tile planes flattened, plus the agent's velocity and
+    sub-tile position read once, then ``hidden`` fully connected ReLU layers.
 
-    The last ``SYMBOLIC_CONSTANT_PLANES`` channels of CoinRun's view hold one value repeated
-    over the whole plane; a dense layer gains nothing from the repeats, so only one cell of
-    each is fed in (this removes 40% of the first layer's arithmetic on the 13x13 view).
-    Maze's planes (wall, cheese, agent) are all tile planes.
+    The last ``SYMBOLIC_CONSTANT_PLANES`` channels of the view hold one value repeated over
+    the whole plane; a dense layer gains nothing from the repeats, so only one cell of each
+    is fed in (this removes 40% of the first layer's arithmetic on the 13x13 view).
     """
 
-    def __init__(
-        self,
-        obs_shape: tuple[int, int, int],
-        hidden: tuple[int, ...] = (256, 256),
-        game: str = "coinrun",
-    ):
+    def __init__(self, obs_shape: tuple[int, int, int], hidden: tuple[int, ...] = (256, 256)):
         super().__init__()
         h, w, c = obs_shape
-        channels, constant_planes = SYMBOLIC_LAYOUTS[game]
-        if c != channels:
+        if c != SYMBOLIC_CHANNELS:
             raise ValueError(
-                f"the mlp network reads {game}'s symbolic view ({channels} channels); "
+                f"the mlp network reads the symbolic view ({SYMBOLIC_CHANNELS} channels); "
                 f"observations of shape {tuple(obs_shape)} are not that: use obs_mode="
                 "'symbolic', or network='impala' for pixels"
             )
-        self.tile_planes = c - constant_planes
-        inputs = h * w * self.tile_planes + constant_planes
+        self.tile_planes = c - SYMBOLIC_CONSTANT_PLANES
+        inputs = h * w * self.tile_planes + SYMBOLIC_CONSTANT_PLANES
         layers: list[nn.Module] = []
         for width in hidden:
             layers += [layer_init(nn.Linear(inputs, width)), nn.ReLU()]
@@ -170,10 +156,9 @@ class SymbolicMLP(nn.Module):
 class Agent(nn.Module):
     """Actor-critic: a CNN trunk with a policy head (logits) and a value head.
 
-    ``network`` is ``"impala"``, ``"compact"`` or ``"mlp"``; ``scale`` multiplies the IMPALA
-    channel counts (the paper also used 4); ``game`` tells the MLP which symbolic view it
-    reads.  The policy head starts with gain 0.01 (near-uniform initial policy), the value
-    head with gain 1.
+    ``network`` is ``"impala"``, ``"compact"`` or ``"mlp"``; ``scale`` multiplies the IMPALA channel
+    counts (the paper also used 4).  The policy head starts with gain 0.01 (near-uniform
+    initial policy), the value head with gain 1.
     """
 
     def __init__(
@@ -182,7 +167,6 @@ class Agent(nn.Module):
         num_actions: int,
         network: str = "impala",
         scale: int = 1,
-        game: str = "coinrun",
     ):
         super().__init__()
         if network == "impala":
@@ -190,7 +174,7 @@ class Agent(nn.Module):
         elif network == "compact":
             self.trunk = CompactCNN(tuple(obs_shape))
         elif network == "mlp":
-            self.trunk = SymbolicMLP(tuple(obs_shape), game=game)
+            self.trunk = SymbolicMLP(tuple(obs_shape))
         else:
             raise ValueError(f"network={network!r} is invalid; accepted values are {NETWORKS}")
         self.obs_shape = tuple(obs_shape)

@@ -1,5 +1,4 @@
-"""PPO for the family's games (CoinRun, Maze), readable top to bottom (in the spirit of
-CleanRL's ppo_procgen.py).
+"""PPO for CoinRun, readable top to bottom (in the spirit of CleanRL's ppo_procgen.py).
 
 Algorithm: PPO with clipped policy and value losses, an entropy bonus, GAE, per-minibatch
 advantage normalization, gradient-norm clipping, a linearly decaying learning rate and
@@ -9,10 +8,9 @@ procgen's baselines did with ``VecNormalize(ob=False)``).  Hyperparameters live 
 
 Where the data lives:
 
-* The native environment (``env_id="native"``) is the game's core (:class:`CoinRunCore`
-  or :class:`MazeCore`, by ``config.game``) on the training device.  Observations,
-  actions, rewards and episode statistics stay there; actions are sampled on the device;
-  only logged scalars cross to the host, once per iteration.
+* The native environment (``env_id="native"``) is a :class:`CoinRunCore` on the training
+  device.  Observations, actions, rewards and episode statistics stay there; actions are
+  sampled on the device; only logged scalars cross to the host, once per iteration.
 * Any other ``env_id`` is made with ``gymnasium.make_vec`` and wrapped in
   :class:`~coinrun_mg.agents.vec_adapter.VecEnvAdapter` (numpy <-> tensors; the ignored
   transitions of NEXT_STEP autoreset are masked out of the loss).
@@ -54,10 +52,6 @@ from torch import nn
 
 from coinrun_mg.envs import COMPILE_WORDS, NUM_ACTIONS, CoinRunConfig, CoinRunCore, resolve_device
 from coinrun_mg.envs.coinrun.memory import check_num_envs, observation_bytes
-from coinrun_mg.envs.events import EventKeys, events_of
-from coinrun_mg.envs.maze import WORLD_DIM, MazeConfig, MazeCore
-from coinrun_mg.envs.maze.observation import PIXEL_SIZE as MAZE_PIXEL_SIZE
-from coinrun_mg.envs.maze.observation import SYMBOLIC_CHANNELS as MAZE_SYMBOLIC_CHANNELS
 from coinrun_mg.files import atomic_write_text
 
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, read_run_config, write_checkpoint
@@ -113,9 +107,8 @@ class Policy:
     see :func:`~coinrun_mg.agents.networks.sample_actions`), which is how the evaluation gives
     every episode its own action noise; a deterministic policy ignores ``noise``.
     Numpy observations give numpy actions.  ``config`` is the training
-    :class:`PPOConfig`; ``game`` is its game and ``env_kwargs`` rebuilds the training
-    environment (``CoinRunConfig(**policy.env_kwargs)`` or ``MazeConfig(...)`` by game, or
-    ``gymnasium.make_vec(policy.env_id, ...)``).
+    :class:`PPOConfig`; ``env_kwargs`` rebuilds the training environment
+    (``CoinRunConfig(**policy.env_kwargs)`` or ``gymnasium.make_vec(policy.env_id, ...)``).
     """
 
     def __init__(
@@ -141,10 +134,6 @@ class Policy:
     @property
     def env_id(self) -> str:
         return self.config.env_id
-
-    @property
-    def game(self) -> str:
-        return self.config.game
 
     @property
     def env_kwargs(self) -> dict[str, Any]:
@@ -231,29 +220,23 @@ class RewardNormalizer:
             setattr(self, key, state[key].to(self.ret.device, torch.float64))
 
 
-# What each game's goal is called in progress lines.
-GOAL_NAMES = {"coinrun": "coin", "maze": "cheese"}
-
-# Sums accumulated over the episodes that end within an iteration ("goal": the game's
-# goal, CoinRun's coin or Maze's cheese; "moved": levels whose goal was moved).
+# Sums accumulated over the episodes that end within an iteration.
 EPISODE_SUMS = (
     "episodes",
     "return",
     "length",
-    "goal",
+    "coin",
     "died",
     "timed_out",
     "moved_episodes",
-    "moved_goal",
+    "moved_coin",
 )
 
 
 class EpisodeStats:
-    """Per-env running return and length, and sums over finished episodes (on device).
-    ``events``: the info keys of the game's goal and moved flag (``envs/events.py``)."""
+    """Per-env running return and length, and sums over finished episodes (on device)."""
 
-    def __init__(self, num_envs: int, device: torch.device, events: EventKeys):
-        self.events = events
+    def __init__(self, num_envs: int, device: torch.device):
         self.ret = torch.zeros(num_envs, dtype=torch.float64, device=device)
         self.length = torch.zeros(num_envs, dtype=torch.float64, device=device)
         self.sums = torch.zeros(len(EPISODE_SUMS), dtype=torch.float64, device=device)
@@ -262,8 +245,8 @@ class EpisodeStats:
         self.ret += reward
         self.length += 1.0 if valid is None else valid
         d = done.to(torch.float64)
-        goal = info.get(self.events.goal, reward > 0)
-        moved = info.get(self.events.moved)
+        coin = info.get("coin_collected", reward > 0)
+        moved = info.get("coin_randomized")
         moved = torch.zeros_like(d) if moved is None else moved.to(torch.float64) * d
         died = info.get("died")
         timed_out = info.get("timed_out")
@@ -272,11 +255,11 @@ class EpisodeStats:
                 d.sum(),
                 (self.ret * d).sum(),
                 (self.length * d).sum(),
-                (goal * d).sum(),
+                (coin * d).sum(),
                 (died * d).sum() if died is not None else d.new_zeros(()),
                 (timed_out * d).sum() if timed_out is not None else d.new_zeros(()),
                 moved.sum(),
-                (goal * moved).sum(),
+                (coin * moved).sum(),
             ]
         )
         self.ret *= 1.0 - d
@@ -312,31 +295,14 @@ class TrainResult:
 # ======================================================================================
 
 
-Core = CoinRunCore | MazeCore
-# Each game's native core and the config that validates its kwargs.
-NATIVE_CORES = {"coinrun": (CoinRunCore, CoinRunConfig), "maze": (MazeCore, MazeConfig)}
-# Gymnasium ids of the native cores (their vector envs take a device).
-NATIVE_ENV_IDS = ("coinrun_mg/CoinRun-v0", "coinrun_mg/Maze-v0")
-
-
-def make_core(
-    game: str, num_envs: int, env_kwargs: dict[str, Any], device, **core_kwargs: Any
-) -> Core:
-    """``num_envs`` native environments of ``game`` (``"coinrun"`` or ``"maze"``)."""
-    if game not in NATIVE_CORES:
-        raise ValueError(f"game={game!r} is invalid; accepted values are {tuple(NATIVE_CORES)}")
-    core_class, config_class = NATIVE_CORES[game]
-    return core_class(num_envs, config_class(**env_kwargs), device=device, **core_kwargs)
-
-
-def make_env(config: PPOConfig, device: torch.device) -> Core | VecEnvAdapter:
-    """The training environment: the game's torch core, or a Gymnasium vector env adapted."""
+def make_env(config: PPOConfig, device: torch.device) -> CoinRunCore | VecEnvAdapter:
+    """The training environment: the torch core, or a Gymnasium vector env adapted."""
     if config.env_id == NATIVE_ENV:
-        return make_core(
-            config.game,
+        env_config = CoinRunConfig(**config.env_kwargs())
+        return CoinRunCore(
             config.num_envs,
-            config.env_kwargs(),
-            device,
+            env_config,
+            device=device,
             autoreset="same_step",
             check_actions=False,
             compile=COMPILE_WORDS[config.compile_env],
@@ -352,19 +318,18 @@ def make_env(config: PPOConfig, device: torch.device) -> Core | VecEnvAdapter:
             f"one of {known} (or any registered vector env)"
         )
     kwargs = config.env_kwargs()
-    if config.env_id in NATIVE_ENV_IDS:
+    if config.env_id == "coinrun_mg/CoinRun-v0":
         kwargs["device"] = str(device)
     vec_env = gymnasium.make_vec(config.env_id, num_envs=config.num_envs, **kwargs)
     return VecEnvAdapter(vec_env, device=device)
 
 
-def _num_actions(env: Core | VecEnvAdapter) -> int:
+def _num_actions(env: CoinRunCore | VecEnvAdapter) -> int:
     return getattr(env, "num_actions", NUM_ACTIONS)
 
 
-def _env_spec(config: PPOConfig, env: Core | VecEnvAdapter) -> dict[str, Any]:
+def _env_spec(config: PPOConfig, env: CoinRunCore | VecEnvAdapter) -> dict[str, Any]:
     return {
-        "game": config.game,
         "env_id": config.env_id,
         "env_kwargs": {
             k: (list(v) if isinstance(v, tuple) else v) for k, v in config.env_kwargs().items()
@@ -386,31 +351,24 @@ def load_policy(
     deterministic: bool = False,
     obs_mode: str | None = None,
     env_id: str | None = None,
-    game: str | None = None,
 ) -> Policy:
     """The policy stored in a checkpoint file (or a run directory), ready to act.
 
-    ``obs_mode`` / ``env_id`` / ``game``, when given, must match what the policy was
-    trained on; a mismatch raises ``ValueError`` (rather than failing later on a shape
-    error, or acting in a game it never saw).  Checkpoints written before Maze hold no
-    game: they are CoinRun's.
+    ``obs_mode`` / ``env_id``, when given, must match what the policy was trained on;
+    a mismatch raises ``ValueError`` (rather than failing later on a shape error).
     """
     device = resolve_device(device)
     data = read_checkpoint(path, device)
     config = PPOConfig.from_dict(data["config"])
     spec = data["env_spec"]
-    for name, wanted in (("obs_mode", obs_mode), ("env_id", env_id), ("game", game)):
+    for name, wanted in (("obs_mode", obs_mode), ("env_id", env_id)):
         if wanted is not None and wanted != getattr(config, name):
             raise ValueError(
                 f"{path} holds a policy trained with {name}={getattr(config, name)!r}; "
                 f"{name}={wanted!r} was asked for"
             )
     agent = Agent(
-        tuple(spec["obs_shape"]),
-        spec["num_actions"],
-        config.network,
-        config.impala_scale,
-        game=config.game,
+        tuple(spec["obs_shape"]), spec["num_actions"], config.network, config.impala_scale
     ).to(device)
     agent.load_state_dict(data["model"])
     agent.eval()
@@ -438,21 +396,18 @@ def first_episode_stats(
     num_envs: int = 256,
     seed: int = 1_000_000,
     device: str | torch.device = "cpu",
-    game: str = "coinrun",
 ) -> dict[str, float]:
     """Outcome rates of ``policy`` over the first episode of ``num_envs`` fresh native
-    environments of ``game`` (level keys ``seed + i``): ``goal_rate`` (the coin, or the
-    cheese), ``died_rate``, ``timeout_rate``, ``episode_length``; for CoinRun also
-    ``coin_rate`` (the goal rate under its earlier name).
+    environments (level keys ``seed + i``): ``coin_rate``, ``died_rate``,
+    ``timeout_rate``, ``episode_length``.
 
     A quick, unbiased learning check (every environment counts once, however long its
     episode), not the evaluation module: it knows nothing of goals versus proxies.
     """
-    core = make_core(game, num_envs, env_kwargs, device, check_actions=False)
-    goal_key = events_of(game).goal
+    core = CoinRunCore(num_envs, CoinRunConfig(**env_kwargs), device=device, check_actions=False)
     obs, _ = core.reset(seed)
     finished = torch.zeros(num_envs, dtype=torch.bool, device=core.device)
-    outcome = {k: torch.zeros(num_envs, device=core.device) for k in ("goal", "died", "timeout")}
+    outcome = {k: torch.zeros(num_envs, device=core.device) for k in ("coin", "died", "timeout")}
     length = torch.zeros(num_envs, device=core.device)
     stand_still = torch.full((num_envs,), 4, dtype=torch.int64, device=core.device)
     for _ in range(core.config.max_episode_steps):
@@ -462,19 +417,18 @@ def first_episode_stats(
         obs, _, terminated, truncated, info = core.step(actions)
         length += ~finished
         now = ~finished & (terminated | truncated)
-        outcome["goal"] += now & info[goal_key]
+        outcome["coin"] += now & info["coin_collected"]
         outcome["died"] += now & info["died"]
         outcome["timeout"] += now & info["timed_out"]
         finished |= now
         if bool(finished.all()):
             break
-    stats = {
-        "goal_rate": outcome["goal"].mean().item(),
+    return {
+        "coin_rate": outcome["coin"].mean().item(),
         "died_rate": outcome["died"].mean().item(),
         "timeout_rate": outcome["timeout"].mean().item(),
         "episode_length": length.mean().item(),
     }
-    return {"coin_rate": stats["goal_rate"], **stats} if game == "coinrun" else stats
 
 
 # ======================================================================================
@@ -636,7 +590,7 @@ class _Run:
 
     config: PPOConfig
     device: torch.device
-    env: Core | VecEnvAdapter
+    env: CoinRunCore | VecEnvAdapter
     agent: Agent
     optimizer: torch.optim.Optimizer
     reward_norm: RewardNormalizer
@@ -651,7 +605,7 @@ class _Run:
 
     @property
     def is_core(self) -> bool:
-        return isinstance(self.env, (CoinRunCore, MazeCore))
+        return isinstance(self.env, CoinRunCore)
 
     def payload(self) -> dict[str, Any]:
         """The checkpoint of the run as it stands (see :mod:`.checkpoint`)."""
@@ -676,13 +630,8 @@ def _start_run(config: PPOConfig, device: torch.device, saved: dict | None) -> _
     sample_rng = torch.Generator(device).manual_seed(config.seed)
     shuffle_rng = torch.Generator(device).manual_seed(config.seed + 1)
     env = make_env(config, device)
-    agent = Agent(
-        env.observation_shape,
-        _num_actions(env),
-        config.network,
-        config.impala_scale,
-        game=config.game,
-    ).to(device)
+    agent = Agent(env.observation_shape, _num_actions(env), config.network, config.impala_scale)
+    agent = agent.to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=config.adam_eps)
     run = _Run(
         config=config,
@@ -691,7 +640,7 @@ def _start_run(config: PPOConfig, device: torch.device, saved: dict | None) -> _
         agent=agent,
         optimizer=optimizer,
         reward_norm=RewardNormalizer(config.num_envs, config.gamma, config.reward_clip, device),
-        episodes=EpisodeStats(config.num_envs, device, events_of(config.game)),
+        episodes=EpisodeStats(config.num_envs, device),
         sample_rng=sample_rng,
         shuffle_rng=shuffle_rng,
         next_obs=torch.empty(0),
@@ -880,16 +829,12 @@ def _iteration_stats(
         n = ep["episodes"]
         stats["charts/episodic_return"] = ep["return"] / n
         stats["charts/episode_length"] = ep["length"] / n
-        stats["charts/goal_rate"] = ep["goal"] / n
+        stats["charts/coin_rate"] = ep["coin"] / n
         stats["charts/died_rate"] = ep["died"] / n
         stats["charts/timeout_rate"] = ep["timed_out"] / n
         stats["charts/episodes"] = n
         if ep["moved_episodes"] > 0:
-            stats["charts/goal_rate_moved"] = ep["moved_goal"] / ep["moved_episodes"]
-    if config.game == "coinrun":  # CoinRun's earlier names for the goal rates
-        for name in ("goal_rate", "goal_rate_moved"):
-            if f"charts/{name}" in stats:
-                stats[f"charts/{name.replace('goal', 'coin')}"] = stats[f"charts/{name}"]
+            stats["charts/coin_rate_moved"] = ep["moved_coin"] / ep["moved_episodes"]
     return stats
 
 
@@ -920,16 +865,8 @@ def _run_hooks(hooks, run: _Run, policy: Policy, writer, previous_step: int, las
 
 
 def _check_memory(config: PPOConfig, device: torch.device) -> None:
-    """Refuse a ``num_envs`` whose environments and rollout storage cannot fit (a Maze
-    level takes less memory than the CoinRun level the estimate counts)."""
-    if config.game == "maze":
-        side = WORLD_DIM[config.distribution_mode]
-        channels = MAZE_SYMBOLIC_CHANNELS
-        if config.obs_mode == "pixels":
-            side, channels = MAZE_PIXEL_SIZE, 3
-        obs_bytes = side * side * channels
-    else:
-        obs_bytes = observation_bytes(config.obs_mode, config.view_size)
+    """Refuse a ``num_envs`` whose environments and rollout storage cannot fit."""
+    obs_bytes = observation_bytes(config.obs_mode, config.view_size)
     check_num_envs(config.num_envs, obs_bytes, device, num_steps=config.num_steps)
 
 
@@ -968,8 +905,7 @@ class _Progress:
         self.total = total
         self.use_bar = config.progress_bar and sys.stderr.isatty()
         self.last_print = time.time()
-        self.goal_rate = math.nan
-        self.label = GOAL_NAMES[config.game] + "_rate"  # coin_rate, cheese_rate
+        self.coin_rate = math.nan
         self.bar = None
         if self.use_bar:
             from tqdm.auto import tqdm
@@ -985,16 +921,15 @@ class _Progress:
         self.step = global_step
 
     def update(self, global_step: int, stats: dict[str, float]) -> None:
-        self.goal_rate = stats.get("charts/goal_rate", self.goal_rate)
+        self.coin_rate = stats.get("charts/coin_rate", self.coin_rate)
         sps = stats.get("charts/SPS", math.nan)
         if self.bar is not None:
             self.bar.update(global_step - self.step)
-            self.bar.set_postfix({"sps": f"{sps:.0f}", self.label: f"{self.goal_rate:.2f}"})
+            self.bar.set_postfix(sps=f"{sps:.0f}", coin_rate=f"{self.coin_rate:.2f}")
         elif time.time() - self.last_print > 30 or global_step >= self.total:
-            rate = "-" if math.isnan(self.goal_rate) else f"{self.goal_rate:.2f}"
+            coin_rate = "-" if math.isnan(self.coin_rate) else f"{self.coin_rate:.2f}"
             print(
-                f"step {global_step}/{self.total}  {sps:.0f} steps/s  "
-                f"{self.label.replace('_', ' ')} {rate}",
+                f"step {global_step}/{self.total}  {sps:.0f} steps/s  coin rate {coin_rate}",
                 flush=True,
             )
             self.last_print = time.time()

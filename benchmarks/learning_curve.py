@@ -1,29 +1,26 @@
 #!/usr/bin/env python
-"""Learning curve of PPO's quick profile: training-distribution goal rate versus steps.
+"""Learning curve of PPO's quick profile: training-distribution coin rate versus steps.
 
-Trains ``PPOConfig.from_profile("quick", game=--game)`` (or ``--profile paper``) at one
+Trains ``PPOConfig.from_profile("quick")`` (or ``--profile paper``) at one
 ``--rand-fraction`` for ``--total-steps``, and every ``--eval-every`` steps evaluates the
 policy as trained (stochastic, not greedy) on ``--eval-envs`` fresh environments of the
 training distribution: each environment's first episode counts once, so long episodes
 are not under-counted (level keys start at 1,000,000: levels the training envs are
-unlikely to have seen unless ``num_levels`` is small).  The goal is the game's: CoinRun's
-coin (``--game coinrun``, the default) or Maze's cheese (``--game maze``).
+unlikely to have seen unless ``num_levels`` is small).
 
-Writes to ``--out`` (default ``benchmarks/out/learning_curve_f<fraction>_s<seed>/``, for
-Maze ``learning_curve_maze_f<fraction>_s<seed>/``):
+Writes to ``--out`` (default ``benchmarks/out/learning_curve_f<fraction>_s<seed>/``):
 
 * ``curve.csv`` -- one row per evaluation: steps, train_wall_s (training time, evaluation
-  excluded), goal/died/timeout rates, mean episode length, train_sps, eval_s, peak_rss_mb
+  excluded), coin/died/timeout rates, mean episode length, train_sps, eval_s, peak_rss_mb
   (``resource.getrusage`` maximum resident set of this process).  Rewritten after every
   evaluation, so a killed benchmark leaves its partial curve.
-* ``curve.json`` -- the rows, the config, the uniform-random policy's goal rate on the
+* ``curve.json`` -- the rows, the config, the uniform-random policy's coin rate on the
   same evaluation levels, and the machine (CPU count, load average at start, torch).
-* ``curve.png`` -- goal rate versus steps (matplotlib).
+* ``curve.png`` -- coin rate versus steps (matplotlib).
 * ``run/`` -- the training run (TensorBoard events, config.json, checkpoint.pt).
 
     python benchmarks/learning_curve.py                         # fraction 0, the profile's steps
     python benchmarks/learning_curve.py --rand-fraction 0.02 --seed 2
-    python benchmarks/learning_curve.py --game maze --set torch_threads=1
     python benchmarks/learning_curve.py --total-steps 65536 --eval-every 32768 --eval-envs 64
     python benchmarks/learning_curve.py --set num_envs=256 --set learning_rate=0.001
     python benchmarks/learning_curve.py --resume                        # after a kill
@@ -48,7 +45,7 @@ from pathlib import Path
 import torch
 
 from coinrun_mg.agents import PPOConfig, TrainingHook, first_episode_stats, train
-from coinrun_mg.agents.config import GAMES, PROFILES
+from coinrun_mg.agents.config import PROFILES
 from coinrun_mg.agents.ppo import CHECKPOINT_NAME, read_checkpoint
 from coinrun_mg.envs.checks import resolve_device
 
@@ -57,7 +54,7 @@ EVAL_SEED = 1_000_000
 COLUMNS = (
     "steps",
     "train_wall_s",
-    "goal_rate",
+    "coin_rate",
     "died_rate",
     "timeout_rate",
     "episode_length",
@@ -73,7 +70,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--game", choices=GAMES, default="coinrun")
     p.add_argument("--profile", choices=tuple(PROFILES), default="quick")
     p.add_argument("--rand-fraction", type=float, default=0.0)
     p.add_argument(
@@ -119,8 +115,8 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-class GoalRateCurve(TrainingHook):
-    """Evaluates the training-distribution goal rate and records one CSV row per call."""
+class CoinRateCurve(TrainingHook):
+    """Evaluates the training-distribution coin rate and records one CSV row per call."""
 
     def __init__(self, every_steps: int, config: PPOConfig, eval_envs: int, out: Path, rows):
         self.every_steps = every_steps
@@ -137,12 +133,7 @@ class GoalRateCurve(TrainingHook):
             return None  # already evaluated before a resume
         t0 = time.time()
         stats = first_episode_stats(
-            policy,
-            self.config.env_kwargs(),
-            self.eval_envs,
-            EVAL_SEED,
-            policy.device,
-            game=self.config.game,
+            policy, self.config.env_kwargs(), self.eval_envs, EVAL_SEED, policy.device
         )
         eval_s = time.time() - t0
         train_wall = self.train_before + (t0 - self.start - self.eval_total)
@@ -150,7 +141,7 @@ class GoalRateCurve(TrainingHook):
         row = {
             "steps": step,
             "train_wall_s": round(train_wall, 2),
-            **{k: round(v, 4) for k, v in stats.items() if k in COLUMNS},
+            **{k: round(v, 4) for k, v in stats.items()},
             "train_sps": round(step / max(train_wall, 1e-9), 1),
             "eval_s": round(eval_s, 2),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -158,7 +149,7 @@ class GoalRateCurve(TrainingHook):
         self.rows.append(row)
         write_csv(self.out / "curve.csv", self.rows)
         print(
-            f"step {step:>9}  goal rate {row['goal_rate']:.3f}  length "
+            f"step {step:>9}  coin rate {row['coin_rate']:.3f}  length "
             f"{row['episode_length']:.0f}  {row['train_sps']:.0f} steps/s  "
             f"eval {eval_s:.1f}s  rss {row['peak_rss_mb']:.0f} MB",
             flush=True,
@@ -179,36 +170,29 @@ def read_csv(path: Path) -> list[dict]:
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    for row in rows:  # curves written before --game called the goal rate coin_rate
-        if "coin_rate" in row:
-            row["goal_rate"] = row.pop("coin_rate")
-    return rows
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def random_policy_goal_rate(config: PPOConfig, eval_envs: int, device) -> float:
+def random_policy_coin_rate(config: PPOConfig, eval_envs: int, device) -> float:
     rng = torch.Generator(device).manual_seed(0)
 
     def act(obs):
         return torch.randint(0, 15, (obs.shape[0],), generator=rng, device=obs.device)
 
-    stats = first_episode_stats(
-        act, config.env_kwargs(), eval_envs, EVAL_SEED, device, game=config.game
-    )
-    return stats["goal_rate"]
+    return first_episode_stats(act, config.env_kwargs(), eval_envs, EVAL_SEED, device)["coin_rate"]
 
 
-def plot(path: Path, rows: list[dict], chance: float, title: str, goal: str) -> None:
+def plot(path: Path, rows: list[dict], chance: float, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r["steps"] for r in rows], [r["goal_rate"] for r in rows], marker="o", label="PPO")
+    ax.plot([r["steps"] for r in rows], [r["coin_rate"] for r in rows], marker="o", label="PPO")
     ax.axhline(chance, color="grey", linestyle="--", label="uniform random policy")
     ax.set_xlabel("environment steps")
-    ax.set_ylabel(f"{goal} rate (training distribution)")
+    ax.set_ylabel("coin rate (training distribution)")
     ax.set_ylim(0, 1)
     ax.set_title(title)
     ax.legend(loc="lower right")
@@ -221,7 +205,6 @@ def plot(path: Path, rows: list[dict], chance: float, title: str, goal: str) -> 
 def main(argv=None) -> int:
     args = parse_args(argv)
     overrides = {
-        "game": args.game,
         "rand_fraction": args.rand_fraction,
         "seed": args.seed,
         "device": args.device,
@@ -230,9 +213,8 @@ def main(argv=None) -> int:
     if args.total_steps is not None:
         overrides["total_steps"] = args.total_steps
     config = PPOConfig.from_profile(args.profile, **overrides)
-    game_part = "" if config.game == "coinrun" else f"{config.game}_"
     out = args.out or REPO_ROOT / "benchmarks" / "out" / (
-        f"learning_curve_{game_part}f{config.rand_fraction:g}_s{config.seed}"
+        f"learning_curve_f{config.rand_fraction:g}_s{config.seed}"
     )
     out.mkdir(parents=True, exist_ok=True)
     run_dir = out / "run"
@@ -246,25 +228,26 @@ def main(argv=None) -> int:
     device = resolve_device(config.device)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)  # before the random-policy baseline too
-    chance = random_policy_goal_rate(config, args.eval_envs, device)
+    chance = random_policy_coin_rate(config, args.eval_envs, device)
     print(
-        f"{config.game} {args.profile} profile, rand_fraction={config.rand_fraction:g}, "
-        f"{config.total_steps} steps on {device}; random policy goal rate {chance:.3f}",
+        f"{args.profile} profile, rand_fraction={config.rand_fraction:g}, "
+        f"{config.total_steps} steps on {device}; random policy coin rate {chance:.3f}",
         flush=True,
     )
-    hook = GoalRateCurve(args.eval_every, config, args.eval_envs, out, rows)
+    hook = CoinRateCurve(args.eval_every, config, args.eval_envs, out, rows)
     started = time.time()
     load_before = os.getloadavg()
-    result = train(config, run_dir, resume=args.resume, overwrite=args.overwrite, hooks=[hook])
+    result = train(
+        config, run_dir, resume=args.resume, overwrite=args.overwrite, hooks=[hook]
+    )
     total_wall = time.time() - started
 
     summary = {
         "benchmark": "learning_curve",
-        "game": config.game,
         "profile": args.profile,
         "config": result.config.to_dict(),
         "eval": {"envs": args.eval_envs, "every_steps": args.eval_every, "seed": EVAL_SEED},
-        "random_policy_goal_rate": chance,
+        "random_policy_coin_rate": chance,
         "rows": rows,
         "total_wall_s": round(total_wall, 1),
         "machine": {
@@ -281,18 +264,14 @@ def main(argv=None) -> int:
     }
     (out / "curve.json").write_text(json.dumps(summary, indent=2) + "\n")
     if not args.no_plot and rows:
-        title = (
-            f"{config.game} {args.profile}, rand_fraction={config.rand_fraction:g}, "
-            f"seed {config.seed}"
-        )
-        goal = {"coinrun": "coin", "maze": "cheese"}[config.game]
-        plot(out / "curve.png", rows, chance, title, goal)
+        title = f"{args.profile}, rand_fraction={config.rand_fraction:g}, seed {config.seed}"
+        plot(out / "curve.png", rows, chance, title)
 
-    print("\n| steps | train wall s | goal rate | episode length | steps/s | peak RSS MB |")
+    print("\n| steps | train wall s | coin rate | episode length | steps/s | peak RSS MB |")
     print("|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['steps']} | {r['train_wall_s']:.0f} | {r['goal_rate']:.3f} | "
+            f"| {r['steps']} | {r['train_wall_s']:.0f} | {r['coin_rate']:.3f} | "
             f"{r['episode_length']:.0f} | {r['train_sps']:.0f} | {r['peak_rss_mb']:.0f} |"
         )
     print(f"\nwrote {out}/curve.csv, curve.json" + ("" if args.no_plot else ", curve.png"))
