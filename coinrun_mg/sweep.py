@@ -189,6 +189,17 @@ def _jsonable(data: Any) -> Any:
     return json.loads(json.dumps(data))
 
 
+def _same_config(saved: Any, config) -> bool:
+    """Whether a run's saved config is ``config``; fields added to the config since the run
+    was made take their defaults, so a package update does not redo finished runs."""
+    if not isinstance(saved, dict):
+        return False
+    try:
+        return type(config).from_dict(saved).to_dict() == config.to_dict()
+    except (TypeError, ValueError):  # a field that no longer exists, or a bad value
+        return False
+
+
 def _check_fractions(fractions: Iterable[float]) -> list[float]:
     out = []
     for f in fractions:
@@ -292,9 +303,7 @@ def table_note(aggregates: Sequence[dict[str, Any]]) -> str:
     return f"(mean [{interval_label(aggregates)}]{rows}; test: {levels}, every coin moved)"
 
 
-def format_table(
-    aggregates: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]] = ()
-) -> str:
+def format_table(aggregates: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]] = ()) -> str:
     """A printable table: fraction, training coin rate, test goal and proxy rates, each
     as mean [95% interval], and the number of seeds; :func:`table_note` says which
     levels and intervals.  Given the ``runs``, a fraction with several finished seeds
@@ -396,6 +405,7 @@ def _write_episodes_csv(runs: Sequence[dict[str, Any]], out_dir: Path) -> Path:
     """Every test episode of every finished run, from the runs' own CSV files."""
     path = out_dir / CSV_NAME
     columns = ["rand_fraction", "seed", *COLUMNS, "good_level"]
+
     def write_rows(f) -> None:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -701,7 +711,7 @@ class _Plan:
     def finished_entry(self, fraction: float, seed: int, config) -> dict[str, Any] | None:
         """The run's ``result.json`` if it was written with these settings."""
         done = _read_json(self.run_dir(fraction, seed) / RESULT_NAME)
-        if done is None or done.get("config") != _jsonable(config.to_dict()):
+        if done is None or not _same_config(done.get("config"), config):
             return None
         return done if done.get("evaluation") == self.evaluation else None
 
