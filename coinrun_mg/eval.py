@@ -796,15 +796,15 @@ def goal_proxy_rates(policy, train_rand_fraction: float, **eval_kwargs: Any) -> 
     default test configuration) and the coin rate in the training configuration (its
     ``rand_fraction``, the episode going on past the end).  ``eval_kwargs`` go to both
     :func:`evaluate` calls (episodes, seed, num_envs, device, ...)."""
-    test = _all_levels(evaluate(policy, **eval_kwargs))
+    test = all_levels(evaluate(policy, **eval_kwargs))
     game = game_of_env(test.meta["env_id"]) or COINRUN
     train_config = {"rand_fraction": train_rand_fraction, game.proxy_terminates: False}
-    train = _all_levels(evaluate(policy, **{**eval_kwargs, **train_config}))
+    train = all_levels(evaluate(policy, **{**eval_kwargs, **train_config}))
     rates = (test.goal_rate, test.proxy_rate, test.died_rate, test.timeout_rate, train.goal_rate)
     return dict(zip(GOAL_PROXY_KEYS, rates))
 
 
-def _all_levels(report: EvalReport | FilteredEvalReport) -> EvalReport:
+def all_levels(report: EvalReport | FilteredEvalReport) -> EvalReport:
     return report.all if isinstance(report, FilteredEvalReport) else report
 
 
