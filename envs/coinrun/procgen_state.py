@@ -49,10 +49,10 @@ import numpy as np
 
 from ..procgen_codec import (
     ENTITY_DTYPE,
-    MAX_ENTITIES,
     FLOAT,
     GAME_DTYPE,
     INT,
+    MAX_ENTITIES,
     OPTIONS_DTYPE,
     SCENE_DTYPE,
     SERIALIZE_VERSION,
