@@ -94,6 +94,14 @@ def test_conversion_follows_procgen_conventions(levels):
         assert (p["rx"], p["ry"]) == (np.float32(AGENT_RX), np.float32(AGENT_RY))
         assert p["x"] == 1.5 and p["y"] == np.float32(1) + np.float32(AGENT_RY)
         assert level.grid[1, 0] < NUM_SOLID and level.grid[1, 1] == EMPTY  # floor, open above
+    # The per-step fast path reads the same entity records as a full parse.
+    env = procgen.ProcgenGym3Env(num=2, env_name="coinrun", rand_seed=5)
+    for _ in range(30):
+        env.act(np.full(2, RIGHT_JUMP, dtype=np.int32))
+    for s in env.callmethod("get_state"):
+        assert np.array_equal(ps.entity_records(s), ps.CoinRunState.parse(s).entities)
+        with pytest.raises(ValueError, match="entity records"):
+            ps.entity_records(s[: len(s) // 8])
     with pytest.raises(ValueError, match="coin cells"):
         st = ps.CoinRunState.parse(levels[0].serialize())  # a copy
         st.grid[st.grid == ps.COIN] = ps.EMPTY

@@ -294,8 +294,11 @@ def entity_records(data, size: int | None = None) -> np.ndarray:
     valid length; only the offsets and the count are checked.
     """
     size = len(data) if size is None else size
-    off = player_offset(data)
-    count = struct.unpack_from("<i", data, off - 4)[0] if off >= _FIRST_RNG_AT + 4 else -1
+    try:
+        off = player_offset(data)
+        count = struct.unpack_from("<i", data, off - 4)[0] if off >= _FIRST_RNG_AT + 4 else -1
+    except struct.error:
+        off, count = -1, -1
     if not 1 <= count <= MAX_ENTITIES or off + count * ENTITY_DTYPE.itemsize > size:
         raise _refuse(f"{count} entity records at byte {off} do not fit the {size}-byte state")
     records = np.frombuffer(data, ENTITY_DTYPE, count, off).copy()
