@@ -67,6 +67,7 @@ for _cell, _tile in (
     _CELL_TO_TILE[_cell] = _tile
 SAW_TYPES = (ps.SAW, ps.SAW2)
 ENEMY_TYPES = (ps.ENEMY, ps.ENEMY1, ps.ENEMY2)
+assert tuple(range(ps.ENEMY, ps.ENEMY + 3)) == ENEMY_TYPES  # native_dynamics tests a range
 # Entities that are native tiles: procgen's entity type -> the tile of the cell they sit on.
 _ENTITY_TILES = {ps.SAW: SAW, ps.SAW2: SAW, ps.CRATE: CRATE}
 
@@ -119,7 +120,8 @@ def native_dynamics(entities: np.ndarray) -> NativeDynamics:
     """The agent and the walking enemies of a state's entity records (player first):
     :attr:`.procgen_state.CoinRunState.entities` or :func:`.procgen_state.entity_records`."""
     player = entities[0]
-    enemies = entities[np.isin(entities["type"], ENEMY_TYPES)]
+    kind = entities["type"]
+    enemies = entities[(kind >= ps.ENEMY) & (kind <= ps.ENEMY2)]  # (np.isin costs 10x more)
     return NativeDynamics(
         (float(player["x"]), float(player["y"]), float(player["vx"]), float(player["vy"])),
         enemies["x"].astype(np.float32),
