@@ -131,7 +131,7 @@ def make_vec_env(
     """``num_envs`` CoinRun environments as one Stable-Baselines3 ``VecEnv``.
 
     ``env_id``: ``"coinrun_mg/CoinRun-v0"`` (native, batched torch) or
-    ``"coinrun_mg/ProcgenCoinRun-v0"`` (stock procgen, pixels only).  ``seed``: when given,
+    ``"coinrun_mg/ProcgenCoinRun-v0"`` (stock procgen, pixels by default).  ``seed``: when given,
     the first ``reset()`` starts environment ``i`` with seed key ``seed + i`` (see
     :meth:`CoinRunSB3VecEnv.seed`).  ``env_kwargs`` are the environment's keyword
     arguments (``obs_mode``, ``rand_fraction``, ``distribution_mode``, ``render_mode``,
