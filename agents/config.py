@@ -49,6 +49,20 @@ RESUMABLE_FIELDS = frozenset(
     }
 )
 
+GAMES = ("coinrun", "maze")
+# Each game's default episode step limit (procgen's: CoinRun 1000, Maze 500).
+DEFAULT_EPISODE_STEPS = {"coinrun": 1000, "maze": 500}
+# Fields that become Maze environment kwargs (``MazeConfig``).
+MAZE_ENV_FIELDS = (
+    "rand_fraction",
+    "corner_size",
+    "num_levels",
+    "start_level",
+    "obs_mode",
+    "distribution_mode",
+    "max_episode_steps",
+)
+
 # Fields that become CoinRun environment kwargs (``CoinRunConfig``).
 ENV_FIELDS = (
     "rand_fraction",
@@ -64,6 +78,7 @@ ENV_FIELDS = (
 
 # Fields whose values come from a fixed list (the CLI turns them into `choices`).
 CHOICES: dict[str, tuple[str, ...]] = {
+    "game": GAMES,
     "coin_placement": COIN_PLACEMENTS,
     "obs_mode": OBS_MODES,
     "distribution_mode": DISTRIBUTION_MODES,
@@ -99,14 +114,16 @@ class PPOConfig:
     )
 
     # --- environment -------------------------------------------------------------------
+    game: str = _f("coinrun", "the game: 'coinrun' or 'maze' (the cheese in the corner)")
     env_id: str = _f(
         NATIVE_ENV,
-        "'native': the batched torch CoinRun, stepped on the device; or a Gymnasium vector "
-        "env id (e.g. coinrun_mg/ProcgenCoinRun-v0) made with gymnasium.make_vec",
+        "'native': the game's batched torch core, stepped on the device; or a Gymnasium "
+        "vector env id (e.g. coinrun_mg/ProcgenCoinRun-v0) made with gymnasium.make_vec",
     )
     rand_fraction: float = _env_field(
-        "rand_fraction", "fraction of training levels whose coin is moved"
+        "rand_fraction", "fraction of training levels whose goal (coin, cheese) is moved"
     )
+    corner_size: int = _f(1, "Maze: side of the top-right region holding a training cheese")
     coin_placement: str = _env_field("coin_placement", "how a moved coin is placed")
     coin_region: tuple[float, float] = _env_field(
         "coin_region", "(lo, hi) fractions of the level length where a moved coin may go"
@@ -116,8 +133,9 @@ class PPOConfig:
     obs_mode: str = _env_field("obs_mode", "observation: 64x64 RGB pixels or the symbolic view")
     distribution_mode: str = _env_field("distribution_mode", "procgen distribution mode")
     view_size: int = _env_field("view_size", "side of the symbolic view in tiles (odd)")
-    max_episode_steps: int = _env_field(
-        "max_episode_steps", "episode step limit (a timeout counts as episode end)"
+    # None: the game's own limit (DEFAULT_EPISODE_STEPS), set by __post_init__.
+    max_episode_steps: int = _f(
+        None, "episode step limit (default: the game's, 1000 CoinRun, 500 Maze)"
     )
 
     # --- network -----------------------------------------------------------------------
@@ -156,6 +174,10 @@ class PPOConfig:
     progress_bar: bool = _f(True, "show a tqdm progress bar (only on a terminal)")
 
     def __post_init__(self) -> None:
+        if self.game not in GAMES:  # before the game's defaults are looked up
+            raise ValueError(f"game={self.game!r} is invalid; accepted values are {GAMES}")
+        if self.max_episode_steps is None:
+            object.__setattr__(self, "max_episode_steps", DEFAULT_EPISODE_STEPS[self.game])
         for f in dataclasses.fields(self):
             _check_type(f.name, getattr(self, f.name), _field_types()[f.name])
         object.__setattr__(self, "coin_region", tuple(float(v) for v in self.coin_region))
@@ -188,7 +210,12 @@ class PPOConfig:
             raise ValueError(
                 f"env_id={self.env_id!r} is invalid; use 'native' or a Gymnasium env id"
             )
-        CoinRunConfig(**self.env_kwargs())  # raises ValueError naming the bad env field
+        if self.game == "maze" and self.network == "mlp" and self.obs_mode != "symbolic":
+            raise ValueError(
+                "network='mlp' is invalid with obs_mode='pixels'; the mlp reads the symbolic "
+                "view: use obs_mode='symbolic', or network='impala' for pixels"
+            )
+        self.env_config()  # raises ValueError naming the bad env field
 
     # --- derived quantities ----------------------------------------------------------
     @property
@@ -206,15 +233,26 @@ class PPOConfig:
         return math.ceil(self.total_steps / self.batch_size)
 
     def env_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of the CoinRun environment (``CoinRunConfig`` fields).
+        """Keyword arguments of the game's environment (``CoinRunConfig`` or ``MazeConfig``
+        fields).
 
-        ``view_size`` only sizes symbolic observations and is left out for pixels (the
-        procgen backend refuses it).
+        ``view_size`` only sizes CoinRun's symbolic observations and is left out for
+        pixels (the procgen backend refuses it).
         """
+        if self.game == "maze":
+            return {name: getattr(self, name) for name in MAZE_ENV_FIELDS}
         kwargs = {name: getattr(self, name) for name in ENV_FIELDS}
         if self.obs_mode != "symbolic":
             del kwargs["view_size"]
         return kwargs
+
+    def env_config(self):
+        """The game's environment config (``CoinRunConfig`` or ``MazeConfig``)."""
+        if self.game == "maze":
+            from coinrun_mg.envs.maze.config import MazeConfig
+
+            return MazeConfig(**self.env_kwargs())
+        return CoinRunConfig(**self.env_kwargs())
 
     # --- construction and serialization -------------------------------------------
     @classmethod
@@ -225,7 +263,9 @@ class PPOConfig:
                 f"profile={profile!r} is invalid; accepted values are {tuple(PROFILES)}"
             )
         _check_names(overrides)
-        return cls(**{**PROFILES[profile], **overrides})
+        game = overrides.get("game", "coinrun")
+        values = GAME_PROFILES.get(game, PROFILES)[profile]
+        return cls(**{**values, **overrides})
 
     def replace(self, **changes: Any) -> PPOConfig:
         """A copy with ``changes`` applied (validated like a new config)."""
@@ -264,6 +304,28 @@ PROFILES: dict[str, dict[str, Any]] = {
         "gamma": 0.999,
         "total_steps": 7_000_000,
         "checkpoint_every": 500_000,
+    },
+}
+
+
+# Each game's profiles (CoinRun's are PROFILES); ``from_profile(name, game=...)`` picks.
+GAME_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "coinrun": PROFILES,
+    "maze": {
+        "paper": {"game": "maze", "obs_mode": "pixels"},
+        # What a CPU trains in minutes: the whole easy world as symbolic planes, an MLP.
+        "quick": {
+            "game": "maze",
+            "obs_mode": "symbolic",
+            "distribution_mode": "easy",
+            "network": "mlp",
+            "num_envs": 256,
+            "num_steps": 64,
+            "minibatch_size": 2048,  # 8 minibatches
+            "gamma": 0.99,
+            "total_steps": 2_000_000,
+            "checkpoint_every": 500_000,
+        },
     },
 }
 

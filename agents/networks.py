@@ -27,6 +27,8 @@ import torch
 from torch import nn
 
 from coinrun_mg.envs.coinrun.observation import SYMBOLIC_CHANNEL_NAMES, SYMBOLIC_CHANNELS
+from coinrun_mg.envs.maze.config import WORLD_DIM as MAZE_WORLD_DIM
+from coinrun_mg.envs.maze.observation import SYMBOLIC_CHANNELS as MAZE_SYMBOLIC_CHANNELS
 
 NETWORKS = ("impala", "compact", "mlp")
 
@@ -120,25 +122,30 @@ class CompactCNN(nn.Module):
 
 
 class SymbolicMLP(nn.Module):
-    """Trunk for the symbolic view: the tile planes flattened, plus the agent's velocity and
-    sub-tile position read once, then ``hidden`` fully connected ReLU layers.
+    """Trunk for the symbolic views: the planes flattened, then ``hidden`` fully connected
+    ReLU layers.
 
-    The last ``SYMBOLIC_CONSTANT_PLANES`` channels of the view hold one value repeated over
-    the whole plane; a dense layer gains nothing from the repeats, so only one cell of each
-    is fed in (this removes 40% of the first layer's arithmetic on the 13x13 view).
+    CoinRun's view: the last ``SYMBOLIC_CONSTANT_PLANES`` channels hold one value repeated
+    over the whole plane (the agent's velocity and sub-tile position); a dense layer gains
+    nothing from the repeats, so only one cell of each is fed in (this removes 40% of the
+    first layer's arithmetic on the 13x13 view).  Maze's view (the whole world as wall,
+    cheese and agent planes) is fed in whole.
     """
 
     def __init__(self, obs_shape: tuple[int, int, int], hidden: tuple[int, ...] = (256, 256)):
         super().__init__()
         h, w, c = obs_shape
-        if c != SYMBOLIC_CHANNELS:
+        maze_view = c == MAZE_SYMBOLIC_CHANNELS and h == w and h in MAZE_WORLD_DIM.values()
+        if c != SYMBOLIC_CHANNELS and not maze_view:
             raise ValueError(
-                f"the mlp network reads the symbolic view ({SYMBOLIC_CHANNELS} channels); "
-                f"observations of shape {tuple(obs_shape)} are not that: use obs_mode="
-                "'symbolic', or network='impala' for pixels"
+                f"the mlp network reads the symbolic view ({SYMBOLIC_CHANNELS} channels, or "
+                f"Maze's {MAZE_SYMBOLIC_CHANNELS} over the whole world); observations of shape "
+                f"{tuple(obs_shape)} are not that: use obs_mode='symbolic', or "
+                "network='impala' for pixels"
             )
-        self.tile_planes = c - SYMBOLIC_CONSTANT_PLANES
-        inputs = h * w * self.tile_planes + SYMBOLIC_CONSTANT_PLANES
+        constant_planes = 0 if maze_view else SYMBOLIC_CONSTANT_PLANES
+        self.tile_planes = c - constant_planes
+        inputs = h * w * self.tile_planes + constant_planes
         layers: list[nn.Module] = []
         for width in hidden:
             layers += [layer_init(nn.Linear(inputs, width)), nn.ReLU()]

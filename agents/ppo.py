@@ -1,4 +1,5 @@
-"""PPO for CoinRun, readable top to bottom (in the spirit of CleanRL's ppo_procgen.py).
+"""PPO for the family's games (CoinRun, Maze), readable top to bottom (in the spirit of
+CleanRL's ppo_procgen.py).
 
 Algorithm: PPO with clipped policy and value losses, an entropy bonus, GAE, per-minibatch
 advantage normalization, gradient-norm clipping, a linearly decaying learning rate and
@@ -8,7 +9,8 @@ procgen's baselines did with ``VecNormalize(ob=False)``).  Hyperparameters live 
 
 Where the data lives:
 
-* The native environment (``env_id="native"``) is a :class:`CoinRunCore` on the training
+* The native environment (``env_id="native"``) is the game's torch core
+  (:class:`CoinRunCore`, or :class:`MazeCore` with ``game="maze"``) on the training
   device.  Observations, actions, rewards and episode statistics stay there; actions are
   sampled on the device; only logged scalars cross to the host, once per iteration.
 * Any other ``env_id`` is made with ``gymnasium.make_vec`` and wrapped in
@@ -50,8 +52,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from coinrun_mg.envs import COMPILE_WORDS, NUM_ACTIONS, CoinRunConfig, CoinRunCore, resolve_device
+from coinrun_mg.envs import COMPILE_WORDS, NUM_ACTIONS, CoinRunCore, resolve_device
 from coinrun_mg.envs.coinrun.memory import check_num_envs, observation_bytes
+from coinrun_mg.envs.events import EventKeys, events_of
+from coinrun_mg.envs.maze import MazeCore
 from coinrun_mg.files import atomic_write_text
 
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, read_run_config, write_checkpoint
@@ -108,7 +112,7 @@ class Policy:
     every episode its own action noise; a deterministic policy ignores ``noise``.
     Numpy observations give numpy actions.  ``config`` is the training
     :class:`PPOConfig`; ``env_kwargs`` rebuilds the training environment
-    (``CoinRunConfig(**policy.env_kwargs)`` or ``gymnasium.make_vec(policy.env_id, ...)``).
+    (``policy.config.env_config()`` or ``gymnasium.make_vec(policy.env_id, ...)``).
     """
 
     def __init__(
@@ -133,6 +137,11 @@ class Policy:
 
     @property
     def env_id(self) -> str:
+        """The training env id; Maze's core is named by its Gymnasium id."""
+        if self.config.env_id == NATIVE_ENV and self.config.game == "maze":
+            from coinrun_mg import MAZE_ENV_ID
+
+            return MAZE_ENV_ID
         return self.config.env_id
 
     @property
@@ -236,7 +245,8 @@ EPISODE_SUMS = (
 class EpisodeStats:
     """Per-env running return and length, and sums over finished episodes (on device)."""
 
-    def __init__(self, num_envs: int, device: torch.device):
+    def __init__(self, num_envs: int, device: torch.device, events: EventKeys | None = None):
+        self.events = events_of("coinrun") if events is None else events
         self.ret = torch.zeros(num_envs, dtype=torch.float64, device=device)
         self.length = torch.zeros(num_envs, dtype=torch.float64, device=device)
         self.sums = torch.zeros(len(EPISODE_SUMS), dtype=torch.float64, device=device)
@@ -245,8 +255,8 @@ class EpisodeStats:
         self.ret += reward
         self.length += 1.0 if valid is None else valid
         d = done.to(torch.float64)
-        coin = info.get("coin_collected", reward > 0)
-        moved = info.get("coin_randomized")
+        coin = info.get(self.events.goal, reward > 0)  # the goal: coin or cheese
+        moved = info.get(self.events.moved)
         moved = torch.zeros_like(d) if moved is None else moved.to(torch.float64) * d
         died = info.get("died")
         timed_out = info.get("timed_out")
@@ -295,13 +305,13 @@ class TrainResult:
 # ======================================================================================
 
 
-def make_env(config: PPOConfig, device: torch.device) -> CoinRunCore | VecEnvAdapter:
-    """The training environment: the torch core, or a Gymnasium vector env adapted."""
+def make_env(config: PPOConfig, device: torch.device) -> CoinRunCore | MazeCore | VecEnvAdapter:
+    """The training environment: the game's torch core, or a Gymnasium vector env adapted."""
     if config.env_id == NATIVE_ENV:
-        env_config = CoinRunConfig(**config.env_kwargs())
-        return CoinRunCore(
+        core = MazeCore if config.game == "maze" else CoinRunCore
+        return core(
             config.num_envs,
-            env_config,
+            config.env_config(),
             device=device,
             autoreset="same_step",
             check_actions=False,
@@ -318,17 +328,17 @@ def make_env(config: PPOConfig, device: torch.device) -> CoinRunCore | VecEnvAda
             f"one of {known} (or any registered vector env)"
         )
     kwargs = config.env_kwargs()
-    if config.env_id == "coinrun_mg/CoinRun-v0":
+    if config.env_id in ("coinrun_mg/CoinRun-v0", "coinrun_mg/Maze-v0"):
         kwargs["device"] = str(device)
     vec_env = gymnasium.make_vec(config.env_id, num_envs=config.num_envs, **kwargs)
     return VecEnvAdapter(vec_env, device=device)
 
 
-def _num_actions(env: CoinRunCore | VecEnvAdapter) -> int:
+def _num_actions(env: CoinRunCore | MazeCore | VecEnvAdapter) -> int:
     return getattr(env, "num_actions", NUM_ACTIONS)
 
 
-def _env_spec(config: PPOConfig, env: CoinRunCore | VecEnvAdapter) -> dict[str, Any]:
+def _env_spec(config: PPOConfig, env: CoinRunCore | MazeCore | VecEnvAdapter) -> dict[str, Any]:
     return {
         "env_id": config.env_id,
         "env_kwargs": {
@@ -396,15 +406,21 @@ def first_episode_stats(
     num_envs: int = 256,
     seed: int = 1_000_000,
     device: str | torch.device = "cpu",
+    game: str = "coinrun",
 ) -> dict[str, float]:
     """Outcome rates of ``policy`` over the first episode of ``num_envs`` fresh native
-    environments (level keys ``seed + i``): ``coin_rate``, ``died_rate``,
-    ``timeout_rate``, ``episode_length``.
+    environments of ``game`` (level keys ``seed + i``): ``coin_rate`` (the goal: coin or
+    cheese), ``died_rate``, ``timeout_rate``, ``episode_length``.
 
     A quick, unbiased learning check (every environment counts once, however long its
     episode), not the evaluation module: it knows nothing of goals versus proxies.
     """
-    core = CoinRunCore(num_envs, CoinRunConfig(**env_kwargs), device=device, check_actions=False)
+    from coinrun_mg.games import GAMES
+
+    config = GAMES[game].config(**env_kwargs)
+    core_class = MazeCore if game == "maze" else CoinRunCore
+    core = core_class(num_envs, config, device=device, check_actions=False)
+    goal = events_of(game).goal
     obs, _ = core.reset(seed)
     finished = torch.zeros(num_envs, dtype=torch.bool, device=core.device)
     outcome = {k: torch.zeros(num_envs, device=core.device) for k in ("coin", "died", "timeout")}
@@ -417,7 +433,7 @@ def first_episode_stats(
         obs, _, terminated, truncated, info = core.step(actions)
         length += ~finished
         now = ~finished & (terminated | truncated)
-        outcome["coin"] += now & info["coin_collected"]
+        outcome["coin"] += now & info[goal]
         outcome["died"] += now & info["died"]
         outcome["timeout"] += now & info["timed_out"]
         finished |= now
@@ -590,7 +606,7 @@ class _Run:
 
     config: PPOConfig
     device: torch.device
-    env: CoinRunCore | VecEnvAdapter
+    env: CoinRunCore | MazeCore | VecEnvAdapter
     agent: Agent
     optimizer: torch.optim.Optimizer
     reward_norm: RewardNormalizer
@@ -605,7 +621,7 @@ class _Run:
 
     @property
     def is_core(self) -> bool:
-        return isinstance(self.env, CoinRunCore)
+        return isinstance(self.env, (CoinRunCore, MazeCore))
 
     def payload(self) -> dict[str, Any]:
         """The checkpoint of the run as it stands (see :mod:`.checkpoint`)."""
@@ -640,7 +656,7 @@ def _start_run(config: PPOConfig, device: torch.device, saved: dict | None) -> _
         agent=agent,
         optimizer=optimizer,
         reward_norm=RewardNormalizer(config.num_envs, config.gamma, config.reward_clip, device),
-        episodes=EpisodeStats(config.num_envs, device),
+        episodes=EpisodeStats(config.num_envs, device, events_of(config.game)),
         sample_rng=sample_rng,
         shuffle_rng=shuffle_rng,
         next_obs=torch.empty(0),
@@ -829,13 +845,19 @@ def _iteration_stats(
         n = ep["episodes"]
         stats["charts/episodic_return"] = ep["return"] / n
         stats["charts/episode_length"] = ep["length"] / n
-        stats["charts/coin_rate"] = ep["coin"] / n
+        goal = goal_word(run.config)
+        stats[f"charts/{goal}_rate"] = ep["coin"] / n
         stats["charts/died_rate"] = ep["died"] / n
         stats["charts/timeout_rate"] = ep["timed_out"] / n
         stats["charts/episodes"] = n
         if ep["moved_episodes"] > 0:
-            stats["charts/coin_rate_moved"] = ep["moved_coin"] / ep["moved_episodes"]
+            stats[f"charts/{goal}_rate_moved"] = ep["moved_coin"] / ep["moved_episodes"]
     return stats
+
+
+def goal_word(config: PPOConfig) -> str:
+    """The goal's name in logged scalars and status lines: "coin" or "cheese"."""
+    return "cheese" if config.game == "maze" else "coin"
 
 
 def _crossed(every: int, before: int, after: int) -> bool:
@@ -905,7 +927,8 @@ class _Progress:
         self.total = total
         self.use_bar = config.progress_bar and sys.stderr.isatty()
         self.last_print = time.time()
-        self.coin_rate = math.nan
+        self.coin_rate = math.nan  # the goal's: coin or cheese
+        self.goal = goal_word(config)
         self.bar = None
         if self.use_bar:
             from tqdm.auto import tqdm
@@ -921,15 +944,17 @@ class _Progress:
         self.step = global_step
 
     def update(self, global_step: int, stats: dict[str, float]) -> None:
-        self.coin_rate = stats.get("charts/coin_rate", self.coin_rate)
+        self.coin_rate = stats.get(f"charts/{self.goal}_rate", self.coin_rate)
         sps = stats.get("charts/SPS", math.nan)
         if self.bar is not None:
             self.bar.update(global_step - self.step)
-            self.bar.set_postfix(sps=f"{sps:.0f}", coin_rate=f"{self.coin_rate:.2f}")
+            self.bar.set_postfix(
+                {"sps": f"{sps:.0f}", f"{self.goal}_rate": f"{self.coin_rate:.2f}"}
+            )
         elif time.time() - self.last_print > 30 or global_step >= self.total:
             coin_rate = "-" if math.isnan(self.coin_rate) else f"{self.coin_rate:.2f}"
             print(
-                f"step {global_step}/{self.total}  {sps:.0f} steps/s  coin rate {coin_rate}",
+                f"step {global_step}/{self.total}  {sps:.0f} steps/s  {self.goal} rate {coin_rate}",
                 flush=True,
             )
             self.last_print = time.time()

@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""Learning curve of PPO's quick profile: training-distribution coin rate versus steps.
+"""Learning curve of PPO's quick profile: training-distribution goal rate versus steps.
+
+``--game maze`` trains Maze's quick profile instead; "coin rate" is then the cheese rate.
 
 Trains ``PPOConfig.from_profile("quick")`` (or ``--profile paper``) at one
 ``--rand-fraction`` for ``--total-steps``, and every ``--eval-every`` steps evaluates the
@@ -45,7 +47,7 @@ from pathlib import Path
 import torch
 
 from coinrun_mg.agents import PPOConfig, TrainingHook, first_episode_stats, train
-from coinrun_mg.agents.config import PROFILES
+from coinrun_mg.agents.config import GAMES, PROFILES
 from coinrun_mg.agents.ppo import CHECKPOINT_NAME, read_checkpoint
 from coinrun_mg.envs.checks import resolve_device
 
@@ -71,6 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--profile", choices=tuple(PROFILES), default="quick")
+    p.add_argument("--game", choices=GAMES, default="coinrun", help="coinrun or maze")
     p.add_argument("--rand-fraction", type=float, default=0.0)
     p.add_argument(
         "--total-steps", type=int, default=None, help="default: the profile's total_steps"
@@ -133,7 +136,12 @@ class CoinRateCurve(TrainingHook):
             return None  # already evaluated before a resume
         t0 = time.time()
         stats = first_episode_stats(
-            policy, self.config.env_kwargs(), self.eval_envs, EVAL_SEED, policy.device
+            policy,
+            self.config.env_kwargs(),
+            self.eval_envs,
+            EVAL_SEED,
+            policy.device,
+            game=self.config.game,
         )
         eval_s = time.time() - t0
         train_wall = self.train_before + (t0 - self.start - self.eval_total)
@@ -179,7 +187,10 @@ def random_policy_coin_rate(config: PPOConfig, eval_envs: int, device) -> float:
     def act(obs):
         return torch.randint(0, 15, (obs.shape[0],), generator=rng, device=obs.device)
 
-    return first_episode_stats(act, config.env_kwargs(), eval_envs, EVAL_SEED, device)["coin_rate"]
+    stats = first_episode_stats(
+        act, config.env_kwargs(), eval_envs, EVAL_SEED, device, game=config.game
+    )
+    return stats["coin_rate"]
 
 
 def plot(path: Path, rows: list[dict], chance: float, title: str) -> None:
@@ -208,13 +219,15 @@ def main(argv=None) -> int:
         "rand_fraction": args.rand_fraction,
         "seed": args.seed,
         "device": args.device,
+        "game": args.game,
         **parse_overrides(args.set),
     }
     if args.total_steps is not None:
         overrides["total_steps"] = args.total_steps
     config = PPOConfig.from_profile(args.profile, **overrides)
     out = args.out or REPO_ROOT / "benchmarks" / "out" / (
-        f"learning_curve_f{config.rand_fraction:g}_s{config.seed}"
+        ("maze_" if config.game == "maze" else "")
+        + f"learning_curve_f{config.rand_fraction:g}_s{config.seed}"
     )
     out.mkdir(parents=True, exist_ok=True)
     run_dir = out / "run"
@@ -237,9 +250,7 @@ def main(argv=None) -> int:
     hook = CoinRateCurve(args.eval_every, config, args.eval_envs, out, rows)
     started = time.time()
     load_before = os.getloadavg()
-    result = train(
-        config, run_dir, resume=args.resume, overwrite=args.overwrite, hooks=[hook]
-    )
+    result = train(config, run_dir, resume=args.resume, overwrite=args.overwrite, hooks=[hook])
     total_wall = time.time() - started
 
     summary = {

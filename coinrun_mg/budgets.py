@@ -42,6 +42,12 @@ BUDGET_LEVELS = (
 )
 BUDGET_COLUMNS = ("rand_fraction", "seed", "budget", "step", "episode", *COLUMNS, "good_level")
 
+
+def budget_columns(columns: Sequence[str] = COLUMNS) -> tuple[str, ...]:
+    """The budget CSV's columns for a game's per-episode ``columns`` (CoinRun's default)."""
+    return ("rand_fraction", "seed", "budget", "step", "episode", *columns, "good_level")
+
+
 _STEPS = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)([kKmM]?)$")
 _SCALE = {"": 1, "k": 1_000, "m": 1_000_000}
 _ACCEPTED = "a positive step count: an int, or a number with k/K or M, e.g. 500k, 2.5M, 10_000"
@@ -124,7 +130,7 @@ def evaluate_budgets(
     """
     from coinrun_mg.agents import load_policy
     from coinrun_mg.agents.ppo import budget_path, budget_step
-    from coinrun_mg.eval import evaluate
+    from coinrun_mg.eval import all_levels, evaluate
 
     run_dir = Path(run_dir)
     records, rows = [], []
@@ -134,8 +140,10 @@ def evaluate_budgets(
         if not path.exists():
             raise ValueError(f"eval_at budget {budget}: its checkpoint {path} is missing")
         policy = load_policy(path, device=device)  # digest-verified, weights_only
-        report = evaluate(
-            policy, episodes=episodes, seed=eval_seed, num_envs=eval_num_envs, device=device
+        report = all_levels(
+            evaluate(
+                policy, episodes=episodes, seed=eval_seed, num_envs=eval_num_envs, device=device
+            )
         )
         good = list(good_levels) if good_levels is not None else None
         if good is not None and len(good) != report.episodes:
@@ -157,7 +165,9 @@ def evaluate_budgets(
         for i, row in enumerate(report.rows):
             flag = "" if good is None else int(good[i])
             rows.append({**row, "budget": budget, "step": step, "episode": i, "good_level": flag})
-    _write_rows(run_dir / BUDGET_CSV, rows, BUDGET_COLUMNS[2:])
+    # The game's row columns (Maze's reports flag the decision levels themselves).
+    columns = [c for c in report.rows[0] if c != "good_level"] if rows else COLUMNS
+    _write_rows(run_dir / BUDGET_CSV, rows, budget_columns(columns)[2:])
     return records
 
 
@@ -189,8 +199,10 @@ def write_budget_episodes(runs: Sequence[dict[str, Any]], out_dir: Path) -> Path
                 for row in csv.DictReader(f):
                     yield {**row, "rand_fraction": run["rand_fraction"], "seed": run["seed"]}
 
+    from coinrun_mg.sweep import game_of_runs
+
     path = out_dir / BUDGET_CSV
-    _write_rows(path, rows(), BUDGET_COLUMNS)
+    _write_rows(path, rows(), budget_columns(game_of_runs(runs).columns))
     return path
 
 
@@ -205,7 +217,7 @@ def aggregate_budgets(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     ``test_proxy_rate``), as :func:`coinrun_mg.sweep.aggregate` does it: mean +- 1.96
     standard errors across two or more seeds (``"interval": "seeds"``), the run's Wilson
     interval over episodes for one (``"interval": "episodes"``)."""
-    from coinrun_mg.sweep import _levels_label, _summary
+    from coinrun_mg.sweep import _levels_label, _summary, game_of_runs
 
     done = [r for r in runs if r.get("status") == "done" and r.get("budgets")]
     groups: dict[tuple[float, int], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
@@ -220,7 +232,10 @@ def aggregate_budgets(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "step": max(record["step"] for _, record in group),
             "seeds": [run["seed"] for run, _ in group],
             "interval": "episodes" if len(group) == 1 else "seeds",
-            "test_levels": _levels_label([bool(record["filtered"]) for _, record in group]),
+            "test_levels": _levels_label(
+                [bool(record["filtered"]) for _, record in group],
+                game_of_runs([run for run, _ in group]).filter_label,
+            ),
         }
         for name, key in (("test_goal_rate", "goal"), ("test_proxy_rate", "proxy")):
             values = [

@@ -276,9 +276,7 @@ def _run_train(args: argparse.Namespace) -> int:
             f"device={resolve_device(config.device)} (tensorboard --logdir {run_dir})",
             flush=True,
         )
-        result = train(
-            config, run_dir, resume=args.resume, overwrite=args.overwrite, hooks=hooks
-        )
+        result = train(config, run_dir, resume=args.resume, overwrite=args.overwrite, hooks=hooks)
     except ValueError as exc:
         print(f"coinrun-mg train: error: {exc}", file=sys.stderr)
         return 2
@@ -556,10 +554,18 @@ def _add_sweep_arguments(
         help="hyperparameter profile (default quick: CPU-friendly)",
     )
     parser.add_argument(
+        "--env",
+        choices=("coinrun", "maze"),
+        default="coinrun",
+        help="the game: coinrun (the coin at the end) or maze (the cheese in the corner; "
+        "test rates on decision levels); default coinrun",
+    )
+    parser.add_argument(
         "--out",
         default=None,
         metavar="DIR",
-        help=f"output directory (default {default_out}/<profile>)",
+        help=f"output directory (default {default_out}/<profile>, {default_out}/maze-<profile>"
+        " for the maze)",
     )
     parser.add_argument(
         "--total-steps",
@@ -679,6 +685,7 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
             retries=args.retries,
             torch_threads=args.torch_threads,
             eval_at=args.eval_at,
+            overrides=_game_overrides(args),
         )
     # ImportError: --executor ray without Ray; SweepError: OUT locked or unwritable;
     # OSError: writing the outputs at the end failed.
@@ -697,10 +704,7 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
     print(table_note(report["aggregate"]))
     for failed in report["failed"]:
         why = f" ({failed['not_retried']})" if failed.get("not_retried") else ""
-        print(
-            f"FAILED f={failed['rand_fraction']:g} seed={failed['seed']}: "
-            f"{failed['error']}{why}"
-        )
+        print(f"FAILED f={failed['rand_fraction']:g} seed={failed['seed']}: {failed['error']}{why}")
     outputs = f"{out}/report.json, {out}/episodes.csv, {out}/curve.png"
     if report.get("budget_aggregate") is not None:
         from coinrun_mg.budgets import format_budget_table
@@ -724,7 +728,7 @@ def _check_eval_at_option(args: argparse.Namespace) -> None:
     from coinrun_mg.budgets import check_eval_at
 
     steps = {} if args.total_steps is None else {"total_steps": args.total_steps}
-    total = PPOConfig.from_profile(args.profile, **steps).total_steps
+    total = PPOConfig.from_profile(args.profile, **steps, **_game_overrides(args)).total_steps
     check_eval_at(args.eval_at, total, name="--eval-at")
 
 
@@ -743,12 +747,21 @@ def _add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     _add_sweep_arguments(parser, fractions="0,0.02", seeds="1", default_out="reproduce")
 
 
+def _game_overrides(args: argparse.Namespace) -> dict:
+    """The PPOConfig overrides of ``--env`` (none for CoinRun, the default)."""
+    return {"game": "maze"} if args.env == "maze" else {}
+
+
+def _out_name(args: argparse.Namespace) -> str:
+    return f"maze-{args.profile}" if args.env == "maze" else args.profile
+
+
 def _run_sweep(args: argparse.Namespace) -> int:
-    return _run_sweep_command(args, "sweep", f"sweeps/{args.profile}")
+    return _run_sweep_command(args, "sweep", f"sweeps/{_out_name(args)}")
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
-    return _run_sweep_command(args, "reproduce", f"reproduce/{args.profile}")
+    return _run_sweep_command(args, "reproduce", f"reproduce/{_out_name(args)}")
 
 
 # --- video, levels, play ----------------------------------------------------------------
@@ -932,6 +945,18 @@ def _add_levels_arguments(parser: argparse.ArgumentParser) -> None:
         help="level seeds: a range, a list or both, e.g. 0-15, 3,7,9 or 0-3,10 (default 0-15)",
     )
     _add_level_kwargs(parser, rand_fraction=0.0)
+    parser.add_argument(
+        "--env",
+        choices=("coinrun", "maze"),
+        default="coinrun",
+        help="the game's levels: coinrun or maze (default coinrun)",
+    )
+    parser.add_argument(
+        "--corner-size",
+        type=int,
+        default=1,
+        help="maze: the top-right region holding an unmoved cheese (default 1)",
+    )
     parser.add_argument("--columns", type=int, default=4, help="levels per row (default 4)")
     parser.add_argument("--tile-px", type=int, default=8, help="pixels per tile (default 8)")
     parser.add_argument("--no-labels", action="store_true", help="no start/coin/end labels")
@@ -942,16 +967,24 @@ def _run_levels(args: argparse.Namespace) -> int:
     from coinrun_mg.pictures import save_level_grid
 
     try:
-        path = save_level_grid(
-            args.out,
-            args.seeds,
+        common = dict(
             columns=args.columns,
             tile_px=args.tile_px,
-            labels=not args.no_labels,
             rand_fraction=args.rand_fraction,
             distribution_mode=args.distribution_mode,
-            coin_placement=args.coin_placement,
         )
+        if args.env == "maze":
+            path = save_level_grid(
+                args.out, args.seeds, game="maze", corner_size=args.corner_size, **common
+            )
+        else:
+            path = save_level_grid(
+                args.out,
+                args.seeds,
+                labels=not args.no_labels,
+                coin_placement=args.coin_placement,
+                **common,
+            )
     except ValueError as exc:
         print(f"coinrun-mg levels: error: {exc}", file=sys.stderr)
         return 2

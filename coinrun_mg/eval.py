@@ -1,4 +1,11 @@
-"""Goal-versus-proxy evaluation of CoinRun policies (the paper's test protocol).
+"""Goal-versus-proxy evaluation of the family's policies (the paper's test protocol).
+
+Written below for CoinRun; Maze (``coinrun_mg/Maze-v0`` and ``ProcgenMaze-v0``) runs the
+same way with its own names (``coinrun_mg/games.py``): the cheese is the goal, entering
+the top-right corner region the proxy, ``corner_terminates`` ends the episode there, nothing
+dies, and the filtered sub-report keeps the *decision levels* (``envs/maze/paths.py``),
+which need no reference policy, so a Maze evaluation always returns a
+:class:`FilteredEvalReport`.
 
 ``evaluate(policy, episodes=1000)`` plays the *first* episode of ``episodes`` fresh
 environments in the test configuration (by default every coin moved,
@@ -80,26 +87,18 @@ import torch
 
 from coinrun_mg import COINRUN_ENV_ID
 from coinrun_mg.files import atomic_write, atomic_write_text
+from coinrun_mg.games import COINRUN, MAZE, Game, game_of_config, game_of_env
 
 GOAL, PROXY, DIED, TIMEOUT = "goal", "proxy", "died", "timeout"
 OUTCOMES = (GOAL, PROXY, DIED, TIMEOUT)
 
-#: Per-episode row columns, in CSV order.
-COLUMNS = (
-    "level_seed",
-    "steps",
-    "coin_randomized",
-    "coin_collected",
-    "reached_end",
-    "died",
-    "timed_out",
-    "outcome",
-    "coin_x",
-    "end_x",
-)
+#: Per-episode row columns of CoinRun, in CSV order (Maze's: ``MAZE_COLUMNS``).
+COLUMNS = COINRUN.columns
+MAZE_COLUMNS = MAZE.columns
 
-#: The test configuration's defaults (the caller's keyword arguments override them).
-TEST_DEFAULTS = {"rand_fraction": 1.0, "end_terminates": True}
+#: CoinRun's test configuration defaults (the caller's keyword arguments override them;
+#: Maze's are ``MAZE.test_defaults``).
+TEST_DEFAULTS = COINRUN.test_defaults
 #: The reference (training) configuration of the good-levels filter.
 REFERENCE_OVERRIDES = {"rand_fraction": 0.0, "end_terminates": False}
 # Fields that decide which level a seed key gives: shared by the test and reference runs.
@@ -241,9 +240,7 @@ class EvalReport:
 
     def write_csv(self, path: str | os.PathLike) -> None:
         """The per-episode rows, header :data:`COLUMNS` (then ``good_level`` if present)."""
-        columns = list(COLUMNS)
-        if self.rows and "good_level" in self.rows[0]:
-            columns.append("good_level")
+        columns = list(self.rows[0]) if self.rows else list(COLUMNS)
 
         def write_rows(f) -> None:
             writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
@@ -278,12 +275,14 @@ class FilteredEvalReport:
     all: EvalReport
     filtered: EvalReport
     good_levels: list[bool]
+    label: str = "good levels"  # what the filter keeps (Maze: "decision levels")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "all": self.all.to_dict(),
             "filtered": self.filtered.to_dict(),
             "good_levels": sum(self.good_levels),
+            "filter": self.label,
         }
 
     def write_csv(self, path: str | os.PathLike) -> None:
@@ -294,7 +293,7 @@ class FilteredEvalReport:
             (
                 self.all.table("all levels"),
                 self.filtered.table(
-                    f"good levels ({sum(self.good_levels)} of {self.all.episodes})"
+                    f"{self.label} ({sum(self.good_levels)} of {self.all.episodes})"
                 ),
             )
         )
@@ -312,43 +311,45 @@ class _Episodes:
     outcome: torch.Tensor
     steps: torch.Tensor
     ret: torch.Tensor
-    flags: dict[str, torch.Tensor]  # coin_collected, reached_end, died, timed_out, ...
+    flags: dict[str, torch.Tensor]  # the game's events and row values, by info key
+    game: Game = COINRUN
     passed_cell: torch.Tensor | None = None  # reference runs: overlapped the given cell
 
     def rows(self) -> list[dict[str, Any]]:
+        """One dict per episode with the game's :attr:`~Game.columns`."""
         f = {k: v.tolist() for k, v in self.flags.items()}
+        ints = ("level_seed", *self.game.values)
         out = []
         for i, (code, steps) in enumerate(zip(self.outcome.tolist(), self.steps.tolist())):
-            out.append(
-                {
-                    "level_seed": int(f["level_seed"][i]),
-                    "steps": int(steps),
-                    "coin_randomized": bool(f["coin_randomized"][i]),
-                    "coin_collected": bool(f["coin_collected"][i]),
-                    "reached_end": bool(f["reached_end"][i]),
-                    "died": bool(f["died"][i]),
-                    "timed_out": bool(f["timed_out"][i]),
-                    "outcome": OUTCOMES[code],
-                    "coin_x": int(f["coin_x"][i]),
-                    "end_x": int(f["end_x"][i]),
-                }
-            )
+            row: dict[str, Any] = {}
+            for column in self.game.columns:
+                if column == "steps":
+                    row[column] = int(steps)
+                elif column == "outcome":
+                    row[column] = OUTCOMES[code]
+                else:
+                    row[column] = int(f[column][i]) if column in ints else bool(f[column][i])
+            out.append(row)
         return out
 
 
-_FLAG_KEYS = ("coin_collected", "reached_end", "died", "timed_out", "coin_randomized")
-_VALUE_KEYS = ("level_seed", "coin_x", "end_x")
+def _flag_keys(game: Game) -> tuple[str, ...]:
+    e = game.events
+    return (e.goal, e.proxy, e.died, e.timed_out, e.moved, *game.level_flags)
 
 
 class _Recorder:
     """Collects the deciding step of each episode from batched step results."""
 
-    def __init__(self, episodes: int, progress: Callable[[int], None] | None):
+    def __init__(self, episodes: int, progress: Callable[[int], None] | None, game: Game):
+        self.game = game
         self.outcome = torch.full((episodes,), -1, dtype=torch.int64)
         self.steps = torch.zeros(episodes, dtype=torch.int64)
         self.ret = torch.zeros(episodes, dtype=torch.float64)
-        self.flags = {k: torch.zeros(episodes, dtype=torch.bool) for k in _FLAG_KEYS}
-        self.flags.update({k: torch.zeros(episodes, dtype=torch.int64) for k in _VALUE_KEYS})
+        self.flag_keys = _flag_keys(game)
+        self.value_keys = ("level_seed", *game.values)
+        self.flags = {k: torch.zeros(episodes, dtype=torch.bool) for k in self.flag_keys}
+        self.flags.update({k: torch.zeros(episodes, dtype=torch.int64) for k in self.value_keys})
         self.progress = progress
 
     def record(self, episode, code, steps, ret, info, mask) -> None:
@@ -360,26 +361,25 @@ class _Recorder:
         self.outcome[ep] = code[index].cpu()
         self.steps[ep] = steps[index].cpu()
         self.ret[ep] = ret[index].cpu().double()
-        for key in _FLAG_KEYS:
+        for key in self.flag_keys:
             self.flags[key][ep] = info[key][index].cpu().bool()
-        for key in _VALUE_KEYS:
+        for key in self.value_keys:
             self.flags[key][ep] = info[key][index].cpu().long()
         if self.progress is not None:
             self.progress(int(index.numel()))
 
     def result(self, passed_cell=None) -> _Episodes:
-        return _Episodes(self.outcome, self.steps, self.ret, self.flags, passed_cell)
+        return _Episodes(self.outcome, self.steps, self.ret, self.flags, self.game, passed_cell)
 
 
-def _decide(reward, terminated, truncated, info, undecided):
+def _decide(reward, terminated, truncated, info, undecided, game: Game = COINRUN):
     """Outcome codes of this step for the undecided environments (-1: goes on).
 
     A done environment without any flag (a backend that does not say why) counts as a
     timeout when truncated, a death otherwise.
     """
-    code = _outcome_codes(
-        info["coin_collected"], info["reached_end"], info["died"], info["timed_out"]
-    )
+    e = game.events
+    code = _outcome_codes(info[e.goal], info[e.proxy], info[e.died], info[e.timed_out])
     fallback = torch.where(truncated.bool(), OUTCOMES.index(TIMEOUT), OUTCOMES.index(DIED))
     code = torch.where((code < 0) & (terminated | truncated).bool(), fallback, code)
     return torch.where(undecided, code, torch.full_like(code, -1))
@@ -486,13 +486,9 @@ def _run_native(
     was decided with this step, -1 while it goes on).  ``shown`` flags the slots whose
     state belongs to a recorded episode; ``slot_episode`` maps slots to episodes.
     """
-    from coinrun_mg.envs import CoinRunCore, resolve_device
-    from coinrun_mg.envs.coinrun.memory import check_num_envs, observation_bytes
-
+    game = game_of_config(config)
     slots = min(num_envs, episodes)
-    obs_bytes = observation_bytes(config.obs_mode, config.view_size)
-    check_num_envs(slots, obs_bytes, resolve_device(device))  # refuse before allocating
-    core = CoinRunCore(slots, config, device=device, autoreset="disabled", check_actions=False)
+    core = game.core(slots, config, device)
     dev = core.device
     act = _Actor(policy, seed, role, dev)
     slot_ep = torch.arange(slots, device=dev)
@@ -502,7 +498,7 @@ def _run_native(
     steps = torch.zeros(slots, dtype=torch.int64, device=dev)
     ret = torch.zeros(slots, dtype=torch.float32, device=dev)
     next_ep = slots
-    rec = _Recorder(episodes, progress)
+    rec = _Recorder(episodes, progress, game)
     passed = None
     if cells is not None:
         cell_x, cell_y = (c.to(dev) for c in cells)
@@ -523,7 +519,7 @@ def _run_native(
             s = core.state
             hit = live & _overlaps_cell(s.agent_x, s.agent_y, cell_x[slot_ep], cell_y[slot_ep])
             passed[slot_ep[hit]] = True
-        code = _decide(reward, terminated, truncated, info, live)
+        code = _decide(reward, terminated, truncated, info, live, game)
         decided = code >= 0
         rec.record(slot_ep, code, steps, ret, info, decided)
         if watch is not None:
@@ -559,31 +555,30 @@ def _run_native(
     return rec.result(None if passed is None else passed.cpu())
 
 
-def _run_vector(policy, env_id, env_kwargs, episodes, seed, num_envs, device, progress):
+def _run_vector(policy, env_id, env_kwargs, episodes, seed, num_envs, device, progress, game):
     """First episodes through ``gymnasium.make_vec``, in chunks of ``num_envs`` envs.
 
-    On the procgen backend each chunk starts env ``j`` on the level seed of episode
+    On a procgen backend each chunk starts env ``j`` on the level seed of episode
     ``start + j``'s key (:func:`procgen_level_seeds`); any other env is reset with
     ``seed=seed + start`` and picks its levels itself.
     """
     import gymnasium
 
-    from coinrun_mg import PROCGEN_COINRUN_ENV_ID
     from coinrun_mg.agents.vec_adapter import VecEnvAdapter
     from coinrun_mg.envs import resolve_device
 
     dev = resolve_device(device)
-    rec = _Recorder(episodes, progress)
+    rec = _Recorder(episodes, progress, game)
     size = min(num_envs, episodes)
     act = _Actor(policy, seed, NOISE_TEST, dev)
-    per_level = env_id == PROCGEN_COINRUN_ENV_ID
+    per_level = env_id == game.procgen_id
     adapter = VecEnvAdapter(gymnasium.make_vec(env_id, num_envs=size, **env_kwargs), dev)
     try:
         for start in range(0, episodes, size):
             wanted = min(size, episodes - start)
             episode = start + torch.arange(size, device=dev)
             if per_level:
-                levels = procgen_level_seeds(seed, episode.cpu(), env_kwargs)
+                levels = procgen_level_seeds(seed, episode.cpu(), env_kwargs, game)
                 obs, _ = adapter.reset(
                     seed=seed if start == 0 else None, options={"level_seeds": levels}
                 )
@@ -596,7 +591,7 @@ def _run_vector(policy, env_id, env_kwargs, episodes, seed, num_envs, device, pr
                 obs, reward, terminated, truncated, info = adapter.step(act(obs, episode, steps))
                 steps += live
                 ret += reward * live
-                code = _decide(reward, terminated, truncated, info, live)
+                code = _decide(reward, terminated, truncated, info, live, game)
                 decided = code >= 0
                 rec.record(episode, code, steps, ret, info, decided)
                 live &= ~decided
@@ -605,15 +600,17 @@ def _run_vector(policy, env_id, env_kwargs, episodes, seed, num_envs, device, pr
     return rec.result()
 
 
-def procgen_level_seeds(seed: int, episodes: torch.Tensor, env_kwargs: dict) -> np.ndarray:
+def procgen_level_seeds(
+    seed: int, episodes: torch.Tensor, env_kwargs: dict, game: Game = COINRUN
+) -> np.ndarray:
     """The procgen level seed of each episode index in ``episodes``: the level seed the
     native env gives the episode's key ``seed + i`` (within ``num_levels`` /
     ``start_level`` of ``env_kwargs``), a different level on the procgen backend."""
-    from coinrun_mg.envs import CoinRunConfig, level_seeds_for
+    from coinrun_mg.envs import level_seeds_for
 
     levels = {k: env_kwargs[k] for k in ("num_levels", "start_level") if k in env_kwargs}
     keys = seed + episodes.to(torch.int64)
-    return level_seeds_for(keys, torch.zeros_like(keys), CoinRunConfig(**levels)).numpy()
+    return level_seeds_for(keys, torch.zeros_like(keys), game.config(**levels)).numpy()
 
 
 # ======================================================================================
@@ -703,7 +700,7 @@ def evaluate(
     result is a :class:`FilteredEvalReport` (``.all``, ``.filtered``), else an
     :class:`EvalReport`.  ``progress`` shows a tqdm bar on stderr.
     """
-    from coinrun_mg.envs import CoinRunConfig, resolve_device
+    from coinrun_mg.envs import resolve_device
 
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes={episodes!r} is invalid; it must be an int >= 1")
@@ -719,14 +716,17 @@ def evaluate(
 
     policy, trained_kwargs, trained_env_id = resolve_policy(policy, dev)
     env_id = env_id or trained_env_id or COINRUN_ENV_ID
-    if env_id == "native":  # the trainer's name for the torch core
+    game = game_of_env(env_id) or COINRUN
+    if env_id == "native":  # the trainer's name for CoinRun's torch core
         env_id = COINRUN_ENV_ID
-    kwargs = {**trained_kwargs, **TEST_DEFAULTS, **env_kwargs}
-    native = env_id == COINRUN_ENV_ID
-    if reference_policy is not None and not native:
+    _check_trained_game(trained_env_id, game, env_id)
+    kwargs = {**trained_kwargs, **game.test_defaults, **env_kwargs}
+    native = env_id == game.native_id
+    if reference_policy is not None and env_id != COINRUN_ENV_ID:
         raise ValueError(
             f"reference_policy needs the agent's position, which only the native "
             f"{COINRUN_ENV_ID} provides; env_id={env_id!r} was asked for"
+            + (" (Maze's filter, decision levels, needs no reference)" if game is MAZE else "")
         )
 
     bar = None
@@ -739,11 +739,13 @@ def evaluate(
     update = bar.update if bar is not None else None
     try:
         if native:
-            config = CoinRunConfig(**kwargs)
+            config = game.config(**kwargs)
             report = run_episodes(policy, config, episodes, seed, num_envs, dev, progress=update)
         else:
             with _seeded_torch_rng(seed, dev):
-                result = _run_vector(policy, env_id, kwargs, episodes, seed, num_envs, dev, update)
+                result = _run_vector(
+                    policy, env_id, kwargs, episodes, seed, num_envs, dev, update, game
+                )
             report = EvalReport(result.rows(), result.ret.tolist())
         if reference_policy is not None:
             with _seeded_torch_rng(seed, dev):
@@ -755,14 +757,28 @@ def evaluate(
             bar.close()
 
     report.meta = {"env_id": env_id, "seed": seed, "env_kwargs": kwargs}
-    if reference_policy is None and good_levels is None:
-        return report
-    if reference_policy is None:
+    if good_levels is not None:
         wanted = {int(s) for s in good_levels}
         good = [row["level_seed"] in wanted for row in report.rows]
+    elif game.level_flags and reference_policy is None:  # Maze: the decision levels
+        good = [row[game.level_flags[0]] for row in report.rows]
+    elif reference_policy is None:
+        return report
     for row, g in zip(report.rows, good):
         row["good_level"] = bool(g)
-    return FilteredEvalReport(report, report.subset(good), list(map(bool, good)))
+    label = game.filter_label if good_levels is None else COINRUN.filter_label
+    return FilteredEvalReport(report, report.subset(good), list(map(bool, good)), label)
+
+
+def _check_trained_game(trained_env_id: str | None, game: Game, env_id: str) -> None:
+    """Refuse to play a checkpoint of one game on another game's env."""
+    trained = game_of_env(trained_env_id) if trained_env_id else None
+    if trained is not None and trained is not game:
+        raise ValueError(
+            f"env_id={env_id!r} is a {game.name} env, but the policy was trained on "
+            f"{trained_env_id!r} ({trained.name}); evaluate it on {trained.native_id} or "
+            f"{trained.procgen_id}"
+        )
 
 
 # The scalars a training-time evaluation logs (TensorBoard names).
@@ -780,11 +796,16 @@ def goal_proxy_rates(policy, train_rand_fraction: float, **eval_kwargs: Any) -> 
     default test configuration) and the coin rate in the training configuration (its
     ``rand_fraction``, the episode going on past the end).  ``eval_kwargs`` go to both
     :func:`evaluate` calls (episodes, seed, num_envs, device, ...)."""
-    test = evaluate(policy, **eval_kwargs)
-    train_config = {"rand_fraction": train_rand_fraction, "end_terminates": False}
-    train = evaluate(policy, **{**eval_kwargs, **train_config})
+    test = all_levels(evaluate(policy, **eval_kwargs))
+    game = game_of_env(test.meta["env_id"]) or COINRUN
+    train_config = {"rand_fraction": train_rand_fraction, game.proxy_terminates: False}
+    train = all_levels(evaluate(policy, **{**eval_kwargs, **train_config}))
     rates = (test.goal_rate, test.proxy_rate, test.died_rate, test.timeout_rate, train.goal_rate)
     return dict(zip(GOAL_PROXY_KEYS, rates))
+
+
+def all_levels(report: EvalReport | FilteredEvalReport) -> EvalReport:
+    return report.all if isinstance(report, FilteredEvalReport) else report
 
 
 def _reference_good_levels(reference, test_config, episodes, seed, num_envs, device, progress):

@@ -82,7 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from coinrun_mg.agents.ppo import CHECKPOINT_NAME, TrainingHook
-from coinrun_mg.eval import COLUMNS, GOAL_PROXY_KEYS, evaluate, goal_proxy_rates
+from coinrun_mg.eval import GOAL_PROXY_KEYS, all_levels, evaluate, goal_proxy_rates
 from coinrun_mg.executors import Executor, RunJob, failed_entry, make_executor
 from coinrun_mg.files import atomic_write, atomic_write_text
 
@@ -189,6 +189,17 @@ def _jsonable(data: Any) -> Any:
     return json.loads(json.dumps(data))
 
 
+def _same_config(saved: Any, config) -> bool:
+    """Whether a run's saved config is ``config``; fields added to the config since the run
+    was made take their defaults, so a package update does not redo finished runs."""
+    if not isinstance(saved, dict):
+        return False
+    try:
+        return type(config).from_dict(saved).to_dict() == config.to_dict()
+    except (TypeError, ValueError):  # a field that no longer exists, or a bad value
+        return False
+
+
 def _check_fractions(fractions: Iterable[float]) -> list[float]:
     out = []
     for f in fractions:
@@ -243,7 +254,10 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             ],
             # The 95% intervals: across seeds, or the one run's Wilson interval.
             "interval": None if not group else "episodes" if len(group) == 1 else "seeds",
-            "test_levels": _levels_label([bool(r.get("filtered")) for r in group]),
+            "test_levels": _levels_label(
+                [bool(r.get("filtered")) for r in group], game_of_runs(runs).filter_label
+            ),
+            "game": game_of_runs(runs).name,
         }
         for name, section, key in METRICS:
             values = [r[section][key] for r in group if r[section].get(key) is not None]
@@ -256,13 +270,23 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _levels_label(filtered: Sequence[bool]) -> str | None:
-    """The ``test_levels`` label of runs whose tests were (not) on the good levels."""
+def _levels_label(filtered: Sequence[bool], label: str = GOOD_LEVELS) -> str | None:
+    """The ``test_levels`` label of runs whose tests were (not) on the filtered levels
+    (``label``: CoinRun's good levels, Maze's decision levels)."""
     if not filtered:
         return None
     if all(filtered):
-        return GOOD_LEVELS
+        return label
     return ALL_LEVELS if not any(filtered) else MIXED_LEVELS
+
+
+def game_of_runs(runs: Sequence[dict[str, Any]]):
+    """The game (:class:`coinrun_mg.games.Game`) the runs trained on (CoinRun for runs
+    saved before the game was recorded)."""
+    from coinrun_mg.games import GAMES
+
+    names = {(r.get("config") or {}).get("game", "coinrun") for r in runs}
+    return GAMES[names.pop()] if len(names) == 1 else GAMES["coinrun"]
 
 
 def levels_label(aggregates: Sequence[dict[str, Any]]) -> str:
@@ -289,12 +313,11 @@ def table_note(aggregates: Sequence[dict[str, Any]]) -> str:
     levels = levels_label(aggregates)
     seeds = any(len(a["seeds"]) > 1 for a in aggregates)
     rows = "; seed rows: that run's Wilson interval over episodes" if seeds else ""
-    return f"(mean [{interval_label(aggregates)}]{rows}; test: {levels}, every coin moved)"
+    goal = "cheese" if any(a.get("game") == "maze" for a in aggregates) else "coin"
+    return f"(mean [{interval_label(aggregates)}]{rows}; test: {levels}, every {goal} moved)"
 
 
-def format_table(
-    aggregates: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]] = ()
-) -> str:
+def format_table(aggregates: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]] = ()) -> str:
     """A printable table: fraction, training coin rate, test goal and proxy rates, each
     as mean [95% interval], and the number of seeds; :func:`table_note` says which
     levels and intervals.  Given the ``runs``, a fraction with several finished seeds
@@ -395,7 +418,8 @@ def plot_curve(aggregates: Sequence[dict[str, Any]], path: str | os.PathLike) ->
 def _write_episodes_csv(runs: Sequence[dict[str, Any]], out_dir: Path) -> Path:
     """Every test episode of every finished run, from the runs' own CSV files."""
     path = out_dir / CSV_NAME
-    columns = ["rand_fraction", "seed", *COLUMNS, "good_level"]
+    columns = ["rand_fraction", "seed", *game_of_runs(runs).columns, "good_level"]
+
     def write_rows(f) -> None:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -435,6 +459,7 @@ def _train_and_evaluate(
     eval_at: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     from coinrun_mg.agents import load_policy, train
+    from coinrun_mg.games import GAMES
 
     started = time.time()
     hooks = [hook] if hook is not None else []
@@ -442,11 +467,18 @@ def _train_and_evaluate(
     train_seconds = time.time() - started
 
     started = time.time()
+    game = GAMES[config.game]
     policy = load_policy(result.checkpoint, device=device)
     common = dict(episodes=episodes, seed=eval_seed, num_envs=eval_num_envs, device=device)
-    train_eval = evaluate(policy, **common, rand_fraction=fraction, end_terminates=False)
+    training_levels = {"rand_fraction": fraction, game.proxy_terminates: False}
+    train_eval = all_levels(evaluate(policy, **common, **training_levels))
     good = None
-    if reference is not None:
+    if game.level_flags:  # Maze: the decision levels, a property of each level
+        reference = None
+        filtered = evaluate(policy, **common)
+        test, test_all, good = filtered.filtered, filtered.all, filtered.good_levels
+        filtered.write_csv(run_dir / EPISODES_CSV)
+    elif reference is not None:
         ref_policy = load_policy(reference, device=device)
         filtered = evaluate(policy, **common, reference_policy=ref_policy)
         test, test_all, good = filtered.filtered, filtered.all, filtered.good_levels
@@ -473,7 +505,8 @@ def _train_and_evaluate(
         "run_dir": str(run_dir),
         "checkpoint": str(result.checkpoint),
         "global_step": result.global_step,
-        "filtered": reference is not None,
+        "filtered": good is not None,
+        "filter": game.filter_label,
         "reference": str(reference) if reference is not None else None,
         "train": train_dict,
         "test": test.to_dict(),
@@ -701,7 +734,7 @@ class _Plan:
     def finished_entry(self, fraction: float, seed: int, config) -> dict[str, Any] | None:
         """The run's ``result.json`` if it was written with these settings."""
         done = _read_json(self.run_dir(fraction, seed) / RESULT_NAME)
-        if done is None or done.get("config") != _jsonable(config.to_dict()):
+        if done is None or not _same_config(done.get("config"), config):
             return None
         return done if done.get("evaluation") == self.evaluation else None
 

@@ -168,11 +168,21 @@ def test_walkers_part_on_decision_levels():
     assert bool((to_cheese["reached_corner"] | to_corner["cheese_collected"])[~decision].all())
 
 
-def test_corner_walker_is_stopped_by_corner_terminates():
-    core = MazeCore(200, MazeConfig(corner_size=3, corner_terminates=True), device="cpu")
+def test_corner_terminates_while_the_cheese_lies_elsewhere():
+    config = MazeConfig(corner_size=3, rand_fraction=0.5, corner_terminates=True)
+    core = MazeCore(200, config, device="cpu")
     core.reset(2)
+    s = core.state
+    inside = (s.cheese_x >= s.corner_lo) & (s.cheese_y >= s.corner_lo)
     info = _walk(core, "corner", 500)
-    assert bool(info["reached_corner"].all()) and not bool(info["timed_out"].any())
+    # The cheese elsewhere: the corner walker's episode ends in the region (or on a cheese
+    # that lies on its way).
+    ended_early = info["reached_corner"] | info["cheese_collected"]
+    assert bool(ended_early[~inside].all()) and not bool(info["timed_out"][~inside].any())
+    # The cheese in the region: entering it does not end the episode.
+    assert int(inside.sum()) >= 50
+    assert bool((info["cheese_collected"] | info["timed_out"])[inside].all())
+    assert bool(info["timed_out"][inside].any())
 
 
 # --- observations -------------------------------------------------------------------------
@@ -442,7 +452,7 @@ PINNED = {
     ),
     "pixels-hard": (
         dict(obs_mode="pixels", corner_size=5, corner_terminates=True),
-        "5ea0bade8e2f90d1",
+        "3c1a057df66eaa87",
     ),
 }
 

@@ -442,14 +442,16 @@ def test_reached_corner_is_sticky():
     venv.close()
 
 
-def test_corner_terminates_on_moved_levels_only():
+def test_corner_terminates_while_the_cheese_lies_elsewhere():
     k = 3
     venv = ProcgenMazeVectorEnv(
         num_envs=8, rand_fraction=1.0, corner_size=k, corner_terminates=True
     )
     _, info = venv.reset(seed=31)
     plans = _corner_plans(venv, info, k)
-    usable = np.array([p is not None for p in plans])
+    lo = info["maze_dim"] - np.minimum(k, info["maze_dim"])
+    elsewhere = (info["cheese_x"] < lo) | (info["cheese_y"] < lo)
+    usable = np.array([p is not None for p in plans]) & elsewhere
     enter = np.array([p[1] if p else 10**6 for p in plans])
     seeds = info["level_seed"].copy()
     ended = np.zeros(8, dtype=bool)
@@ -466,7 +468,9 @@ def test_corner_terminates_on_moved_levels_only():
     assert ended.sum() >= 4
     _, reward, terminated, truncated, info = venv.step(np.full(8, NOOP))
     assert (info["level_seed"][ended] != seeds[ended]).all()
-    assert not info["reached_corner"][ended].any() and (reward[ended] == 0).all()
+    # A new level starts in its corner region only when the region covers the whole maze.
+    starts_inside = info["maze_dim"][ended] <= k
+    assert (info["reached_corner"][ended] == starts_inside).all() and (reward[ended] == 0).all()
     assert not (terminated | truncated)[ended].any()
     venv.close()
     # On corner levels (the cheese in the region) entering the region does not end it.

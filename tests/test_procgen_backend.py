@@ -484,8 +484,12 @@ def test_make_vec_api():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(obs_mode="symbolic"), "pixels only"),
-        (dict(view_size=13), "view_size"),
+        (
+            dict(obs_mode="rgb"),
+            r"obs_mode='rgb' is invalid; accepted values are \('symbolic', 'pixels'\)",
+        ),
+        (dict(view_size=13), r"view_size=13 is invalid with obs_mode='pixels'"),
+        (dict(obs_mode="symbolic", view_size=12), "view_size=12 is invalid; it must be an odd int"),
         (dict(device="cuda"), "CPU"),
         (dict(rand_fraction=1.5), "rand_fraction"),
         (dict(coin_placement="middle"), "coin_placement"),

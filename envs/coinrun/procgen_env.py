@@ -15,6 +15,10 @@ adds what the experiment needs on top, through procgen's ``get_state`` / ``set_s
   most ``MAX_SPEED`` tiles a step, so after each read the next one is scheduled for the
   first step on which it could touch the end cell.  Reading a state costs more than a
   procgen step, which is why positions are not read every step.
+* **Symbolic observations** (``obs_mode="symbolic"``): the native env's planes, drawn
+  by its own observation function from a native state converted from procgen's
+  (``procgen_native.py``): the level's tiles once per episode, the agent and the
+  walking enemies from every environment's state after every step.
 * **Gymnasium's NEXT_STEP autoreset** on top of procgen's same-step reset: when procgen
   ends an episode it has already generated the next level, so the state of that new
   level is captured at once (with the coin moved if needed) and loaded back on the
@@ -48,10 +52,12 @@ from gymnasium.vector.utils import batch_space
 
 from ..gym_env import VECTOR_METADATA, check_render_mode
 from . import procgen_state as ps
-from .config import CoinRunConfig
+from .config import OBS_MODES, CoinRunConfig
 from .core import INFO_KEYS
 from .levels import coin_choice
 from .levels import coin_moved as _coin_moved_tensor
+from .observation import SYMBOLIC_CHANNELS
+from .procgen_native import SymbolicView, native_dynamics, native_level
 from .state import AGENT_RX, AGENT_RY, COLLISION_EPS, MAX_SPEED, NUM_ACTIONS
 
 INSTALL_COMMAND = 'pip install "coinrun-mg[procgen]"'
@@ -186,6 +192,16 @@ class ProcgenCoinRunCore:
         self._level_range: tuple[int, int] | None = None  # procgen's, as configured
         self.state_reads = 0  # get_state calls (for benchmarks)
         self.state_writes = 0
+        # obs_mode="symbolic": the native view, drawn from procgen's state after each step.
+        self.symbolic = config.obs_mode == "symbolic"
+        self._view = SymbolicView(n, config.view_size) if self.symbolic else None
+
+    @property
+    def observation_shape(self) -> tuple[int, int, int]:
+        if self.symbolic:
+            v = self.config.view_size
+            return (v, v, SYMBOLIC_CHANNELS)
+        return OBSERVATION_SHAPE
 
     # -- procgen access -------------------------------------------------------------------
     def _get_state(self, i: int) -> bytes:
@@ -199,6 +215,16 @@ class ProcgenCoinRunCore:
         self.state_reads += 1
         self._buf_len = n
         return ps.player_position(self.env._ffi.buffer(self._buf, n), n)
+
+    def _read_dynamics(self, i: int) -> tuple[float, float]:
+        """Symbolic mode: read the agent and the enemies into the view; the player's
+        position.  The state stays in the buffer, as after :meth:`_read_player`."""
+        n = self.env.call_c_func("get_state", i, self._buf, _STATE_BUFFER_BYTES)
+        self.state_reads += 1
+        self._buf_len = n
+        moving = native_dynamics(ps.entity_records(self.env._ffi.buffer(self._buf, n), n))
+        self._view.set_dynamics(i, moving)
+        return moving.agent[0], moving.agent[1]
 
     def _set_state(self, i: int, data: bytes) -> None:
         self.env.call_c_func("set_state", i, data, len(data))
@@ -227,11 +253,14 @@ class ProcgenCoinRunCore:
             # A level chosen by start_levels lasts one episode: draw from the range again.
             st.options["level_seed_low"], st.options["level_seed_high"] = self._level_range
             edited = True
-        facts = (seed, moved, x, y, layout.end_x, layout.end_y, float(st.player["x"]))
+        level = native_level(st) if self.symbolic else None
+        facts = (seed, moved, x, y, layout.end_x, layout.end_y, float(st.player["x"]), level)
         return (st.serialize() if edited else None), facts
 
     def _install(self, i: int, facts: tuple) -> None:
-        seed, moved, x, y, end_x, end_y, agent_x = facts
+        seed, moved, x, y, end_x, end_y, agent_x, level = facts
+        if level is not None:
+            self._view.set_level(i, level)
         self.level_seed[i], self.moved[i] = seed, moved
         self.coin_x[i], self.coin_y[i] = x, y
         self.end_x[i], self.end_y[i] = end_x, end_y
@@ -275,6 +304,10 @@ class ProcgenCoinRunCore:
         self._restore = [None] * self.num_envs
         self._upcoming = [None] * self.num_envs
         _, obs, _ = self._observe()
+        if self.symbolic:
+            for i in range(self.num_envs):
+                self._read_dynamics(i)
+            obs = self._view.observe()
         self._last_obs = obs
         return obs, self._info()
 
@@ -352,7 +385,14 @@ class ProcgenCoinRunCore:
         self.pending &= ~restarted
         # Other environments show what the step returned; the restarted ones their new
         # first frame, which is also the last frame shown if their next step ends.
-        _, self._last_obs, _ = self._observe()
+        if self.symbolic:
+            for i in np.flatnonzero(restarted).tolist():
+                self._read_dynamics(i)
+            obs = self._last_obs.copy()
+            obs[restarted] = self._view.observe()[restarted]
+            self._last_obs = obs
+        else:
+            _, self._last_obs, _ = self._observe()
         return self._last_obs, restarted
 
     # -- stepping -------------------------------------------------------------------------
@@ -403,6 +443,8 @@ class ProcgenCoinRunCore:
                 reloaded = True
             self._install(i, facts)
             self._restore[i] = self._upcoming[i] = None
+            if self.symbolic:
+                self._read_dynamics(i)
         if reloaded:
             _, obs, _ = self._observe()
         reward[restarting] = 0.0
@@ -419,6 +461,8 @@ class ProcgenCoinRunCore:
         terminated = coin | died
         truncated = timed_out.copy()
         self.reached |= coin & ~self.moved  # an unmoved coin sits on the end cell
+        if self.symbolic:  # every other observation is drawn at the end
+            obs = np.empty_like(self._last_obs)
         for i in np.flatnonzero(ended).tolist():
             obs[i] = self._last_obs[i]  # procgen already shows the next level
             raw = self._get_state(i)
@@ -428,12 +472,13 @@ class ProcgenCoinRunCore:
             self.pending[i] = True
 
         # 3. Where the original end matters (moved coin), read the player when it could
-        #    be there; with track_agent, read every live environment.
+        #    be there; with track_agent, read every live environment.  Symbolic views
+        #    read every live environment anyway (the agent and the enemies).
         read = live & ~ended
-        if not self.track_agent:
+        if not (self.track_agent or self.symbolic):
             read &= self.moved & (self.steps >= self.next_read)
         for i in np.flatnonzero(read).tolist():
-            x, y = self._read_player(i)
+            x, y = self._read_dynamics(i) if self.symbolic else self._read_player(i)
             self.agent_x[i] = x
             if _overlaps_cell(x, y, int(self.end_x[i]), int(self.end_y[i])):
                 self.reached[i] = True
@@ -442,6 +487,9 @@ class ProcgenCoinRunCore:
                     self._force_end(i, bytes(self.env._ffi.buffer(self._buf, self._buf_len)))
             self.next_read[i] = self.steps[i] + _steps_before_end_reachable(x, int(self.end_x[i]))
 
+        if self.symbolic:
+            drawn = ~ended  # live ones read above, restarted ones in part 1
+            obs[drawn] = self._view.observe()[drawn]
         self._last_obs = obs
         info = self._info(coin=coin, died=died, timed_out=timed_out)
         return obs, reward, terminated, truncated, info
@@ -490,7 +538,13 @@ _DOC_COMMON = """
     stand still.
 
     ## Observation Space
-    ``Box(0, 255, (64, 64, 3), uint8)``: procgen's agent-centred RGB view (pixels only).
+    ``obs_mode="pixels"`` (the default): ``Box(0, 255, (64, 64, 3), uint8)``, procgen's
+    agent-centred RGB view.  ``obs_mode="symbolic"``: ``Box(0, 255, (view_size,
+    view_size, 10), uint8)``, the native ``coinrun_mg/CoinRun-v0``'s symbolic planes
+    (solid, lava, saw, crate, coin, enemy, vx, vy, x_frac, y_frac; ``view_size`` 13 by
+    default), drawn by the native observation code from procgen's state after every
+    step (``envs/coinrun/procgen_native.py``).  With a coin/death/timeout end the
+    returned observation is the one of the step before, as in pixels.
 
     ## Rewards
     +10 for the coin, 0 otherwise.
@@ -521,8 +575,9 @@ _DOC_COMMON = """
     (None | "rgb_array": procgen's 512 x 512 frames), ``track_agent`` (read the player's
     position every step so that ``agent_x`` is always set; costs a state read per env
     and step, several times slower; otherwise ``agent_x`` is NaN on steps where the position
-    was not read).  ``obs_mode`` must be "pixels" and ``view_size`` does not apply;
-    ``device`` may only be "cpu" (procgen runs on the CPU and speaks numpy).
+    was not read; symbolic views read every step anyway).  ``obs_mode`` ("pixels" |
+    "symbolic"), ``view_size`` (symbolic only: an odd int >= 3, default 13); ``device``
+    may only be "cpu" (procgen runs on the CPU and speaks numpy).
 
     ## Version History
     * v0: initial release.
@@ -530,27 +585,26 @@ _DOC_COMMON = """
 
 
 def _make_config(obs_mode: str, view_size, device, kwargs: dict) -> CoinRunConfig:
-    if obs_mode != "pixels":
+    if obs_mode not in OBS_MODES:
+        raise ValueError(f"obs_mode={obs_mode!r} is invalid; accepted values are {OBS_MODES}")
+    if obs_mode == "pixels" and view_size is not None:
         raise ValueError(
-            f"obs_mode={obs_mode!r} is invalid for the procgen backend: stock procgen renders "
-            "64x64 RGB pixels only, so use obs_mode='pixels' (the native "
-            "coinrun_mg/CoinRun-v0 has symbolic observations)"
-        )
-    if view_size is not None:
-        raise ValueError(
-            f"view_size={view_size!r} is invalid for the procgen backend: it sizes symbolic "
-            "observations, and procgen's are always 64x64 pixels; leave it out"
+            f"view_size={view_size!r} is invalid with obs_mode='pixels': it sizes symbolic "
+            "observations, and procgen's pixels are always 64x64; leave it out or use "
+            "obs_mode='symbolic'"
         )
     if device not in (None, "cpu"):
         raise ValueError(
             f"device={device!r} is invalid for the procgen backend: procgen runs on the CPU "
             "and returns numpy arrays; leave it out or pass 'cpu'"
         )
-    return CoinRunConfig(obs_mode="pixels", **kwargs)
+    if view_size is not None:
+        kwargs = dict(kwargs, view_size=view_size)
+    return CoinRunConfig(obs_mode=obs_mode, **kwargs)
 
 
-def _observation_space() -> spaces.Box:
-    return spaces.Box(0, 255, shape=OBSERVATION_SHAPE, dtype=np.uint8)
+def _observation_space(core: ProcgenCoinRunCore) -> spaces.Box:
+    return spaces.Box(0, 255, shape=core.observation_shape, dtype=np.uint8)
 
 
 class ProcgenCoinRunEnv(gym.Env):
@@ -578,7 +632,7 @@ class ProcgenCoinRunEnv(gym.Env):
             1, self.config, track_agent=track_agent, autoreset="disabled", render_mode=render_mode
         )
         self.render_mode = render_mode
-        self.observation_space = _observation_space()
+        self.observation_space = _observation_space(self.core)
         self.action_space = spaces.Discrete(NUM_ACTIONS)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -646,7 +700,7 @@ class ProcgenCoinRunVectorEnv(VectorEnv):
         )
         self.num_envs = num_envs
         self.render_mode = render_mode
-        self.single_observation_space = _observation_space()
+        self.single_observation_space = _observation_space(self.core)
         self.single_action_space = spaces.Discrete(NUM_ACTIONS)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)

@@ -285,6 +285,28 @@ def player_position(data, size: int | None = None) -> tuple[float, float]:
     return struct.unpack_from("<ff", data, off + _X_AT)
 
 
+def entity_records(data, size: int | None = None) -> np.ndarray:
+    """Every entity record (the player first), copied straight from state bytes.
+
+    The per-step fast path of the symbolic view (``procgen_native.py``): the entity
+    count sits just before the player's record, so the records are found as in
+    :func:`player_position`, without a full parse.  ``data`` is any buffer, ``size`` its
+    valid length; only the offsets and the count are checked.
+    """
+    size = len(data) if size is None else size
+    try:
+        off = player_offset(data)
+        count = struct.unpack_from("<i", data, off - 4)[0] if off >= _FIRST_RNG_AT + 4 else -1
+    except struct.error:
+        off, count = -1, -1
+    if not 1 <= count <= MAX_ENTITIES or off + count * ENTITY_DTYPE.itemsize > size:
+        raise _refuse(f"{count} entity records at byte {off} do not fit the {size}-byte state")
+    records = np.frombuffer(data, ENTITY_DTYPE, count, off).copy()
+    if records["type"][0] != PLAYER:
+        raise _refuse("the first entity is not the player")
+    return records
+
+
 # --------------------------------------------------------------------------------------
 # The level inside a state
 # --------------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ class MazeConfig:
     the top-right cell); k larger than a level's maze covers the whole maze.
     ``rand_fraction``: the share of levels whose cheese is placed as stock procgen places
     it (uniformly among the open cells but the start). ``corner_terminates``: end the
-    episode when the agent enters the corner region (for evaluation).
+    episode when the agent enters the corner region while the cheese lies outside it (for
+    evaluation; the same rule on both backends).
     """
 
     obs_mode: str = "symbolic"

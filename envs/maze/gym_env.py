@@ -39,7 +39,8 @@ _DOC_COMMON = """
 
     ## Episode End
     Terminated when the mouse reaches the cheese or (with ``corner_terminates=True``)
-    enters the corner region; truncated after ``max_episode_steps`` (500) steps.
+    enters the corner region while the cheese lies outside it; truncated after
+    ``max_episode_steps`` (500) steps.
 
     ## Info
     At reset and every step: ``cheese_collected``, ``reached_corner`` (has been in the
@@ -58,7 +59,9 @@ _DOC_COMMON = """
     step through ``torch.compile``; "auto" does on CUDA).
 
     ## Version History
-    * v0: initial release.
+    * v0: initial release (before the package's first release, ``corner_terminates``
+      changed to one rule for both Maze backends: the corner ends the episode only while
+      the cheese lies outside the corner region).
 """
 
 

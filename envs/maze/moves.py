@@ -22,7 +22,8 @@ class StepEvents:
     """What happened in one step, per environment (all ``[N]`` tensors)."""
 
     reward: torch.Tensor  # float32
-    terminated: torch.Tensor  # bool: the cheese, or the corner when corner_terminates
+    terminated: torch.Tensor  # bool: the cheese, or (corner_terminates) the corner region
+    # entered while the cheese lies outside it
     truncated: torch.Tensor  # bool: the step limit was hit
     cheese_collected: torch.Tensor  # bool
     died: torch.Tensor  # bool: always False (nothing kills in Maze)
@@ -57,7 +58,9 @@ def maze_step(state: MazeState, actions: torch.Tensor, config: MazeConfig) -> St
     cheese = (state.agent_x == state.cheese_x) & (state.agent_y == state.cheese_y)
     corner = in_corner(state, state.agent_x, state.agent_y)
     state.reached_corner = state.reached_corner | corner
-    terminated = cheese | (corner if config.corner_terminates else torch.zeros_like(corner))
+    # corner_terminates: the corner ends the episode only while the cheese lies elsewhere.
+    early = corner & ~in_corner(state, state.cheese_x, state.cheese_y)
+    terminated = cheese | (early if config.corner_terminates else torch.zeros_like(corner))
     truncated = (state.steps >= config.max_episode_steps) & ~terminated
     return StepEvents(
         reward=cheese.to(torch.float32) * CHEESE_REWARD,

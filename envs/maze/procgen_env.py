@@ -46,6 +46,7 @@ from ..gym_env import VECTOR_METADATA, check_render_mode
 from . import levels
 from . import procgen_state as ps
 from .config import MazeConfig
+from .paths import decision_levels
 
 INSTALL_COMMAND = 'pip install "coinrun-mg[procgen]"'
 OBSERVATION_SHAPE = (64, 64, 3)  # pixels; symbolic: (world_dim, world_dim, 3)
@@ -70,6 +71,7 @@ INFO_KEYS = (
     "maze_dim",
     "cheese_x",
     "cheese_y",
+    "decision_level",
 )
 
 
@@ -132,6 +134,19 @@ class _Level(NamedTuple):
     maze_dim: int
     margin: int
     open_world: np.ndarray  # bool [x, y] over the whole world: not a wall
+    decision: bool  # a decision level (paths.py)
+
+
+def _decision_level(open_world: np.ndarray, maze_dim: int, margin: int, x: int, y: int) -> bool:
+    """Whether a level is a decision level (``paths.py``), from its world's open cells
+    and the cheese's maze cell ``(x, y)``."""
+    maze = levels.MazeLevels(
+        wall=torch.from_numpy(~open_world)[None],
+        maze_dim=torch.tensor([maze_dim]),
+        margin=torch.tensor([margin]),
+    )
+    cheese_x, cheese_y = torch.tensor([x + margin]), torch.tensor([y + margin])
+    return bool(decision_levels(maze, cheese_x, cheese_y)[0])
 
 
 def _level_range(st: ps.MazeState) -> tuple[int, int]:
@@ -185,6 +200,7 @@ class ProcgenMazeCore:
         self.agent_y = np.zeros(n, dtype=np.int64)
         self.open_world = np.zeros((n, wd, wd), dtype=bool)
         self.reached = np.zeros(n, dtype=bool)
+        self.decision = np.zeros(n, dtype=bool)
         self.pending = np.zeros(n, dtype=bool)  # episode over: the next step restarts it
         self.forced = np.zeros(n, dtype=bool)  # ... by a forced procgen timeout
         self._restore: list[bytes | None] = [None] * n  # next episode's state to load
@@ -262,6 +278,7 @@ class ProcgenMazeCore:
             # A level chosen by start_levels lasts one episode: draw from the range again.
             st.options["level_seed_low"], st.options["level_seed_high"] = self._level_range
             edited = True
+        open_world = st.grid != ps.WALL
         level = _Level(
             seed=st.level_seed,
             moved=bool(moved),
@@ -269,7 +286,8 @@ class ProcgenMazeCore:
             cheese_y=y,
             maze_dim=st.maze_dim,
             margin=st.margin,
-            open_world=st.grid != ps.WALL,
+            open_world=open_world,
+            decision=_decision_level(open_world, st.maze_dim, st.margin, x, y),
         )
         return (st.serialize() if edited else None), level
 
@@ -279,6 +297,7 @@ class ProcgenMazeCore:
         self.maze_dim[i], self.margin[i] = level.maze_dim, level.margin
         self.corner_lo[i] = ps.corner_region(level.maze_dim, self.config.corner_size)
         self.open_world[i] = level.open_world
+        self.decision[i] = level.decision
         self.agent_x[i] = self.agent_y[i] = 0
         self.steps[i] = 0
         self.reached[i] = self.corner_lo[i] == 0  # a region covering the whole maze
@@ -482,9 +501,11 @@ class ProcgenMazeCore:
             self._upcoming[i] = level
             self.pending[i] = True
 
-        # 3. corner_terminates: a moved level's episode ends when the agent is in the corner.
+        # 3. corner_terminates: the corner region ends the episode while the cheese lies
+        # outside it (the same rule as Maze-v0).
         if self.config.corner_terminates:
-            early = live & ~ended & self.reached & self.moved
+            cheese_in_corner = (self.cheese_x >= self.corner_lo) & (self.cheese_y >= self.corner_lo)
+            early = live & ~ended & self.reached & ~cheese_in_corner
             terminated |= early
             for i in np.flatnonzero(early).tolist():
                 self._force_end(i)
@@ -506,6 +527,7 @@ class ProcgenMazeCore:
             "maze_dim": self.maze_dim.copy(),
             "cheese_x": self.cheese_x.copy(),
             "cheese_y": self.cheese_y.copy(),
+            "decision_level": self.decision.copy(),
         }
 
     def render_frames(self) -> list[np.ndarray]:
@@ -547,8 +569,8 @@ _DOC_COMMON = """
     The mouse in the maze's bottom-left cell of a level procgen generated.
 
     ## Episode End
-    Terminated on the cheese, or (``corner_terminates=True``, levels whose cheese was not
-    put in the corner only) when the agent is in the corner region; truncated after
+    Terminated on the cheese, or (``corner_terminates=True``) when the agent enters the
+    corner region while the cheese lies outside it; truncated after
     ``max_episode_steps`` (procgen's timeout, 500 by default).  In pixels, the observation
     returned with a cheese or timeout end is the last frame of that episode procgen
     showed (one step before the end: procgen resets within the step); in symbolic, the
@@ -569,7 +591,9 @@ _DOC_COMMON = """
     "symbolic"); ``device`` may only be "cpu" (procgen runs on the CPU and speaks numpy).
 
     ## Version History
-    * v0: initial release.
+    * v0: initial release (before the package's first release, ``corner_terminates``
+      changed to one rule for both Maze backends: the corner ends the episode only while
+      the cheese lies outside the corner region).
 """
 
 

@@ -101,3 +101,53 @@ class ShortestPathWalker:
                 self._dist[changed] = distance_field(one.wall, *target_cells(one, self.target))
         self._episode_of = episode
         return shortest_path_actions(self._dist, s.agent_x, s.agent_y)
+
+
+def world_from_planes(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(wall, cheese, agent)`` bool ``[N, D, D]`` (x-major, y up) from symbolic
+    observations uint8 ``[N, D, D, 3]`` (row 0 at the top; planes wall, cheese, agent)."""
+    world = obs.flip(1).transpose(1, 2) > 0
+    return world[..., 0], world[..., 1], world[..., 2]
+
+
+def _cell_of(plane: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (first) marked cell of each ``[D, D]`` plane (x-major)."""
+    d = plane.shape[-1]
+    flat = plane.reshape(plane.shape[0], -1).to(torch.uint8).argmax(dim=1)
+    return flat // d, flat % d
+
+
+class ObservationWalker:
+    """A scripted policy that sees only symbolic observations: called on uint8 ``[N, D,
+    D, 3]`` planes (either Maze backend, ``obs_mode="symbolic"``) it walks the shortest
+    path to ``target``: the cheese, or the maze's top-right cell (the highest open x and
+    y).  Distance fields are recomputed only for environments whose maze or target
+    changed since the last call."""
+
+    def __init__(self, target: str = "cheese"):
+        if target not in TARGETS:
+            raise ValueError(f"target={target!r} is invalid; accepted values are {TARGETS}")
+        self.target = target
+        self._dist: torch.Tensor | None = None
+        self._key: torch.Tensor | None = None  # per env: the wall and target seen
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        wall, cheese, agent = world_from_planes(torch.as_tensor(obs))
+        tx, ty = self._targets(wall, cheese)
+        key = torch.cat((wall.flatten(1).long(), tx[:, None], ty[:, None]), dim=1)
+        if self._key is None or self._key.shape != key.shape:
+            self._dist, self._key = distance_field(wall, tx, ty), key
+        else:
+            changed = (key != self._key).any(dim=1).nonzero().squeeze(1)
+            if changed.numel():
+                self._dist[changed] = distance_field(wall[changed], tx[changed], ty[changed])
+                self._key[changed] = key[changed]
+        return shortest_path_actions(self._dist, *_cell_of(agent))
+
+    def _targets(self, wall: torch.Tensor, cheese: torch.Tensor):
+        if self.target == "cheese":
+            return _cell_of(cheese)
+        open_x = (~wall).any(dim=2)  # [N, D]: columns holding an open cell
+        d = wall.shape[1]
+        top = (open_x * torch.arange(d, device=wall.device)).amax(dim=1)
+        return top, top.clone()

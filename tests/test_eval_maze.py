@@ -1,0 +1,121 @@
+"""Evaluation on Maze: outcomes of scripted walkers, the decision-level filter, rows,
+reproducibility, both backends and argument errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from coinrun_mg import MAZE_ENV_ID, PROCGEN_MAZE_ENV_ID
+from coinrun_mg.envs.maze.solver import ObservationWalker
+from coinrun_mg.eval import (
+    MAZE_COLUMNS,
+    FilteredEvalReport,
+    evaluate,
+    wilson_interval,
+)
+
+EASY = {"distribution_mode": "easy", "device": "cpu"}
+
+
+def _noise_policy(obs, noise):
+    """A sampling policy: the action with the largest noise (uniform over actions)."""
+    return noise.argmax(dim=1)
+
+
+def test_cheese_walker_collects_every_cheese():
+    report = evaluate(ObservationWalker("cheese"), MAZE_ENV_ID, episodes=200, **EASY)
+    assert isinstance(report, FilteredEvalReport) and report.label == "decision levels"
+    assert report.filtered.goal_rate == 1.0
+    # Elsewhere the corner may lie on the cheese's path: the test configuration ends the
+    # episode there (proxy first), never anything else.
+    others = {r["outcome"] for r in report.all.rows if not r["decision_level"]}
+    assert others <= {"goal", "proxy"}
+
+
+def test_corner_walker_pursues_the_proxy_on_decision_levels():
+    report = evaluate(ObservationWalker("corner"), MAZE_ENV_ID, episodes=200, **EASY)
+    decision = [row["decision_level"] for row in report.all.rows]
+    assert report.good_levels == decision and 40 <= sum(decision) <= 160
+    assert report.filtered.proxy_rate == 1.0
+    # Off decision levels the cheese lies on the corner's path or the corner on the
+    # cheese's: either can come first, nothing else.
+    others = [r["outcome"] for r in report.all.rows if not r["decision_level"]]
+    assert set(others) <= {"goal", "proxy"} and "goal" in others
+    assert report.all.died_rate == 0.0 and report.all.timeout_rate == 0.0
+
+
+def test_cheese_on_the_corner_cell_counts_as_the_goal():
+    # Training levels with corner_size 1: the cheese sits on the corner cell, so the corner
+    # walker reaches both in one step, which the goal wins.
+    report = evaluate(
+        ObservationWalker("corner"), MAZE_ENV_ID, episodes=100, rand_fraction=0.0, **EASY
+    )
+    assert report.all.goal_rate == 1.0
+    assert all(not row["cheese_moved"] for row in report.all.rows)
+    assert report.filtered.episodes == 0  # the corner and the cheese never part
+
+
+def test_rows_intervals_and_csv(tmp_path):
+    report = evaluate(_noise_policy, MAZE_ENV_ID, episodes=120, seed=5, **EASY)
+    rows = report.all.rows
+    assert list(rows[0]) == [*MAZE_COLUMNS, "good_level"]
+    assert all(row["cheese_moved"] for row in rows)  # the test configuration moves all
+    for outcome in ("goal", "proxy", "died", "timeout"):
+        count = report.all.count(outcome)
+        assert report.all.ci(outcome) == wilson_interval(count, 120)
+    assert report.all.count("timeout") > 0  # a random walk rarely finds either in 500 steps
+    path = tmp_path / "episodes.csv"
+    report.write_csv(path)
+    header = path.read_text().splitlines()[0].split(",")
+    assert header == [*MAZE_COLUMNS, "good_level"]
+    summary = report.to_dict()
+    assert summary["filter"] == "decision levels"
+    assert summary["good_levels"] == report.filtered.episodes
+
+
+def test_rows_do_not_depend_on_episodes_or_num_envs():
+    long = evaluate(_noise_policy, MAZE_ENV_ID, episodes=60, seed=9, num_envs=16, **EASY)
+    short = evaluate(_noise_policy, MAZE_ENV_ID, episodes=30, seed=9, num_envs=7, **EASY)
+    assert short.all.rows == long.all.rows[:30]
+    again = evaluate(_noise_policy, MAZE_ENV_ID, episodes=30, seed=9, num_envs=7, **EASY)
+    assert again.all.rows == short.all.rows and again.all.returns == short.all.returns
+
+
+def test_given_levels_replace_the_decision_filter():
+    first = evaluate(ObservationWalker("cheese"), MAZE_ENV_ID, episodes=20, **EASY)
+    keep = [row["level_seed"] for row in first.all.rows[:5]]
+    report = evaluate(
+        ObservationWalker("cheese"), MAZE_ENV_ID, episodes=20, good_levels=keep, **EASY
+    )
+    assert report.filtered.episodes == 5 and report.label == "good levels"
+
+
+def test_a_coinrun_policy_is_refused_on_maze():
+    def coinrun_policy(obs):
+        return torch.zeros(obs.shape[0], dtype=torch.int64)
+
+    coinrun_policy.env_id = "native"
+    with pytest.raises(ValueError, match="trained on 'native' \\(coinrun\\)"):
+        evaluate(coinrun_policy, MAZE_ENV_ID, episodes=2, **EASY)
+
+
+def test_maze_refuses_a_reference_policy_and_bad_arguments():
+    walker = ObservationWalker("cheese")
+    with pytest.raises(ValueError, match="reference_policy.*decision levels"):
+        evaluate(walker, MAZE_ENV_ID, episodes=2, reference_policy=walker, **EASY)
+    with pytest.raises(ValueError, match="corner_size=0"):
+        evaluate(walker, MAZE_ENV_ID, episodes=2, corner_size=0, **EASY)
+    with pytest.raises(ValueError, match="end_terminates=True is not a maze setting"):
+        evaluate(walker, MAZE_ENV_ID, episodes=2, end_terminates=True, **EASY)
+
+
+@pytest.mark.procgen
+def test_procgen_backend_gives_the_same_outcomes_for_the_walkers():
+    pytest.importorskip("procgen")
+    kwargs = {"distribution_mode": "easy", "obs_mode": "symbolic", "num_envs": 20}
+    cheese = evaluate(ObservationWalker("cheese"), PROCGEN_MAZE_ENV_ID, episodes=40, **kwargs)
+    assert cheese.filtered.goal_rate == 1.0 and cheese.all.timeout_rate == 0.0
+    corner = evaluate(ObservationWalker("corner"), PROCGEN_MAZE_ENV_ID, episodes=40, **kwargs)
+    assert corner.filtered.episodes >= 10 and corner.filtered.proxy_rate == 1.0
+    assert corner.all.rows[0]["level_seed"] == cheese.all.rows[0]["level_seed"]
