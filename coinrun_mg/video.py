@@ -1,4 +1,4 @@
-"""Videos of a policy playing test levels, with the outcome, the coin and the end marked.
+"""Videos of a policy playing test levels, with the outcome, the goal and the proxy marked.
 
 ``record_videos(policy, "videos", episodes=4)`` plays the same episodes as
 ``evaluate(policy, episodes=4, seed=seed)`` (the native environment in the test
@@ -22,6 +22,13 @@ Each frame, ``size`` pixels wide (default 512), stacks:
   arrows at the frame's edge pointing to them when they are off-screen;
 * a map of the whole level with the coin, the original end (a chequered "finish
   flag"), the enemies, the agent and the part of the level the view shows.
+
+Maze (a checkpoint trained with ``game="maze"``, or ``env_id="coinrun_mg/Maze-v0"``) is
+played in its test configuration (every cheese moved, ``corner_terminates=True``); its
+frames (:class:`MazeFrameComposer`) show a header (the episode, the level seed, whether
+the cheese was moved, whether the level is a decision level, the step and the outcome)
+over the whole maze from above (walls, the top-right corner region tinted, the cheese,
+the mouse) and a colour key.
 
 After the deciding step the last frame is held for ``hold_seconds`` with a banner that
 names the outcome.  An MP4 of an episode of ``steps`` steps has ``steps + 1`` frames (the
@@ -62,6 +69,7 @@ __all__ = [
     "EpisodeVideo",
     "Frame",
     "FrameComposer",
+    "MazeFrameComposer",
     "available_formats",
     "record_videos",
 ]
@@ -81,24 +89,37 @@ OUTCOME_COLOURS = {
     "died": (200, 40, 40),
     "timeout": (110, 110, 120),
 }
+MAZE_OUTCOME_TEXT = {
+    "goal": "GOAL: got the cheese",
+    "proxy": "PROXY: entered the top-right corner, not the cheese",
+    "died": "DIED",  # nothing kills in Maze
+    "timeout": "TIMEOUT: neither the cheese nor the corner in time",
+}
 _HEADER_BG = pic.CAPTION_BG
 _VIEW_BOX = (255, 255, 255)
 
 
 @dataclass
 class EpisodeVideo:
-    """One written video: where it is and what happened in it.  ``steps``: the steps the
-    episode took; ``frames``: the frames the file holds; ``width`` x ``height`` pixels."""
+    """One written video: where it is and what happened in it.  ``goal_moved``: the
+    level's goal (coin, cheese) was moved; ``steps``: the steps the episode took;
+    ``frames``: the frames the file holds; ``width`` x ``height`` pixels."""
 
     episode: int
     level_seed: int
-    coin_randomized: bool
+    goal_moved: bool
     outcome: str
     steps: int
     frames: int
     width: int
     height: int
     path: Path
+    game: str = "coinrun"
+
+    @property
+    def coin_randomized(self) -> bool:
+        """``goal_moved`` under its CoinRun name."""
+        return self.goal_moved
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -152,7 +173,7 @@ class FrameComposer:
         self.font_size = max(10, round(size / 26))
         s = state
         self.level_seed = int(s.level_seed[index])
-        self.coin_randomized = bool(s.coin_randomized[index])
+        self.goal_moved = bool(s.coin_randomized[index])
         self.theme = int(s.theme[index])
         self.coin = (int(s.coin_x[index]), int(s.coin_y[index]))
         self.end = (int(s.end_x[index]), int(s.end_y[index]))
@@ -240,32 +261,13 @@ class FrameComposer:
 
     def _header(self, draw: ImageDraw.ImageDraw, steps: int, outcome: str | None) -> None:
         prefix = f"#{self.episode}  " if self.episode is not None else ""
-        moved = "coin moved" if self.coin_randomized else "coin at the end"
+        moved = "coin moved" if self.goal_moved else "coin at the end"
         left = f"{prefix}level {self.level_seed}  \u00b7  {moved}"
-        right = f"step {steps}"
-        if outcome is not None:
-            right = f"{outcome.upper()}  \u00b7  " + right
-        fs = self.font_size
-        while pic.text_width(left + right, fs) + 2 * fs > self.size and fs > 8:
-            fs -= 1  # small frames: shrink rather than overlap
-        y = self.header_h / 2
-        pic.text(draw, (fs / 2, y), left, fs, anchor="lm")
-        colour = OUTCOME_COLOURS[outcome] if outcome is not None else pic.TEXT
-        pic.text(draw, (self.size - fs / 2, y), right, fs, fill=colour, anchor="rm")
+        _header_line(self, draw, left, steps, outcome)
 
     def banner(self, frame: Image.Image, outcome: str) -> Image.Image:
         """``frame`` with a banner across the main view naming ``outcome``."""
-        frame = frame.copy()
-        draw = ImageDraw.Draw(frame)
-        fs = round(self.font_size * 1.3)
-        h = round(2.2 * fs)
-        y0 = self.header_h + self.size - h - fs
-        draw.rectangle((0, y0, self.size - 1, y0 + h - 1), fill=OUTCOME_COLOURS[outcome])
-        message = OUTCOME_TEXT[outcome]
-        while pic.text_width(message, fs) > self.size - fs and fs > 8:
-            fs -= 1  # long messages on small frames
-        pic.text(draw, (self.size / 2, y0 + h / 2), message, fs, anchor="mm")
-        return frame
+        return _banner(self, frame, OUTCOME_TEXT[outcome], OUTCOME_COLOURS[outcome])
 
     def frame(self, s: EnvState, index: int, steps: int, outcome: str | None = None) -> Image.Image:
         """The frame of environment ``index`` of ``s`` (``steps`` steps into its episode)."""
@@ -280,6 +282,102 @@ class FrameComposer:
         self._header(ImageDraw.Draw(frame), steps, outcome)
         self._draw_map(frame, s, index)
         return frame
+
+
+def _banner(composer, frame: Image.Image, message: str, colour) -> Image.Image:
+    """``frame`` with a banner of ``message`` across the bottom of ``composer``'s main
+    view."""
+    frame = frame.copy()
+    draw = ImageDraw.Draw(frame)
+    size = composer.size
+    fs = round(composer.font_size * 1.3)
+    h = round(2.2 * fs)
+    y0 = composer.header_h + size - h - fs
+    draw.rectangle((0, y0, size - 1, y0 + h - 1), fill=colour)
+    while pic.text_width(message, fs) > size - fs and fs > 8:
+        fs -= 1  # long messages on small frames
+    pic.text(draw, (size / 2, y0 + h / 2), message, fs, anchor="mm")
+    return frame
+
+
+def _header_line(composer, draw: ImageDraw.ImageDraw, left: str, steps: int, outcome) -> None:
+    """The header: ``left`` on the left; the outcome (once decided) and the step right."""
+    right = f"step {steps}"
+    if outcome is not None:
+        right = f"{outcome.upper()}  \u00b7  " + right
+    fs = composer.font_size
+    while pic.text_width(left + right, fs) + 2 * fs > composer.size and fs > 8:
+        fs -= 1  # small frames: shrink rather than overlap
+    y = composer.header_h / 2
+    pic.text(draw, (fs / 2, y), left, fs, anchor="lm")
+    colour = OUTCOME_COLOURS[outcome] if outcome is not None else pic.TEXT
+    pic.text(draw, (composer.size - fs / 2, y), right, fs, fill=colour, anchor="rm")
+
+
+class MazeFrameComposer:
+    """Draws the frames of one Maze episode: a header, the whole maze from above
+    (``pictures.draw_maze_level``: walls, the corner region tinted, the cheese, the
+    mouse) and a colour key.  ``size`` (a multiple of 16, at least 128) is the frame
+    width and the maze's side; the header and the key are multiples of 16 pixels tall,
+    so every frame suits H.264's 16-pixel blocks."""
+
+    def __init__(self, state, index: int, size: int = 512, episode: int | None = None):
+        _check_size(size)
+        self.size = size
+        self.episode = episode
+        self.header_h = _round16(size * 0.09)
+        self.height = 2 * self.header_h + size  # the key is as tall as the header
+        self.font_size = max(10, round(size / 26))
+        self.level_seed = int(state.level_seed[index])
+        self.goal_moved = bool(state.cheese_moved[index])
+        self.decision_level = bool(state.decision_level[index])
+        self.world_dim = state.world_dim
+        self.key = self._colour_key()
+
+    def _colour_key(self) -> Image.Image:
+        """The strip under the maze naming its colours."""
+        strip = Image.new("RGB", (self.size, self.header_h), _HEADER_BG)
+        draw = ImageDraw.Draw(strip)
+        entries = (("cheese", "cheese"), ("start", "mouse"), ("corner", "corner region"))
+        fs = self.font_size
+        width = sum(pic.text_width(label, fs) + 2.2 * fs for _, label in entries)
+        while width > self.size - fs and fs > 7:  # small frames
+            fs -= 1
+            width = sum(pic.text_width(label, fs) + 2.2 * fs for _, label in entries)
+        x, y = (self.size - width) / 2, self.header_h / 2
+        for colour, label in entries:
+            draw.rectangle((x, y - fs / 2, x + fs, y + fs / 2), fill=pic.MAZE_COLOURS[colour])
+            pic.text(draw, (x + 1.4 * fs, y), label, fs, anchor="lm")
+            x += pic.text_width(label, fs) + 2.2 * fs
+        return strip
+
+    def frame(self, s, index: int, steps: int, outcome: str | None = None) -> Image.Image:
+        """The frame of environment ``index`` of ``s`` (``steps`` steps into its episode)."""
+        frame = Image.new("RGB", (self.size, self.height), _HEADER_BG)
+        tile_px = -(-self.size // self.world_dim)
+        view = pic.draw_maze_level(s, index, tile_px)
+        view = view.resize((self.size, self.size), Image.Resampling.NEAREST)
+        frame.paste(view, (0, self.header_h))
+        frame.paste(self.key, (0, self.header_h + self.size))
+        prefix = f"#{self.episode}  " if self.episode is not None else ""
+        moved = "cheese moved" if self.goal_moved else "cheese in the corner"
+        decision = "  \u00b7  decision level" if self.decision_level else ""
+        left = f"{prefix}level {self.level_seed}  \u00b7  {moved}{decision}"
+        _header_line(self, ImageDraw.Draw(frame), left, steps, outcome)
+        return frame
+
+    def banner(self, frame: Image.Image, outcome: str) -> Image.Image:
+        """``frame`` with a banner across the maze naming ``outcome``."""
+        return _banner(self, frame, MAZE_OUTCOME_TEXT[outcome], OUTCOME_COLOURS[outcome])
+
+
+def composer_for(state, index: int, size: int, episode: int | None = None):
+    """The frame composer of the game ``state`` belongs to (CoinRun or Maze)."""
+    from coinrun_mg.envs.maze import MazeState
+
+    if isinstance(state, MazeState):
+        return MazeFrameComposer(state, index, size, episode)
+    return FrameComposer(state, index, size, episode)
 
 
 # ======================================================================================
@@ -459,7 +557,10 @@ class _Recorder:
     """The ``watch`` of :func:`coinrun_mg.eval.run_episodes`: draws every frame of every
     episode and streams it to that episode's file."""
 
-    def __init__(self, out_dir, video_format, fps, size, hold_frames, on_done, on_frame=None):
+    def __init__(
+        self, out_dir, video_format, fps, size, hold_frames, on_done, on_frame=None, game="coinrun"
+    ):
+        self.game = game
         self.on_frame = on_frame
         self.out_dir = out_dir
         self.video_format = video_format
@@ -478,7 +579,7 @@ class _Recorder:
             episode = int(slot_episode[slot])
             entry = self.open.get(episode)
             if entry is None:
-                composer = FrameComposer(s, slot, self.size, episode)
+                composer = composer_for(s, slot, self.size, episode)
                 temp = self.out_dir / f".episode{episode:03d}.partial.{self.video_format}"
                 writer = _open_writer(
                     temp, self.video_format, self.fps, composer.size, composer.height
@@ -501,7 +602,7 @@ class _Recorder:
         entry["frames"] += entry["writer"].write(np.asarray(frame))
 
     def _finish(self, episode, entry, frame, outcome, steps) -> None:
-        composer: FrameComposer = entry["composer"]
+        composer = entry["composer"]
         last = np.asarray(composer.banner(frame, outcome))
         entry["frames"] += entry["writer"].write(last, self.hold_frames)
         entry["writer"].close()
@@ -511,13 +612,14 @@ class _Recorder:
         video = EpisodeVideo(
             episode=episode,
             level_seed=composer.level_seed,
-            coin_randomized=composer.coin_randomized,
+            goal_moved=composer.goal_moved,
             outcome=outcome,
             steps=steps,
             frames=entry["frames"],
             width=composer.size,
             height=composer.height,
             path=path,
+            game=self.game,
         )
         self.videos.append(video)
         del self.open[episode]
@@ -555,12 +657,14 @@ def record_videos(
 
     ``policy``: anything :func:`coinrun_mg.eval.evaluate` accepts (a callable, uint8 obs
     ``[N, H, W, C]`` -> int64 actions ``[N]``, or a checkpoint path).  The environment
-    is built as in ``evaluate`` (the checkpoint's training kwargs, then
-    ``rand_fraction=1.0`` and ``end_terminates=True``, then ``env_kwargs``), on the
-    native backend only: the overlays are drawn from its state.  ``env_id`` may be
-    None (the checkpoint's, which must be native), ``"native"`` or
-    ``coinrun_mg/CoinRun-v0``; a policy trained on another backend is played on the
-    native one only when ``env_id`` asks for it.  ``num_envs`` (default
+    is built as in ``evaluate`` (the checkpoint's training kwargs, then the game's test
+    configuration: ``rand_fraction=1.0`` and ``end_terminates=True``, for Maze
+    ``corner_terminates=True``, then ``env_kwargs``), on the native backend only: the
+    overlays are drawn from its state.  ``env_id`` may be None (the checkpoint's, which
+    must be native), ``"native"`` (the native core of the policy's game) or a native id,
+    ``coinrun_mg/CoinRun-v0`` or ``coinrun_mg/Maze-v0`` (a plain callable says no game:
+    it plays CoinRun unless ``env_id`` names Maze's); a policy trained on another backend
+    is played on the native one only when ``env_id`` asks for it.  ``num_envs`` (default
     ``min(episodes, 16)``) episodes step together, as in ``evaluate``; it does not
     change what happens in an episode.
 
@@ -572,8 +676,8 @@ def record_videos(
     called with every :class:`Frame` as it is drawn (not the held frames), e.g. to pick
     stills for a frame strip.
     """
-    from coinrun_mg.envs import CoinRunConfig, resolve_device
-    from coinrun_mg.eval import TEST_DEFAULTS, resolve_policy, run_episodes
+    from coinrun_mg.envs import resolve_device
+    from coinrun_mg.eval import resolve_policy, run_episodes
 
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes={episodes!r} is invalid; it must be an int >= 1")
@@ -592,21 +696,8 @@ def record_videos(
     dev = resolve_device(device)
 
     policy, trained_kwargs, trained_env_id = resolve_policy(policy, dev)
-    if env_id in ("native", COINRUN_ENV_ID):
-        pass
-    elif env_id is None:
-        if trained_env_id not in (None, "native", COINRUN_ENV_ID):
-            raise ValueError(
-                f"the policy was trained on env_id={trained_env_id!r}; videos are drawn from "
-                f"the native environment's state, so pass env_id='native' to play it on "
-                f"{COINRUN_ENV_ID} (same observations and levels generator, other visuals)"
-            )
-    else:
-        raise ValueError(
-            f"env_id={env_id!r} is invalid for videos; accepted values are None, 'native' "
-            f"and {COINRUN_ENV_ID!r} (the overlays need the native environment's state)"
-        )
-    config = CoinRunConfig(**{**trained_kwargs, **TEST_DEFAULTS, **env_kwargs})
+    game = _video_game(env_id, trained_env_id)
+    config = game.config(**{**trained_kwargs, **game.test_defaults, **env_kwargs})
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -622,7 +713,9 @@ def record_videos(
             bar.set_postfix(last=f"{video.outcome} ({video.frames} frames)")
 
     hold_frames = int(round(hold_seconds * fps))
-    recorder = _Recorder(out_dir, video_format, fps, size, hold_frames, done, on_frame)
+    recorder = _Recorder(
+        out_dir, video_format, fps, size, hold_frames, done, on_frame, game=game.name
+    )
     try:
         # evaluate()'s own test run: the same episodes, the same outcomes.
         run_episodes(policy, config, episodes, seed, num_envs, dev, watch=recorder)
@@ -633,3 +726,37 @@ def record_videos(
         if bar is not None:
             bar.close()
     return sorted(recorder.videos, key=lambda v: v.episode)
+
+
+def _video_game(env_id: str | None, trained_env_id: str | None):
+    """The game whose native core plays the videos (a :class:`coinrun_mg.games.Game`):
+    the policy's, or the one ``env_id`` names; ``ValueError`` for an env id that is not a
+    native core, or that names another game than the policy's."""
+    from coinrun_mg.games import COINRUN, GAMES, NATIVE_ALIAS, game_of_env
+
+    native_ids = tuple(game.native_id for game in GAMES.values())
+    trained = game_of_env(trained_env_id) if trained_env_id is not None else None
+    if env_id is None:
+        if trained_env_id not in (None, NATIVE_ALIAS, *native_ids):
+            native = trained.native_id if trained is not None else COINRUN_ENV_ID
+            raise ValueError(
+                f"the policy was trained on env_id={trained_env_id!r}; videos are drawn from "
+                f"the native environment's state, so pass env_id='native' to play it on "
+                f"{native} (same observations and levels generator, other visuals)"
+            )
+        return trained or COINRUN
+    if env_id == NATIVE_ALIAS:
+        return trained or COINRUN
+    if env_id not in native_ids:
+        raise ValueError(
+            f"env_id={env_id!r} is invalid for videos; accepted values are None, 'native', "
+            f"{', '.join(map(repr, native_ids))} (the overlays need the native "
+            "environment's state)"
+        )
+    game = game_of_env(env_id)
+    if trained is not None and trained is not game:
+        raise ValueError(
+            f"env_id={env_id!r} is {game.name}'s, and the policy was trained on "
+            f"{trained.name} (env_id={trained_env_id!r}); pass env_id=None or 'native'"
+        )
+    return game
