@@ -778,7 +778,10 @@ and the original end labelled (arrows point to them when off-screen) and a map o
 whole level; the last frame is held with a banner naming the outcome.  The same
 command gives the same videos.  Video i shows episode i of `coinrun-mg eval` with the
 same --seed on the native backend, with its outcome and steps, whatever --episodes and
---num-envs either command uses.
+--num-envs either command uses.  A Maze checkpoint (train --game maze) plays the Maze in
+its test configuration (every cheese moved, corner_terminates=True); its frames show the
+whole maze from above (the corner region tinted, a colour key) and say whether the level
+is a decision level.
 
 examples:
   coinrun-mg video runs/quick_f0_s1/checkpoint.pt --episodes 4 --rand-fraction 1.0 --out videos
@@ -788,6 +791,8 @@ examples:
                               the training configuration (coins at the end)
   coinrun-mg video runs/paper_f0_s1 --backend native
                               a policy trained on procgen, played on the native env
+  coinrun-mg video runs/m000 --episodes 4 --out videos/maze
+                              a Maze agent: cheese (GOAL) or the corner (PROXY)?
 """
 
 LEVELS_EPILOG = """\
@@ -809,11 +814,15 @@ Opens a window (pygame: pip install 'coinrun-mg[play]') and lets you play.  Keys
 arrows or WASD move, up / space / W jump, R restarts the level, N or Enter goes to the
 next level (seed + 1), Esc quits.  The header shows the outcome as the evaluation would
 classify it; with the default end_terminates off, touching the original end (PROXY)
-does not end the episode.  Needs a display: on a machine without one, use
+does not end the episode.  --env maze plays the Maze: the arrows move the mouse a cell
+per step, --end-terminates ends the episode in the top-right corner region (PROXY),
+--corner-size sets that region.  Needs a display: on a machine without one, use
 xvfb-run coinrun-mg play, or watch an agent with coinrun-mg video instead.
 
 examples:
   coinrun-mg play
+  coinrun-mg play --env maze --distribution-mode easy --fps 6 --rand-fraction 1
+                                                      a Maze, the cheese anywhere
   coinrun-mg play --seed 7 --rand-fraction 1.0        every coin moved
   coinrun-mg play --distribution-mode easy --fps 10   easy levels, slower
 """
@@ -1000,9 +1009,22 @@ def _add_play_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="first level seed (default 0)")
     _add_level_kwargs(parser, rand_fraction=0.0)
     parser.add_argument(
+        "--env",
+        choices=("coinrun", "maze"),
+        default="coinrun",
+        help="the game: coinrun or maze (default coinrun)",
+    )
+    parser.add_argument(
+        "--corner-size",
+        type=int,
+        default=1,
+        help="maze: the top-right region holding an unmoved cheese (default 1)",
+    )
+    parser.add_argument(
         "--end-terminates",
         action="store_true",
-        help="end the episode at the original end (the test configuration)",
+        help="end the episode at the proxy: CoinRun's original end, Maze's corner region "
+        "(the test configuration)",
     )
     parser.add_argument("--fps", type=float, default=15.0, help="steps per second (default 15)")
     parser.add_argument("--size", type=int, default=512, help="view size in pixels (default 512)")
@@ -1011,16 +1033,13 @@ def _add_play_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_play(args: argparse.Namespace) -> int:
     from coinrun_mg.play import play
 
+    common = dict(rand_fraction=args.rand_fraction, distribution_mode=args.distribution_mode)
+    if args.env == "maze":
+        env_kwargs = dict(corner_size=args.corner_size, corner_terminates=args.end_terminates)
+    else:
+        env_kwargs = dict(coin_placement=args.coin_placement, end_terminates=args.end_terminates)
     try:
-        return play(
-            args.seed,
-            fps=args.fps,
-            size=args.size,
-            rand_fraction=args.rand_fraction,
-            distribution_mode=args.distribution_mode,
-            coin_placement=args.coin_placement,
-            end_terminates=args.end_terminates,
-        )
+        return play(args.seed, fps=args.fps, size=args.size, game=args.env, **common, **env_kwargs)
     except ValueError as exc:
         print(f"coinrun-mg play: error: {exc}", file=sys.stderr)
         return 2
@@ -1072,7 +1091,7 @@ COMMANDS: dict[str, Command] = {
         epilog=LEVELS_EPILOG,
     ),
     "play": Command(
-        help="play CoinRun yourself in a window (keyboard; needs pygame and a display)",
+        help="play CoinRun or Maze yourself in a window (keyboard; needs pygame and a display)",
         add_arguments=_add_play_arguments,
         run=_run_play,
         epilog=PLAY_EPILOG,

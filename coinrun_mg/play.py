@@ -1,4 +1,5 @@
-"""Play CoinRun yourself: ``coinrun-mg play`` opens a window (pygame, the ``play`` extra).
+"""Play CoinRun or Maze yourself: ``coinrun-mg play [--env maze]`` opens a window
+(pygame, the ``play`` extra).
 
 Keys: left / right (or A / D) run, up, space (or W) jump, down (or S) drop faster;
 R restarts the level, N (or Enter) goes to the next level, Esc (or closing the window)
@@ -8,6 +9,11 @@ header names the level and the outcome as the evaluation would classify it (the 
 of GOAL, PROXY, DIED, TIMEOUT), the map below shows the whole level.  With
 ``end_terminates=False`` (the default, the training configuration) touching the original
 end does not end the episode, so a PROXY can be followed by the coin.
+
+Maze (``game="maze"``): the arrows (or WASD) move the mouse one cell per step while held
+(up is up: no jumping), and the window shows the videos' Maze frames (the whole maze,
+the corner region tinted).  ``end_terminates=True`` is Maze's ``corner_terminates``
+(the test configuration: entering the corner region ends the episode, PROXY).
 
 Level ``seed`` is a level seed (as ``coinrun-mg levels --seeds`` and the videos name
 them); N goes to ``seed + 1``, and so on.
@@ -57,6 +63,8 @@ COMMAND_KEYS = {"r": "restart", "n": "next", "return": "next", "escape": "quit"}
 HELP = "  \u00b7  ".join(
     ("arrows/WASD: move", "up/space: jump", "R: restart", "N: next level", "Esc: quit")
 )
+MAZE_HELP = "  \u00b7  ".join(("arrows/WASD: move", "R: restart", "N: next level", "Esc: quit"))
+GAMES = ("coinrun", "maze")
 
 
 def action_for_keys(held: Iterable[str]) -> int:
@@ -103,31 +111,36 @@ def display_problem(
 
 
 class Game:
-    """One player's CoinRun: the level, the step, the outcome and the frame to show.
+    """One player's CoinRun or Maze: the level, the step, the outcome and the frame to show.
 
-    ``seed``: the first level seed; ``env_kwargs``: the environment's arguments
-    (``rand_fraction``, ``distribution_mode``, ``end_terminates``, ...).
+    ``seed``: the first level seed; ``game``: ``"coinrun"`` or ``"maze"``;
+    ``env_kwargs``: the environment's arguments (``rand_fraction``,
+    ``distribution_mode``, ``end_terminates`` / Maze's ``corner_terminates``, ...).
     """
 
-    def __init__(self, seed: int = 0, size: int = 512, **env_kwargs: Any):
-        from coinrun_mg.video import FrameComposer
-
+    def __init__(self, seed: int = 0, size: int = 512, game: str = "coinrun", **env_kwargs: Any):
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
             raise ValueError(f"seed={seed!r} is invalid; it must be an int in [0, 2**31)")
+        if game not in GAMES:
+            raise ValueError(f"game={game!r} is invalid; accepted values are {GAMES}")
         self.size = size
+        self.game = game
         self.env_kwargs = env_kwargs
-        self._composer_type = FrameComposer
         self.level_seed = seed
         self.start()
 
     def start(self) -> None:
         """(Re)start the current level from the beginning."""
-        from coinrun_mg.envs.coinrun.gym_env import CoinRunEnv
+        from coinrun_mg.video import composer_for
 
+        if self.game == "maze":
+            from coinrun_mg.envs.maze.gym_env import MazeEnv as env_class
+        else:
+            from coinrun_mg.envs.coinrun.gym_env import CoinRunEnv as env_class
         # num_levels=1 from start_level=seed: every reset is exactly this level.
-        self.env = CoinRunEnv(num_levels=1, start_level=self.level_seed, **self.env_kwargs)
+        self.env = env_class(num_levels=1, start_level=self.level_seed, **self.env_kwargs)
         self.env.reset(seed=0)
-        self.composer = self._composer_type(self.state, 0, self.size)
+        self.composer = composer_for(self.state, 0, self.size)
         self.steps = 0
         self.outcome: str | None = None
         self.done = False
@@ -142,6 +155,7 @@ class Game:
 
     def step(self, action: int) -> None:
         """Advance one step (nothing once the episode is over)."""
+        from coinrun_mg.envs.events import family_events
         from coinrun_mg.eval import step_outcome
 
         if self.done:
@@ -149,8 +163,9 @@ class Game:
         _, _, terminated, truncated, info = self.env.step(action)
         self.steps += 1
         if self.outcome is None:
+            e = family_events(info, self.game)
             self.outcome = step_outcome(
-                info["coin_collected"], info["reached_end"], info["died"], info["timed_out"]
+                e["goal_reached"], e["proxy_reached"], e["died"], e["timed_out"]
             )
         self.done = terminated or truncated
 
@@ -164,7 +179,7 @@ class Game:
         out = Image.new("RGB", (frame.width, frame.height + bar_h), pic.CAPTION_BG)
         out.paste(frame, (0, 0))
         draw = ImageDraw.Draw(out)
-        message = HELP
+        message = MAZE_HELP if self.game == "maze" else HELP
         while pic.text_width(message, fs) > frame.width - fs and fs > 7:
             fs -= 1
         pic.text(draw, (frame.width / 2, frame.height + bar_h / 2), message, fs, anchor="mm")
@@ -176,10 +191,12 @@ def play(
     fps: float = 15.0,
     size: int = 512,
     *,
+    game: str = "coinrun",
     max_frames: int | None = None,
     **env_kwargs: Any,
 ) -> int:
-    """Open the window and run the game until Esc (or ``max_frames`` frames, for tests).
+    """Open the window and run ``game`` (``"coinrun"`` or ``"maze"``) until Esc (or
+    ``max_frames`` frames, for tests).
 
     Returns 0, or 2 after printing why no window could be opened.
     """
@@ -190,13 +207,14 @@ def play(
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     import pygame
 
-    game = Game(seed, size, **env_kwargs)
+    game = Game(seed, size, game, **env_kwargs)
     # Only the display (and with it the keyboard): the mixer would look for a sound card.
     pygame.display.init()
     try:
         first = game.frame()
         screen = pygame.display.set_mode(first.size)
-        pygame.display.set_caption("CoinRun (coinrun-mg play)")
+        title = "Maze" if game.game == "maze" else "CoinRun"
+        pygame.display.set_caption(f"{title} (coinrun-mg play)")
         codes = {name: pygame.key.key_code(name) for name in CONTROL_KEYS}
         clock = pygame.time.Clock()
         frames = 0
