@@ -52,6 +52,11 @@ RESUMABLE_FIELDS = frozenset(
 GAMES = ("coinrun", "maze")
 # Each game's default episode step limit (procgen's: CoinRun 1000, Maze 500).
 DEFAULT_EPISODE_STEPS = {"coinrun": 1000, "maze": 500}
+# The registered Gymnasium ids of each game: a run's env_id must be its game's.
+GAME_ENV_IDS = {
+    "coinrun": ("coinrun_mg/CoinRun-v0", "coinrun_mg/ProcgenCoinRun-v0"),
+    "maze": ("coinrun_mg/Maze-v0", "coinrun_mg/ProcgenMaze-v0"),
+}
 # Fields that become Maze environment kwargs (``MazeConfig``).
 MAZE_ENV_FIELDS = (
     "rand_fraction",
@@ -215,7 +220,28 @@ class PPOConfig:
                 "network='mlp' is invalid with obs_mode='pixels'; the mlp reads the symbolic "
                 "view: use obs_mode='symbolic', or network='impala' for pixels"
             )
+        self._check_game_fields()
         self.env_config()  # raises ValueError naming the bad env field
+
+    def _check_game_fields(self) -> None:
+        """Refuse an env field of the other game set away from its default (it would be
+        ignored), and a registered env id of the other game."""
+        own = MAZE_ENV_FIELDS if self.game == "maze" else ENV_FIELDS
+        for name in (*ENV_FIELDS, *MAZE_ENV_FIELDS):
+            default = PPOConfig.__dataclass_fields__[name].default
+            if name not in own and getattr(self, name) != default:
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r} is invalid with game={self.game!r}: "
+                    f"{self.game} has no {name}; leave it at its default {default!r} (the "
+                    f"{self.game} environment fields are {list(own)})"
+                )
+        for game, ids in GAME_ENV_IDS.items():
+            if self.env_id in ids and game != self.game:
+                raise ValueError(
+                    f"env_id={self.env_id!r} is invalid with game={self.game!r}: it is a "
+                    f"{game} environment; use game={game!r}, or env_id 'native' or one of "
+                    f"{list(GAME_ENV_IDS[self.game])}"
+                )
 
     # --- derived quantities ----------------------------------------------------------
     @property

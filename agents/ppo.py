@@ -361,17 +361,20 @@ def load_policy(
     deterministic: bool = False,
     obs_mode: str | None = None,
     env_id: str | None = None,
+    game: str | None = None,
 ) -> Policy:
     """The policy stored in a checkpoint file (or a run directory), ready to act.
 
-    ``obs_mode`` / ``env_id``, when given, must match what the policy was trained on;
-    a mismatch raises ``ValueError`` (rather than failing later on a shape error).
+    ``obs_mode`` / ``env_id`` / ``game``, when given, must match what the policy was
+    trained on; a mismatch raises ``ValueError`` (rather than failing later on a shape
+    error, or playing a game it never saw).  Checkpoints written before Maze are
+    CoinRun's.
     """
     device = resolve_device(device)
     data = read_checkpoint(path, device)
     config = PPOConfig.from_dict(data["config"])
     spec = data["env_spec"]
-    for name, wanted in (("obs_mode", obs_mode), ("env_id", env_id)):
+    for name, wanted in (("obs_mode", obs_mode), ("env_id", env_id), ("game", game)):
         if wanted is not None and wanted != getattr(config, name):
             raise ValueError(
                 f"{path} holds a policy trained with {name}={getattr(config, name)!r}; "

@@ -52,11 +52,29 @@ def test_maze_profile_and_env_kwargs():
         ({"game": "pong"}, "game='pong'"),
         ({"corner_size": 0}, "corner_size=0"),
         ({"obs_mode": "pixels"}, "network='mlp' is invalid with obs_mode='pixels'"),
+        ({"coin_placement": "anywhere"}, "coin_placement='anywhere' is invalid with game='maze'"),
+        ({"view_size": 9}, "view_size=9 is invalid with game='maze': maze has no view_size"),
+        (
+            {"env_id": "coinrun_mg/ProcgenCoinRun-v0"},
+            "env_id='coinrun_mg/ProcgenCoinRun-v0' is invalid with game='maze'",
+        ),
     ],
 )
 def test_bad_maze_settings_are_refused_naming_the_field(overrides, words):
     with pytest.raises(ValueError, match=words.replace("(", r"\(")):
         PPOConfig.from_profile("quick", **{"game": "maze", **overrides})
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        ({"corner_size": 3}, "corner_size=3 is invalid with game='coinrun'"),
+        ({"env_id": MAZE_ENV_ID}, "env_id='coinrun_mg/Maze-v0' is invalid with game='coinrun'"),
+    ],
+)
+def test_maze_settings_on_a_coinrun_run_are_refused(overrides, words):
+    with pytest.raises(ValueError, match=words):
+        PPOConfig.from_profile("quick", **overrides)
 
 
 def test_configs_saved_before_the_game_field_still_match():
@@ -73,8 +91,10 @@ def test_maze_run_checkpoint_policy_and_evaluation(tmp_path):
     data = read_checkpoint(result.checkpoint)
     assert data["env_spec"]["obs_shape"] == [15, 15, 3]
     assert data["config"]["game"] == "maze"
-    policy = load_policy(result.checkpoint, device="cpu")
+    policy = load_policy(result.checkpoint, device="cpu", game="maze")
     assert policy.env_id == MAZE_ENV_ID
+    with pytest.raises(ValueError, match="game='maze'; game='coinrun' was asked for"):
+        load_policy(result.checkpoint, device="cpu", game="coinrun")
     report = evaluate(result.checkpoint, episodes=8, device="cpu")
     assert isinstance(report, FilteredEvalReport) and report.all.episodes == 8
     assert report.all.meta["env_id"] == MAZE_ENV_ID
@@ -148,5 +168,8 @@ def test_cli_trains_the_maze(tmp_path, capsys):
         "easy",
         500,
     )
-    assert cli.main(["train", "--game", "chess", "--run-dir", str(tmp_path / "x")]) == 2
-    assert "chess" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse refuses the choice
+        cli.main(["train", "--game", "chess", "--run-dir", str(tmp_path / "x")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--game: invalid choice: 'chess'" in err and "'maze'" in err
