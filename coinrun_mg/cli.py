@@ -132,7 +132,7 @@ Every PPOConfig field is an option (--field-name); an option given on the comman
 overrides the profile's value.  Without --profile a new run uses the paper profile on a
 CUDA device and the quick profile otherwise (the paper's IMPALA CNN on pixels takes days
 on a CPU).  Logs (TensorBoard), config.json and checkpoint.pt go to --run-dir (default:
-runs/<profile>_f<rand-fraction>_s<seed>).
+runs/<profile>_f<rand-fraction>_s<seed>, for --game maze runs/maze-<profile>_f..._s...).
 
 A --run-dir that already holds a run (a checkpoint, config.json or TensorBoard event
 files) is refused unless --resume continues it or --overwrite moves it aside to
@@ -159,6 +159,8 @@ examples:
   coinrun-mg train --profile paper --device cuda --rand-fraction 0.02 --total-steps 200000000
                               the paper's setup (IMPALA CNN on pixels, hard mode): a GPU job
   coinrun-mg train --profile quick --obs-mode pixels --network impala --num-envs 64
+  coinrun-mg train --game maze --rand-fraction 0.02 --seed 1
+                              the Maze (its quick profile) in runs/maze-quick_f0.02_s1
   coinrun-mg train --profile paper --env-id coinrun_mg/ProcgenCoinRun-v0 --device cpu
                               train on stock procgen CoinRun through Gymnasium
   tensorboard --logdir runs   watch the curves
@@ -258,7 +260,8 @@ def _run_train(args: argparse.Namespace) -> int:
         device = resolve_device(overrides.get("device", "auto"))
         profile = args.profile or ("paper" if device.type == "cuda" else "quick")
         config = PPOConfig.from_profile(profile, **overrides)
-        run_dir = Path(args.run_dir or f"runs/{profile}_f{config.rand_fraction:g}_s{config.seed}")
+        name = profile if config.game == "coinrun" else f"{config.game}-{profile}"
+        run_dir = Path(args.run_dir or f"runs/{name}_f{config.rand_fraction:g}_s{config.seed}")
         saved = read_run_config(run_dir) if args.resume else None
         if saved is not None and args.profile is None:
             config = saved.replace(**overrides)  # the run's own config, plus what was given

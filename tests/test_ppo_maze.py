@@ -173,3 +173,12 @@ def test_cli_trains_the_maze(tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "--game: invalid choice: 'chess'" in err and "'maze'" in err
+
+
+def test_cli_maze_runs_default_to_their_own_run_dir(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--game", "maze", "--total-steps", "64", "--seed", "2", "--device", "cpu"]
+    args += ["--num-envs", "8", "--num-steps", "8", "--minibatch-size", "16", "--no-progress"]
+    assert cli.main(args) == 0
+    assert (tmp_path / "runs" / "maze-quick_f0_s2" / CHECKPOINT_NAME).exists()
+    assert "cheese rate" in capsys.readouterr().out
