@@ -112,6 +112,20 @@ def game_of_env(env_id: str) -> Game | None:
     return None
 
 
+#: The backends a command line names: each game's torch core or its procgen game.
+BACKENDS = ("native", "procgen")
+
+
+def backend_env_id(backend: str, trained_env_id: str | None) -> str:
+    """The env id of ``backend`` for the game a policy was trained on (its ``env_id``;
+    CoinRun when it names none or another env): ``"native"`` gives the torch core's id,
+    ``"procgen"`` the procgen backend's."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is invalid; accepted values are {BACKENDS}")
+    game = (game_of_env(trained_env_id) if trained_env_id else None) or COINRUN
+    return game.native_id if backend == "native" else game.procgen_id
+
+
 def game_of_config(config) -> Game:
     """The game of a config dataclass (a ``MazeConfig`` is Maze's, else CoinRun's)."""
     from coinrun_mg.envs.maze import MazeConfig

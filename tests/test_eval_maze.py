@@ -3,17 +3,21 @@ reproducibility, both backends and argument errors."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
-from coinrun_mg import MAZE_ENV_ID, PROCGEN_MAZE_ENV_ID
+from coinrun_mg import MAZE_ENV_ID, PROCGEN_MAZE_ENV_ID, cli
 from coinrun_mg.envs.maze.solver import ObservationWalker
 from coinrun_mg.eval import (
     MAZE_COLUMNS,
     FilteredEvalReport,
     evaluate,
+    procgen_level_seeds,
     wilson_interval,
 )
+from coinrun_mg.games import MAZE
 
 # One torch thread: on a busy 2-core machine the small batches run ~10x faster.
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -127,3 +131,77 @@ def test_procgen_backend_gives_the_same_outcomes_for_the_walkers():
     corner = evaluate(ObservationWalker("corner"), PROCGEN_MAZE_ENV_ID, episodes=40, **kwargs)
     assert corner.filtered.episodes >= 10 and corner.filtered.proxy_rate == 1.0
     assert corner.all.rows[0]["level_seed"] == cheese.all.rows[0]["level_seed"]
+
+
+# --- the command line on a Maze checkpoint ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def maze_checkpoint(tmp_path_factory):
+    """A Maze agent trained for 256 steps (easy, symbolic, 50-step episodes, which its
+    evaluations inherit): a checkpoint to evaluate."""
+    from coinrun_mg.agents import PPOConfig, train
+
+    config = PPOConfig.from_profile(
+        "quick",
+        game="maze",
+        device="cpu",
+        distribution_mode="easy",
+        num_envs=16,
+        num_steps=16,
+        minibatch_size=64,
+        total_steps=256,
+        max_episode_steps=50,
+        checkpoint_every=0,
+        progress_bar=False,
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train(config, tmp_path_factory.mktemp("maze-run") / "run").checkpoint
+    finally:
+        torch.set_num_threads(before)
+
+
+def _eval_cli(checkpoint, tmp_path, *extra):
+    csv_path, json_path = tmp_path / "episodes.csv", tmp_path / "summary.json"
+    args = ["eval", str(checkpoint), "--episodes", "24", "--device", "cpu", "--no-progress"]
+    args += ["--csv", str(csv_path), "--json", str(json_path), *extra]
+    return cli.main(args), csv_path, json_path
+
+
+@pytest.mark.parametrize("backend", [[], ["--backend", "native"]])
+def test_cli_evaluates_a_maze_checkpoint_on_its_decision_levels(
+    maze_checkpoint, tmp_path, capsys, backend
+):
+    code, csv_path, json_path = _eval_cli(maze_checkpoint, tmp_path, *backend)
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "all levels" in out and "decision levels (" in out
+    header = csv_path.read_text().splitlines()[0].split(",")
+    assert header == [*MAZE_COLUMNS, "good_level"]
+    summary = json.loads(json_path.read_text())
+    assert summary["filter"] == "decision levels" and summary["all"]["episodes"] == 24
+    assert summary["all"]["died_rate"] == 0.0
+    # The same rows as evaluate() on Maze-v0 itself.
+    report = evaluate(maze_checkpoint, MAZE_ENV_ID, episodes=24, device="cpu")
+    assert summary == report.to_dict()
+
+
+def test_cli_refuses_a_reference_for_a_maze_checkpoint(maze_checkpoint, tmp_path, capsys):
+    code, _, _ = _eval_cli(maze_checkpoint, tmp_path, "--reference", str(maze_checkpoint))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "reference_policy" in err and "decision levels" in err
+
+
+@pytest.mark.procgen
+def test_cli_procgen_backend_of_a_maze_checkpoint_is_procgen_maze(
+    maze_checkpoint, tmp_path, capsys
+):
+    pytest.importorskip("procgen")
+    code, csv_path, _ = _eval_cli(maze_checkpoint, tmp_path, "--backend", "procgen")
+    assert code == 0, capsys.readouterr().err
+    seeds = [int(line.split(",")[0]) for line in csv_path.read_text().splitlines()[1:]]
+    expected = procgen_level_seeds(0, torch.arange(24), {"distribution_mode": "easy"}, MAZE)
+    assert seeds == expected.tolist()
