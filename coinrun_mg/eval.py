@@ -742,6 +742,8 @@ def evaluate(
             config = game.config(**kwargs)
             report = run_episodes(policy, config, episodes, seed, num_envs, dev, progress=update)
         else:
+            if env_id == game.procgen_id:  # a one-line refusal, not the facade's TypeError
+                game.check_settings(kwargs, extra=("render_mode",))
             with _seeded_torch_rng(seed, dev):
                 result = _run_vector(
                     policy, env_id, kwargs, episodes, seed, num_envs, dev, update, game

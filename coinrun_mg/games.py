@@ -46,21 +46,31 @@ class Game:
         flags = (e.moved, e.goal, e.proxy, e.died, e.timed_out)
         return ("level_seed", "steps", *flags, "outcome", *self.values, *self.level_flags)
 
-    def config(self, **kwargs: Any):
-        """The game's config dataclass built from ``kwargs`` (an unknown name is refused
-        with the accepted ones)."""
+    def config_class(self) -> type:
         if self.name == "maze":
-            from coinrun_mg.envs.maze import MazeConfig as config_class
-        else:
-            from coinrun_mg.envs import CoinRunConfig as config_class
-        accepted = sorted(f.name for f in dataclasses.fields(config_class))
+            from coinrun_mg.envs.maze import MazeConfig
+
+            return MazeConfig
+        from coinrun_mg.envs import CoinRunConfig
+
+        return CoinRunConfig
+
+    def check_settings(self, kwargs: dict[str, Any], extra: tuple[str, ...] = ()) -> None:
+        """Refuse a name in ``kwargs`` that is not a field of the game's config (nor in
+        ``extra``), naming the value and the accepted names."""
+        accepted = sorted({f.name for f in dataclasses.fields(self.config_class())} | set(extra))
         for name in kwargs:
             if name not in accepted:
                 raise ValueError(
                     f"{name}={kwargs[name]!r} is not a {self.name} setting; accepted: "
                     + ", ".join(accepted)
                 )
-        return config_class(**kwargs)
+
+    def config(self, **kwargs: Any):
+        """The game's config dataclass built from ``kwargs`` (an unknown name is refused
+        with the accepted ones)."""
+        self.check_settings(kwargs)
+        return self.config_class()(**kwargs)
 
     def core(self, num_envs: int, config, device):
         """The game's torch core for an evaluation (no autoreset, actions unchecked)."""

@@ -120,6 +120,16 @@ def test_maze_refuses_a_reference_policy_and_bad_arguments():
         evaluate(walker, MAZE_ENV_ID, episodes=2, corner_size=0, **EASY)
     with pytest.raises(ValueError, match="end_terminates=True is not a maze setting"):
         evaluate(walker, MAZE_ENV_ID, episodes=2, end_terminates=True, **EASY)
+    # The procgen backend refuses them the same way, before procgen is started.
+    with pytest.raises(ValueError, match="view_size=9 is not a maze setting; accepted: "):
+        evaluate(walker, PROCGEN_MAZE_ENV_ID, episodes=2, view_size=9)
+    for name, value, words in (
+        ("episodes", 0, "an int >= 1"),
+        ("seed", -1, "an int >= 0"),
+        ("num_envs", 0, "an int >= 1"),
+    ):
+        with pytest.raises(ValueError, match=f"^{name}={value} is invalid; it must be {words}$"):
+            evaluate(walker, MAZE_ENV_ID, **{"episodes": 2, name: value}, **EASY)
 
 
 @pytest.mark.procgen
