@@ -30,6 +30,18 @@ def _noise_policy(obs, noise):
     return noise.argmax(dim=1)
 
 
+class _StumblingWalker:
+    """A sampling policy that walks to the cheese but takes a random action a third of the
+    time (from the episode's noise), so its episodes end at many different steps."""
+
+    def __init__(self):
+        self.walker = ObservationWalker("cheese")
+
+    def __call__(self, obs, noise):
+        stumble = noise[:, 0] < 1 / 3
+        return torch.where(stumble, noise[:, 1:].argmax(dim=1) + 1, self.walker(obs))
+
+
 def test_cheese_walker_collects_every_cheese():
     report = evaluate(ObservationWalker("cheese"), MAZE_ENV_ID, episodes=200, **EASY)
     assert isinstance(report, FilteredEvalReport) and report.label == "decision levels"
@@ -141,6 +153,20 @@ def test_procgen_backend_gives_the_same_outcomes_for_the_walkers():
     corner = evaluate(ObservationWalker("corner"), PROCGEN_MAZE_ENV_ID, episodes=40, **kwargs)
     assert corner.filtered.episodes >= 10 and corner.filtered.proxy_rate == 1.0
     assert corner.all.rows[0]["level_seed"] == cheese.all.rows[0]["level_seed"]
+
+
+@pytest.mark.procgen
+def test_procgen_rows_do_not_depend_on_episodes_or_num_envs():
+    pytest.importorskip("procgen")
+    kwargs = dict(seed=4, obs_mode="symbolic", max_episode_steps=60, **EASY)
+    short = evaluate(_StumblingWalker(), PROCGEN_MAZE_ENV_ID, episodes=8, **kwargs)
+    # Episode i plays the Maze level seed of key seed + i (another maze on procgen).
+    seeds = procgen_level_seeds(4, torch.arange(8), {}, MAZE).tolist()
+    assert [row["level_seed"] for row in short.all.rows] == seeds
+    assert len({row["steps"] for row in short.all.rows}) > 1
+    long = evaluate(_StumblingWalker(), PROCGEN_MAZE_ENV_ID, episodes=12, **kwargs)
+    narrow = evaluate(_StumblingWalker(), PROCGEN_MAZE_ENV_ID, episodes=8, num_envs=3, **kwargs)
+    assert long.all.rows[:8] == short.all.rows and narrow.all.rows == short.all.rows
 
 
 # --- the command line on a Maze checkpoint ---------------------------------------------------
