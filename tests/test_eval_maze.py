@@ -241,3 +241,13 @@ def test_cli_procgen_backend_of_a_maze_checkpoint_is_procgen_maze(
     seeds = [int(line.split(",")[0]) for line in csv_path.read_text().splitlines()[1:]]
     expected = procgen_level_seeds(0, torch.arange(24), {"distribution_mode": "easy"}, MAZE)
     assert seeds == expected.tolist()
+
+
+def test_cli_video_refuses_a_maze_checkpoint_in_one_line(maze_checkpoint, tmp_path, capsys):
+    out = tmp_path / "videos"
+    args = ["video", str(maze_checkpoint), "--episodes", "1", "--device", "cpu"]
+    assert cli.main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("coinrun-mg video: error: ")
+    assert "'coinrun_mg/Maze-v0' (maze)" in err and "coinrun-mg eval" in err
+    assert not out.exists() or not any(out.iterdir())
