@@ -618,7 +618,7 @@ def procgen_level_seeds(
     seed: int, episodes: torch.Tensor, env_kwargs: dict, game: Game = COINRUN
 ) -> np.ndarray:
     """The procgen level seed of each episode index in ``episodes``: the level seed the
-    native env gives the episode's key ``seed + i`` (within ``num_levels`` /
+    native env of ``game`` gives the episode's key ``seed + i`` (within ``num_levels`` /
     ``start_level`` of ``env_kwargs``), a different level on the procgen backend."""
     from coinrun_mg.envs import level_seeds_for
 
@@ -661,7 +661,8 @@ def run_episodes(
     watch: Callable[..., None] | None = None,
 ) -> EvalReport:
     """Play the first episodes of keys ``seed .. seed + episodes - 1`` on the native env
-    (``config``: a :class:`~coinrun_mg.envs.CoinRunConfig`, used as given) and
+    (``config``: a :class:`~coinrun_mg.envs.CoinRunConfig` or a
+    :class:`~coinrun_mg.envs.maze.MazeConfig`, which picks the game; used as given) and
     report them: the test run of :func:`evaluate`, with its per-episode action noise and
     its seeded global torch RNG.  ``policy`` must be a callable (see
     :func:`resolve_policy`); ``num_envs`` slots step together (default
