@@ -153,6 +153,12 @@ def test_procgen_backend_gives_the_same_outcomes_for_the_walkers():
     corner = evaluate(ObservationWalker("corner"), PROCGEN_MAZE_ENV_ID, episodes=40, **kwargs)
     assert corner.filtered.episodes >= 10 and corner.filtered.proxy_rate == 1.0
     assert corner.all.rows[0]["level_seed"] == cheese.all.rows[0]["level_seed"]
+    # ProcgenMaze-v0's decision_level flag, checked by play: off decision levels one
+    # target lies on the way to the other, so one of the walkers reaches the other first.
+    for to_cheese, to_corner in zip(cheese.all.rows, corner.all.rows):
+        assert to_cheese["level_seed"] == to_corner["level_seed"]
+        parted = to_cheese["outcome"] == "goal" and to_corner["outcome"] == "proxy"
+        assert parted == to_cheese["decision_level"]
 
 
 @pytest.mark.procgen
