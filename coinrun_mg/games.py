@@ -74,13 +74,22 @@ class Game:
 
     def core(self, num_envs: int, config, device):
         """The game's torch core for an evaluation (no autoreset, actions unchecked)."""
+        from coinrun_mg.envs import resolve_device
+        from coinrun_mg.envs.coinrun.memory import check_num_envs, observation_bytes
+
         options = {"device": device, "autoreset": "disabled", "check_actions": False}
         if self.name == "maze":
-            from coinrun_mg.envs.maze import MazeCore
+            from coinrun_mg.envs.maze import SYMBOLIC_CHANNELS, MazeCore
 
+            if config.obs_mode == "symbolic":
+                obs_bytes = config.world_dim**2 * SYMBOLIC_CHANNELS
+            else:
+                obs_bytes = observation_bytes("pixels")
+            # Refuse before allocating, on CoinRun's per-level estimate (a Maze level is
+            # smaller): it only catches a num_envs far beyond the device's memory.
+            check_num_envs(num_envs, obs_bytes, resolve_device(device))
             return MazeCore(num_envs, config, **options)
-        from coinrun_mg.envs import CoinRunCore, resolve_device
-        from coinrun_mg.envs.coinrun.memory import check_num_envs, observation_bytes
+        from coinrun_mg.envs import CoinRunCore
 
         obs_bytes = observation_bytes(config.obs_mode, config.view_size)
         check_num_envs(num_envs, obs_bytes, resolve_device(device))  # refuse before allocating
