@@ -104,6 +104,8 @@ from coinrun_mg.files import atomic_write, atomic_write_text
 from coinrun_mg.games import COINRUN, MAZE, Game, game_of_config, game_of_env
 
 GOAL, PROXY, DIED, TIMEOUT = "goal", "proxy", "died", "timeout"
+#: The label of CoinRun's filter (:attr:`FilteredEvalReport.label`).
+GOOD_LEVELS = COINRUN.filter_label
 OUTCOMES = (GOAL, PROXY, DIED, TIMEOUT)
 
 #: Per-episode row columns of CoinRun, in CSV order (Maze's: ``MAZE_COLUMNS``).
@@ -283,21 +285,26 @@ class EvalReport:
 
 @dataclass
 class FilteredEvalReport:
-    """An evaluation with the good-levels filter: ``all`` (every episode) and
-    ``filtered`` (good levels only); ``good_levels`` flags each episode of ``all``."""
+    """An evaluation with a level filter: ``all`` (every episode) and ``filtered`` (the
+    kept levels only); ``good_levels`` flags each episode of ``all`` as kept.  ``label``
+    names the filter: CoinRun's "good levels", Maze's "decision levels"."""
 
     all: EvalReport
     filtered: EvalReport
     good_levels: list[bool]
-    label: str = "good levels"  # what the filter keeps (Maze: "decision levels")
+    label: str = GOOD_LEVELS
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """``all``, ``filtered``, ``good_levels`` (the count kept) and, for a filter other
+        than the good levels, ``filter`` (its label); CoinRun's summary keeps its shape."""
+        out = {
             "all": self.all.to_dict(),
             "filtered": self.filtered.to_dict(),
             "good_levels": sum(self.good_levels),
-            "filter": self.label,
         }
+        if self.label != GOOD_LEVELS:
+            out["filter"] = self.label
+        return out
 
     def write_csv(self, path: str | os.PathLike) -> None:
         self.all.write_csv(path)  # rows carry a good_level column

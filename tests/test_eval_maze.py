@@ -93,6 +93,17 @@ def test_rows_intervals_and_csv(tmp_path):
     assert summary["good_levels"] == report.filtered.episodes
 
 
+def test_only_the_maze_summary_names_its_filter():
+    def right(obs):
+        return torch.full((obs.shape[0],), 7, dtype=torch.int64)
+
+    coinrun = evaluate(right, episodes=4, device="cpu", good_levels=[])
+    assert coinrun.label == "good levels"
+    assert set(coinrun.to_dict()) == {"all", "filtered", "good_levels"}  # as before Maze
+    maze = evaluate(right, MAZE_ENV_ID, episodes=4, **EASY)
+    assert set(maze.to_dict()) == {"all", "filtered", "good_levels", "filter"}
+
+
 def test_rows_do_not_depend_on_episodes_or_num_envs():
     # 100-step episodes keep the random walks short; they still end at many different
     # steps, so the slots restart in different orders in the two runs.
