@@ -18,13 +18,15 @@ Success is the event within the 500-step timeout: the cheese (``cheese_collected
 corner region (``reached_corner``).  Episodes are counted from the moment they start and
 all of them are waited for, so short episodes are not over-represented; each run is its
 own sample of levels (the same procgen sequences, but which episodes start first depends
-on the policy).  Another env
-with the same infos (``maze_dim``, ``cheese_x``, ``cheese_y``, ``cheese_collected``,
-``reached_corner``) is compared side by side by adding its open-cell grid accessor to
-``GRID_ACCESS``.  Prints markdown tables and writes JSON (with machine details) to ``--out``.
+on the policy).  Another env with the same infos (``maze_dim``, ``cheese_x``,
+``cheese_y``, ``cheese_collected``, ``reached_corner``) is compared side by side by adding
+its level accessor to ``LEVEL_ACCESS``; the native ``coinrun_mg/Maze-v0`` is there already.
+Prints markdown tables and writes JSON (with machine details) to ``--out``.
 
     python benchmarks/maze_procgen_stats.py                 # 1000 levels per mode
     python benchmarks/maze_procgen_stats.py --levels 200
+    python benchmarks/maze_procgen_stats.py --env-id coinrun_mg/ProcgenMaze-v0 \\
+        --env-id coinrun_mg/Maze-v0                         # both backends side by side
 """
 
 from __future__ import annotations
@@ -56,12 +58,24 @@ TIMEOUT = 500
 MOVES = ((-1, 0, 0), (1, 0, 6), (0, -1, 3), (0, 1, 5))
 
 
-def _procgen_grid(venv, i: int) -> np.ndarray:
-    return venv.unwrapped.core.open_cells(i)
+NATIVE_ID = "coinrun_mg/Maze-v0"
 
 
-# env id -> (vector env, index) -> the current level's open cells, bool [x, y], y up.
-GRID_ACCESS = {PROCGEN_ID: _procgen_grid}
+def _procgen_level(venv, info, i: int):
+    cheese = (int(info["cheese_x"][i]), int(info["cheese_y"][i]))
+    return int(info["maze_dim"][i]), venv.unwrapped.core.open_cells(i), cheese
+
+
+def _native_level(venv, info, i: int):
+    s = venv.unwrapped.core.state  # world cells; the maze starts at the margin
+    m, n = int(s.margin[i]), int(s.maze_dim[i])
+    grid = (~s.wall[i, m : m + n, m : m + n]).cpu().numpy()
+    return n, grid, (int(s.cheese_x[i]) - m, int(s.cheese_y[i]) - m)
+
+
+# env id -> (vector env, infos, index) -> the current level's maze_dim, open cells (bool
+# [x, y], y up, maze coordinates) and cheese cell.
+LEVEL_ACCESS = {PROCGEN_ID: _procgen_level, NATIVE_ID: _native_level}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -80,9 +94,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.env_id = args.env_id or [PROCGEN_ID]
     if min(args.levels, args.envs, args.corner_size) < 1:
         p.error("--levels, --envs and --corner-size must be >= 1")
-    unknown = [e for e in args.env_id if e not in GRID_ACCESS]
+    unknown = [e for e in args.env_id if e not in LEVEL_ACCESS]
     if unknown:
-        p.error(f"no grid accessor for {unknown}; add one to GRID_ACCESS")
+        p.error(f"no grid accessor for {unknown}; add one to LEVEL_ACCESS")
     return args
 
 
@@ -125,7 +139,7 @@ def play(env_id: str, mode: str, target: str, levels: int, envs: int, seed: int,
     """Rows of the first ``levels`` episodes to start, walked to ``target`` ("cheese" or
     "corner") along the shortest path."""
     venv = gym.make_vec(env_id, num_envs=envs, distribution_mode=mode, **kwargs)
-    grid_of = GRID_ACCESS[env_id]
+    level_of = LEVEL_ACCESS[env_id]
     _, info = venv.reset(seed=seed)
     plans: list[list[int]] = [[] for _ in range(envs)]
     rows: list[dict | None] = [None] * envs  # the recorded episode of each env
@@ -139,9 +153,7 @@ def play(env_id: str, mode: str, target: str, levels: int, envs: int, seed: int,
         if started >= levels:
             return
         started += 1
-        n = int(info["maze_dim"][i])
-        grid = grid_of(venv, i)
-        cheese = (int(info["cheese_x"][i]), int(info["cheese_y"][i]))
+        n, grid, cheese = level_of(venv, info, i)
         to_cheese, _ = bfs_path(grid, (0, 0), cheese)
         to_corner, corner_cells = bfs_path(grid, (0, 0), (n - 1, n - 1))
         plans[i] = to_cheese if target == "cheese" else to_corner

@@ -957,6 +957,18 @@ def _add_levels_arguments(parser: argparse.ArgumentParser) -> None:
         help="level seeds: a range, a list or both, e.g. 0-15, 3,7,9 or 0-3,10 (default 0-15)",
     )
     _add_level_kwargs(parser, rand_fraction=0.0)
+    parser.add_argument(
+        "--env",
+        choices=("coinrun", "maze"),
+        default="coinrun",
+        help="the game's levels: coinrun or maze (default coinrun)",
+    )
+    parser.add_argument(
+        "--corner-size",
+        type=int,
+        default=1,
+        help="maze: the top-right region holding an unmoved cheese (default 1)",
+    )
     parser.add_argument("--columns", type=int, default=4, help="levels per row (default 4)")
     parser.add_argument("--tile-px", type=int, default=8, help="pixels per tile (default 8)")
     parser.add_argument("--no-labels", action="store_true", help="no start/coin/end labels")
@@ -967,16 +979,24 @@ def _run_levels(args: argparse.Namespace) -> int:
     from coinrun_mg.pictures import save_level_grid
 
     try:
-        path = save_level_grid(
-            args.out,
-            args.seeds,
+        common = dict(
             columns=args.columns,
             tile_px=args.tile_px,
-            labels=not args.no_labels,
             rand_fraction=args.rand_fraction,
             distribution_mode=args.distribution_mode,
-            coin_placement=args.coin_placement,
         )
+        if args.env == "maze":
+            path = save_level_grid(
+                args.out, args.seeds, game="maze", corner_size=args.corner_size, **common
+            )
+        else:
+            path = save_level_grid(
+                args.out,
+                args.seeds,
+                labels=not args.no_labels,
+                coin_placement=args.coin_placement,
+                **common,
+            )
     except ValueError as exc:
         print(f"coinrun-mg levels: error: {exc}", file=sys.stderr)
         return 2

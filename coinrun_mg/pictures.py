@@ -347,16 +347,32 @@ def level_grid(
     largest level.
     """
     seeds = [int(s) for s in level_seeds]
-    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
-        raise ValueError(f"columns={columns!r} is invalid; it must be an int >= 1")
+    _check_columns(columns)
     state = level_states(seeds, rand_fraction, distribution_mode, **config)
     pictures = [draw_level(state, i, tile_px, labels=labels) for i in range(len(seeds))]
-    columns = min(columns, len(seeds))
-    caption_size = max(12, round(1.6 * tile_px))
     captions = [
         f"level {seed}" + ("  \u00b7  coin moved" if bool(moved) else "")
         for seed, moved in zip(seeds, state.coin_randomized.tolist())
     ]
+    return _sheet(pictures, captions, columns, tile_px, legend=True)
+
+
+def _check_columns(columns: object) -> None:
+    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
+        raise ValueError(f"columns={columns!r} is invalid; it must be an int >= 1")
+
+
+def _sheet(
+    pictures: Sequence[Image.Image],
+    captions: Sequence[str],
+    columns: int,
+    tile_px: int,
+    legend: bool,
+) -> Image.Image:
+    """Pictures side by side, ``columns`` per row, each captioned (bottom-aligned), over
+    CoinRun's legend when ``legend``."""
+    columns = min(columns, len(pictures))
+    caption_size = max(12, round(1.6 * tile_px))
     cell_w = max(max(p.width for p in pictures), *(text_width(c, caption_size) for c in captions))
     cell_w = int(np.ceil(cell_w))
     # Each row of the grid is as tall as its tallest level.
@@ -369,8 +385,8 @@ def level_grid(
     width = columns * cell_w + (columns + 1) * pad
     tops = np.cumsum([pad] + [caption_h + h + pad for h in row_h]).tolist()
     body_h = tops[-1]
-    legend = _legend(width, tile_px, render.AGENT_COLOURS[0].tolist())
-    sheet = Image.new("RGB", (width, body_h + legend.height), CAPTION_BG)
+    key = _legend(width, tile_px, render.AGENT_COLOURS[0].tolist()) if legend else None
+    sheet = Image.new("RGB", (width, body_h + (key.height if key else 0)), CAPTION_BG)
     draw = ImageDraw.Draw(sheet)
     for i, (caption, picture) in enumerate(zip(captions, pictures)):
         row, col = divmod(i, columns)
@@ -379,14 +395,80 @@ def level_grid(
         text(draw, (x, y + caption_h / 2), caption, caption_size, anchor="lm")
         # Bottom-aligned, so floors line up along a row.
         sheet.paste(picture, (x, y + caption_h + row_h[row] - picture.height))
-    sheet.paste(legend, (0, body_h))
+    if key is not None:
+        sheet.paste(key, (0, body_h))
     return sheet
 
 
-def save_level_grid(path: str | os.PathLike, level_seeds: Iterable[int], **kwargs) -> Path:
-    """:func:`level_grid` written to ``path`` (the format from its suffix, e.g. ``.png``)."""
+# --- Maze levels ------------------------------------------------------------------------------
+
+MAZE_COLOURS = {
+    "wall": (40, 40, 60),
+    "open": (225, 225, 215),
+    "corner": (240, 190, 190),  # open cells of the corner region
+    "cheese": (250, 200, 30),
+    "start": (60, 110, 220),
+}
+
+
+def draw_maze_level(state, index: int, tile_px: int) -> Image.Image:
+    """One Maze level (a ``MazeState`` row) from above: walls, open cells, the corner
+    region tinted, the cheese and the start, ``tile_px`` pixels per cell, y up."""
+    d = state.world_dim
+    x = torch.arange(d)[:, None]
+    y = torch.arange(d)[None, :]
+    lo = int(state.corner_lo[index])
+    colour = np.zeros((d, d, 3), dtype=np.uint8)  # [x, y]
+    wall = state.wall[index].cpu()
+    colour[...] = MAZE_COLOURS["open"]
+    colour[((x >= lo) & (y >= lo) & ~wall).numpy()] = MAZE_COLOURS["corner"]
+    colour[wall.numpy()] = MAZE_COLOURS["wall"]
+    colour[int(state.cheese_x[index]), int(state.cheese_y[index])] = MAZE_COLOURS["cheese"]
+    colour[int(state.agent_x[index]), int(state.agent_y[index])] = MAZE_COLOURS["start"]
+    rows = colour.transpose(1, 0, 2)[::-1]  # row 0 at the top
+    image = Image.fromarray(np.ascontiguousarray(rows), "RGB")
+    return image.resize((d * tile_px, d * tile_px), Image.NEAREST)
+
+
+def maze_level_grid(
+    level_seeds: Iterable[int],
+    columns: int = 4,
+    tile_px: int = 8,
+    *,
+    rand_fraction: float = 0.0,
+    distribution_mode: str = "hard",
+    corner_size: int = 1,
+) -> Image.Image:
+    """Maze levels side by side (cheese yellow, start blue, the corner region pink),
+    captioned with the level seed, whether the cheese was moved and whether it is a
+    decision level."""
+    from coinrun_mg.envs.maze import MazeConfig
+    from coinrun_mg.envs.maze import start_states as maze_start_states
+
+    seeds = [int(s) for s in level_seeds]
+    _check_columns(columns)
+    config = MazeConfig(
+        distribution_mode=distribution_mode, rand_fraction=rand_fraction, corner_size=corner_size
+    )
+    state = maze_start_states(torch.tensor(seeds, dtype=torch.int64), config)
+    pictures = [draw_maze_level(state, i, tile_px) for i in range(len(seeds))]
+    captions = []
+    for seed, moved, decision in zip(
+        seeds, state.cheese_moved.tolist(), state.decision_level.tolist()
+    ):
+        words = [f"level {seed}"] + ["cheese moved"] * moved + ["decision level"] * decision
+        captions.append("  \u00b7  ".join(words))
+    return _sheet(pictures, captions, columns, tile_px, legend=False)
+
+
+def save_level_grid(
+    path: str | os.PathLike, level_seeds: Iterable[int], game: str = "coinrun", **kwargs
+) -> Path:
+    """:func:`level_grid` (or :func:`maze_level_grid` for ``game="maze"``) written to
+    ``path`` (the format from its suffix, e.g. ``.png``)."""
     path = Path(path)
-    image = level_grid(level_seeds, **kwargs)
+    draw = maze_level_grid if game == "maze" else level_grid
+    image = draw(level_seeds, **kwargs)
     if path.parent != Path(""):
         path.parent.mkdir(parents=True, exist_ok=True)
     try:

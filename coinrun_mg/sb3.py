@@ -72,9 +72,11 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from coinrun_mg import COINRUN_ENV_ID, PROCGEN_COINRUN_ENV_ID
+from coinrun_mg import COINRUN_ENV_ID, MAZE_ENV_ID, PROCGEN_COINRUN_ENV_ID, PROCGEN_MAZE_ENV_ID
 from coinrun_mg.envs.coinrun.core import INFO_KEYS, CoinRunCore
 from coinrun_mg.envs.coinrun.observation import SYMBOLIC_CHANNELS
+from coinrun_mg.envs.maze.core import INFO_KEYS as MAZE_INFO_KEYS
+from coinrun_mg.envs.maze.core import MazeCore
 from coinrun_mg.eval import GOAL_PROXY_KEYS, goal_proxy_rates
 
 try:
@@ -103,7 +105,9 @@ __all__ = [
 ]
 
 #: The environment ids :func:`make_vec_env` accepts.
-ENV_IDS = (COINRUN_ENV_ID, PROCGEN_COINRUN_ENV_ID)
+ENV_IDS = (COINRUN_ENV_ID, PROCGEN_COINRUN_ENV_ID, MAZE_ENV_ID, PROCGEN_MAZE_ENV_ID)
+# procgen takes one seed for all its environments.
+_PROCGEN_IDS = (PROCGEN_COINRUN_ENV_ID, PROCGEN_MAZE_ENV_ID)
 #: Default first seed key of the callback's evaluations (the sweep's hook uses the same),
 #: far from the small keys training runs usually start from.
 EVAL_SEED = 1_000_000
@@ -131,7 +135,8 @@ def make_vec_env(
     """``num_envs`` CoinRun environments as one Stable-Baselines3 ``VecEnv``.
 
     ``env_id``: ``"coinrun_mg/CoinRun-v0"`` (native, batched torch) or
-    ``"coinrun_mg/ProcgenCoinRun-v0"`` (stock procgen, pixels by default).  ``seed``: when given,
+    ``"coinrun_mg/ProcgenCoinRun-v0"`` (stock procgen, pixels by default), or the Maze's
+    ``"coinrun_mg/Maze-v0"`` and ``"coinrun_mg/ProcgenMaze-v0"``.  ``seed``: when given,
     the first ``reset()`` starts environment ``i`` with seed key ``seed + i`` (see
     :meth:`CoinRunSB3VecEnv.seed`).  ``env_kwargs`` are the environment's keyword
     arguments (``obs_mode``, ``rand_fraction``, ``distribution_mode``, ``render_mode``,
@@ -148,6 +153,15 @@ def make_vec_env(
         from coinrun_mg.envs.coinrun.procgen_env import ProcgenCoinRunVectorEnv
 
         venv = ProcgenCoinRunVectorEnv(num_envs=num_envs, **env_kwargs)
+    elif env_id == MAZE_ENV_ID:
+        from coinrun_mg.envs.maze.gym_env import MazeVectorEnv
+
+        env_kwargs.setdefault("device", "cpu")
+        venv = MazeVectorEnv(num_envs=num_envs, **env_kwargs)
+    elif env_id == PROCGEN_MAZE_ENV_ID:
+        from coinrun_mg.envs.maze.procgen_env import ProcgenMazeVectorEnv
+
+        venv = ProcgenMazeVectorEnv(num_envs=num_envs, **env_kwargs)
     else:
         raise ValueError(f"env_id={env_id!r} is invalid; accepted values are {ENV_IDS}")
     sb3_env = CoinRunSB3VecEnv(venv, env_id)
@@ -174,6 +188,9 @@ class CoinRunSB3VecEnv(VecEnv):
         self.venv = venv
         self.env_id = env_id
         self.config = venv.config
+        self._info_keys = (
+            MAZE_INFO_KEYS if env_id in (MAZE_ENV_ID, PROCGEN_MAZE_ENV_ID) else INFO_KEYS
+        )
         # VecEnv.__init__ reads render_mode through get_attr, so it must exist first.
         self.render_mode = venv.render_mode
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
@@ -193,6 +210,8 @@ class CoinRunSB3VecEnv(VecEnv):
     def env_kwargs(self) -> dict[str, Any]:
         """The environment arguments (``CoinRunConfig`` fields) this env was made with."""
         kwargs = self.config.to_dict()
+        if "coin_region" not in kwargs:  # the Maze
+            return kwargs
         kwargs["coin_region"] = tuple(kwargs["coin_region"])
         if self.config.obs_mode != "symbolic":
             del kwargs["view_size"]  # sizes symbolic views only; procgen refuses it
@@ -208,7 +227,7 @@ class CoinRunSB3VecEnv(VecEnv):
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0]) % (_MAX_SEED - self.num_envs)
         seed = _check_int("seed", seed, 0)
-        if self.env_id == PROCGEN_COINRUN_ENV_ID and seed >= _MAX_SEED:
+        if self.env_id in _PROCGEN_IDS and seed >= _MAX_SEED:
             raise ValueError(
                 f"seed={seed!r} is invalid for the procgen backend; procgen's rand_seed must "
                 f"be an int in [0, {_MAX_SEED})"
@@ -219,10 +238,10 @@ class CoinRunSB3VecEnv(VecEnv):
     def reset(self) -> np.ndarray:
         """Start every environment (with the seeds of :meth:`seed` if one is pending)."""
         seeds = None if all(s is None for s in self._seeds) else [int(s) for s in self._seeds]
-        if seeds is not None and self.env_id == PROCGEN_COINRUN_ENV_ID:
+        if seeds is not None and self.env_id in _PROCGEN_IDS:
             seeds = seeds[0]  # procgen derives every environment from one seed
         obs, info = self.venv.reset(seed=seeds)  # reset options: the envs take none
-        self.reset_infos = self._info_dicts(info)
+        self.reset_infos = self._info_dicts(info, self._info_keys)
         self._returns[:] = 0.0
         self._lengths[:] = 0
         self._reset_seeds()
@@ -239,7 +258,7 @@ class CoinRunSB3VecEnv(VecEnv):
         actions, self._actions = self._actions, None
         obs, reward, terminated, truncated, info = self.venv.step(actions)
         done = np.logical_or(terminated, truncated)
-        infos = self._info_dicts(info)
+        infos = self._info_dicts(info, self._info_keys)
         self._returns += reward
         self._lengths += 1
         time_limit = truncated & ~terminated
@@ -271,7 +290,7 @@ class CoinRunSB3VecEnv(VecEnv):
         is an ordinary one.
         """
         core = self.venv.core
-        if isinstance(core, CoinRunCore):
+        if isinstance(core, (CoinRunCore, MazeCore)):
             core.start_next_episodes(torch.from_numpy(done).to(core.device))
             index = torch.from_numpy(np.flatnonzero(done)).to(core.device)
             obs[done] = core.observe(index).cpu().numpy()  # render only the new episodes
@@ -280,10 +299,11 @@ class CoinRunSB3VecEnv(VecEnv):
         return new_obs.copy()  # procgen's buffer: the next step may reuse it
 
     @staticmethod
-    def _info_dicts(info: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    def _info_dicts(info: dict[str, np.ndarray], keys=INFO_KEYS) -> list[dict[str, Any]]:
         """Gymnasium's dict of arrays as SB3's list of per-env dicts (Python scalars)."""
-        columns = [np.asarray(info[key]).tolist() for key in INFO_KEYS]
-        return [dict(zip(INFO_KEYS, row)) for row in zip(*columns)]
+        keys = [key for key in keys if key in info]
+        columns = [np.asarray(info[key]).tolist() for key in keys]
+        return [dict(zip(keys, row)) for row in zip(*columns)]
 
     def close(self) -> None:
         self.venv.close()

@@ -100,3 +100,18 @@ def test_step_profile_times_the_parts_inside_steps(tmp_path):
     assert parts["observe"]["median"] < parts["step"]["median"]
     # The timing wrappers are gone afterwards.
     assert render._crop_padded is crop and render._cell_bytes_in_pairs is cells
+
+
+@pytest.mark.skipif(not procgen_available, reason="needs procgen")
+def test_maze_stats_compare_procgen_and_native_side_by_side(tmp_path, capsys):
+    import maze_procgen_stats
+
+    out = tmp_path / "m.json"
+    args = ["--levels", "6", "--envs", "3", "--out", str(out)]
+    args += ["--env-id", "coinrun_mg/ProcgenMaze-v0", "--env-id", "coinrun_mg/Maze-v0"]
+    assert maze_procgen_stats.main(args) == 0
+    stats = json.loads(out.read_text())["stats"]
+    assert set(stats) == {
+        f"{b} {m}" for b in ("ProcgenMaze-v0", "Maze-v0") for m in ("easy", "hard")
+    }
+    assert "| statistic | ProcgenMaze-v0 easy" in capsys.readouterr().out

@@ -505,3 +505,25 @@ def test_procgen_end_terminates_needs_one_more_step():
     assert rewards[i] == 0.0 and not dones[i]
     assert infos[i]["level_seed"] != old_level and not infos[i]["reached_end"]
     venv.close()
+
+
+# --- the Maze -------------------------------------------------------------------------------
+
+
+def test_maze_through_sb3_check_env_ppo_and_evaluation():
+    env = gymnasium.make("coinrun_mg/Maze-v0", distribution_mode="easy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 15x15 is below NatureCNN's resolution
+        check_env(env.unwrapped)
+    venv = make_vec_env("coinrun_mg/Maze-v0", num_envs=8, seed=0, distribution_mode="easy")
+    assert venv.env_kwargs["corner_size"] == 1 and "coin_region" not in venv.env_kwargs
+    model = PPO("MlpPolicy", venv, n_steps=32, batch_size=64, n_epochs=1, seed=3, device="cpu")
+    model.learn(256)
+    obs = venv.reset()
+    assert set(venv.reset_infos[0]) >= {"cheese_collected", "reached_corner", "cheese_moved"}
+    _, _, dones, infos = venv.step(np.zeros(8, dtype=np.int64))
+    assert "decision_level" in infos[0] and not dones.any()
+    report = evaluate(SB3Policy(model), "coinrun_mg/Maze-v0", episodes=8, device="cpu",
+                      **venv.env_kwargs)  # fmt: skip
+    assert report.label == "decision levels" and report.all.episodes == 8
+    assert obs.shape == (8, 15, 15, 3)
