@@ -534,6 +534,19 @@ class _Recorder:
         self.open.clear()
 
 
+def _refuse_other_games(trained_env_id: str | None) -> None:
+    """Videos draw CoinRun's state: refuse a policy of another game of the family."""
+    from coinrun_mg.games import COINRUN, game_of_env
+
+    game = game_of_env(trained_env_id) if trained_env_id else None
+    if game is not None and game is not COINRUN:
+        raise ValueError(
+            f"the policy was trained on env_id={trained_env_id!r} ({game.name}); videos are "
+            f"drawn from CoinRun's native state only, so a {game.name} policy cannot be "
+            "recorded (evaluate it with coinrun-mg eval)"
+        )
+
+
 def record_videos(
     policy: Callable[[torch.Tensor], torch.Tensor] | str | os.PathLike,
     out_dir: str | os.PathLike = "videos",
@@ -592,6 +605,7 @@ def record_videos(
     dev = resolve_device(device)
 
     policy, trained_kwargs, trained_env_id = resolve_policy(policy, dev)
+    _refuse_other_games(trained_env_id)
     if env_id in ("native", COINRUN_ENV_ID):
         pass
     elif env_id is None:
