@@ -337,6 +337,12 @@ Wilson 95% intervals.  The environment takes the checkpoint's training kwargs
 (observations, difficulty), then the test configuration: --rand-fraction (default 1.0)
 and end_terminates=True.
 
+A Maze checkpoint (trained with --game maze) is evaluated on the Maze: goal is the
+cheese, proxy entering the top-right corner region (corner_terminates=True), nothing
+dies; the report also gives the rates on the decision levels (where the paths to the
+cheese and to the corner part), which need no --reference.  --backend picks the
+checkpoint's game's backend (Maze-v0 or ProcgenMaze-v0).
+
 Episode i uses seed key --seed + i for its level and for the noise the policy samples
 its actions with, on either backend: its row (level, steps, outcome, and the good-level
 flag of --reference) is the same whatever --episodes and --num-envs, e.g. the first 100
@@ -360,14 +366,18 @@ examples:
 def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint file or run directory")
     parser.add_argument(
-        "--rand-fraction", type=float, default=1.0, help="fraction of moved coins (default 1.0)"
+        "--rand-fraction",
+        type=float,
+        default=1.0,
+        help="fraction of moved coins, or cheeses on the Maze (default 1.0)",
     )
     parser.add_argument("--episodes", type=int, default=1000, help="episodes (default 1000)")
     parser.add_argument(
         "--backend",
         choices=("native", "procgen"),
         default=None,
-        help="environment backend (default: the one the checkpoint was trained on)",
+        help="environment backend of the checkpoint's game (default: the one the checkpoint "
+        "was trained on)",
     )
     parser.add_argument("--seed", type=int, default=0, help="first seed key (default 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
@@ -382,7 +392,7 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="CHECKPOINT",
         help="reference agent (e.g. trained with rand_fraction 0) for the good-levels filter "
-        "(native backend only)",
+        "(CoinRun's native backend only; the Maze filters its decision levels without one)",
     )
     parser.add_argument("--csv", default=None, metavar="PATH", help="write per-episode rows")
     parser.add_argument("--json", default=None, metavar="PATH", help="write the summary")
@@ -397,20 +407,19 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from coinrun_mg.eval import evaluate, write_json
+    from coinrun_mg.eval import evaluate, resolve_policy, write_json
+    from coinrun_mg.games import backend_env_id
 
-    env_id = {
-        None: None,
-        "native": coinrun_mg.COINRUN_ENV_ID,
-        "procgen": coinrun_mg.PROCGEN_COINRUN_ENV_ID,
-    }[args.backend]
     if args.torch_threads > 0:
         import torch
 
         torch.set_num_threads(args.torch_threads)
     try:
+        # --backend names a backend of the checkpoint's own game (CoinRun or Maze).
+        policy, _, trained_env_id = resolve_policy(args.checkpoint, args.device)
+        env_id = None if args.backend is None else backend_env_id(args.backend, trained_env_id)
         report = evaluate(
-            args.checkpoint,
+            policy,
             env_id=env_id,
             episodes=args.episodes,
             seed=args.seed,
@@ -867,7 +876,10 @@ def _add_video_arguments(parser: argparse.ArgumentParser) -> None:
         "--episodes", type=int, default=4, help="episodes, one video each (default 4)"
     )
     parser.add_argument(
-        "--rand-fraction", type=float, default=1.0, help="fraction of moved coins (default 1.0)"
+        "--rand-fraction",
+        type=float,
+        default=1.0,
+        help="fraction of moved coins, or cheeses on the Maze (default 1.0)",
     )
     parser.add_argument(
         "--out", default="videos", metavar="DIR", help="output directory (default videos)"

@@ -1,11 +1,25 @@
 """Goal-versus-proxy evaluation of the family's policies (the paper's test protocol).
 
 Written below for CoinRun; Maze (``coinrun_mg/Maze-v0`` and ``ProcgenMaze-v0``) runs the
-same way with its own names (``coinrun_mg/games.py``): the cheese is the goal, entering
-the top-right corner region the proxy, ``corner_terminates`` ends the episode there, nothing
-dies, and the filtered sub-report keeps the *decision levels* (``envs/maze/paths.py``),
-which need no reference policy, so a Maze evaluation always returns a
-:class:`FilteredEvalReport`.
+same way with its own names (``coinrun_mg/games.py`` reads each game's events through its
+``EventKeys``, ``envs/events.py``):
+
+* the test configuration is every cheese moved (``rand_fraction=1.0``) and
+  ``corner_terminates=True`` (entering the top-right corner region ends the episode while
+  the cheese lies outside it);
+* ``goal`` is the cheese first (the cheese reached in the step that enters the corner
+  region counts as the goal), ``proxy`` the corner region entered first (the sticky
+  ``reached_corner``), ``timeout`` the step limit; nothing dies, so ``died`` stays 0;
+* Maze-v0 runs on its torch core with the same slot restarts and per-episode noise as
+  CoinRun's, ProcgenMaze-v0 on the Maze level seed of each episode's key;
+* the filter keeps the *decision levels* (``envs/maze/paths.py``: the paths from the start
+  to the cheese and to the corner part before either ends), which need no reference
+  policy, so a Maze evaluation always returns a :class:`FilteredEvalReport` labelled
+  "decision levels" (``good_levels=`` replaces that filter by a list of level seeds);
+* rows carry Maze's columns (:data:`MAZE_COLUMNS`: ``cheese_moved``, ``cheese_collected``,
+  ``reached_corner``, ``cheese_x``, ``cheese_y``, ``decision_level``), then
+  ``good_level``; ``cheese_x`` / ``cheese_y`` are world cells on Maze-v0 and maze cells
+  (the start at (0, 0)) on ProcgenMaze-v0, as the two backends' infos give them.
 
 ``evaluate(policy, episodes=1000)`` plays the *first* episode of ``episodes`` fresh
 environments in the test configuration (by default every coin moved,
@@ -90,6 +104,8 @@ from coinrun_mg.files import atomic_write, atomic_write_text
 from coinrun_mg.games import COINRUN, MAZE, Game, game_of_config, game_of_env
 
 GOAL, PROXY, DIED, TIMEOUT = "goal", "proxy", "died", "timeout"
+#: The label of CoinRun's filter (:attr:`FilteredEvalReport.label`).
+GOOD_LEVELS = COINRUN.filter_label
 OUTCOMES = (GOAL, PROXY, DIED, TIMEOUT)
 
 #: Per-episode row columns of CoinRun, in CSV order (Maze's: ``MAZE_COLUMNS``).
@@ -269,21 +285,26 @@ class EvalReport:
 
 @dataclass
 class FilteredEvalReport:
-    """An evaluation with the good-levels filter: ``all`` (every episode) and
-    ``filtered`` (good levels only); ``good_levels`` flags each episode of ``all``."""
+    """An evaluation with a level filter: ``all`` (every episode) and ``filtered`` (the
+    kept levels only); ``good_levels`` flags each episode of ``all`` as kept.  ``label``
+    names the filter: CoinRun's "good levels", Maze's "decision levels"."""
 
     all: EvalReport
     filtered: EvalReport
     good_levels: list[bool]
-    label: str = "good levels"  # what the filter keeps (Maze: "decision levels")
+    label: str = GOOD_LEVELS
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """``all``, ``filtered``, ``good_levels`` (the count kept) and, for a filter other
+        than the good levels, ``filter`` (its label); CoinRun's summary keeps its shape."""
+        out = {
             "all": self.all.to_dict(),
             "filtered": self.filtered.to_dict(),
             "good_levels": sum(self.good_levels),
-            "filter": self.label,
         }
+        if self.label != GOOD_LEVELS:
+            out["filter"] = self.label
+        return out
 
     def write_csv(self, path: str | os.PathLike) -> None:
         self.all.write_csv(path)  # rows carry a good_level column
@@ -604,7 +625,7 @@ def procgen_level_seeds(
     seed: int, episodes: torch.Tensor, env_kwargs: dict, game: Game = COINRUN
 ) -> np.ndarray:
     """The procgen level seed of each episode index in ``episodes``: the level seed the
-    native env gives the episode's key ``seed + i`` (within ``num_levels`` /
+    native env of ``game`` gives the episode's key ``seed + i`` (within ``num_levels`` /
     ``start_level`` of ``env_kwargs``), a different level on the procgen backend."""
     from coinrun_mg.envs import level_seeds_for
 
@@ -647,7 +668,8 @@ def run_episodes(
     watch: Callable[..., None] | None = None,
 ) -> EvalReport:
     """Play the first episodes of keys ``seed .. seed + episodes - 1`` on the native env
-    (``config``: a :class:`~coinrun_mg.envs.CoinRunConfig`, used as given) and
+    (``config``: a :class:`~coinrun_mg.envs.CoinRunConfig` or a
+    :class:`~coinrun_mg.envs.maze.MazeConfig`, which picks the game; used as given) and
     report them: the test run of :func:`evaluate`, with its per-episode action noise and
     its seeded global torch RNG.  ``policy`` must be a callable (see
     :func:`resolve_policy`); ``num_envs`` slots step together (default
@@ -686,19 +708,24 @@ def evaluate(
     ``policy``: a callable (uint8 obs tensor ``[N, H, W, C]`` -> int64 actions ``[N]``)
     or a checkpoint path (loaded with :func:`coinrun_mg.agents.load_policy`; its training
     env kwargs, e.g. ``obs_mode`` and ``distribution_mode``, are the starting point).
-    The environment gets those kwargs, then :data:`TEST_DEFAULTS` (``rand_fraction=1.0``,
-    ``end_terminates=True``), then ``env_kwargs``.  ``env_id``: None means the
-    checkpoint's env id, else ``coinrun_mg/CoinRun-v0`` (run on the torch core, also
-    spelled ``"native"``); any other id runs through ``gymnasium.make_vec``.
+    The environment gets those kwargs, then the game's test defaults (CoinRun's
+    :data:`TEST_DEFAULTS`: ``rand_fraction=1.0``, ``end_terminates=True``; Maze's:
+    ``rand_fraction=1.0``, ``corner_terminates=True``), then ``env_kwargs``.  ``env_id``:
+    None means the checkpoint's env id, else ``coinrun_mg/CoinRun-v0``;
+    ``coinrun_mg/CoinRun-v0`` (also spelled ``"native"``) and ``coinrun_mg/Maze-v0`` run
+    on their torch cores, any other id through ``gymnasium.make_vec`` (the procgen
+    backends with a level seed per episode).  A policy trained on one game is refused on
+    the other's env.
     ``num_envs``: environments stepped together (default ``min(episodes, 1024)``).
     Episode ``i`` uses seed key ``seed + i`` for its level and its action noise, so its
     row does not depend on ``episodes`` or ``num_envs`` (see the module docstring for
     what that takes of the policy).
 
     ``good_levels``: level seeds to keep in a filtered sub-report; ``reference_policy``
-    computes them (see the module docstring; native backend only).  With either, the
-    result is a :class:`FilteredEvalReport` (``.all``, ``.filtered``), else an
-    :class:`EvalReport`.  ``progress`` shows a tqdm bar on stderr.
+    computes them (see the module docstring; CoinRun's native backend only).  With
+    either, and always on the Maze (its decision levels), the result is a
+    :class:`FilteredEvalReport` (``.all``, ``.filtered``), else an :class:`EvalReport`.
+    ``progress`` shows a tqdm bar on stderr.
     """
     from coinrun_mg.envs import resolve_device
 
@@ -742,6 +769,8 @@ def evaluate(
             config = game.config(**kwargs)
             report = run_episodes(policy, config, episodes, seed, num_envs, dev, progress=update)
         else:
+            if env_id == game.procgen_id:  # a one-line refusal, not the facade's TypeError
+                game.check_settings(kwargs, extra=("render_mode",))
             with _seeded_torch_rng(seed, dev):
                 result = _run_vector(
                     policy, env_id, kwargs, episodes, seed, num_envs, dev, update, game

@@ -46,31 +46,50 @@ class Game:
         flags = (e.moved, e.goal, e.proxy, e.died, e.timed_out)
         return ("level_seed", "steps", *flags, "outcome", *self.values, *self.level_flags)
 
-    def config(self, **kwargs: Any):
-        """The game's config dataclass built from ``kwargs`` (an unknown name is refused
-        with the accepted ones)."""
+    def config_class(self) -> type:
         if self.name == "maze":
-            from coinrun_mg.envs.maze import MazeConfig as config_class
-        else:
-            from coinrun_mg.envs import CoinRunConfig as config_class
-        accepted = sorted(f.name for f in dataclasses.fields(config_class))
+            from coinrun_mg.envs.maze import MazeConfig
+
+            return MazeConfig
+        from coinrun_mg.envs import CoinRunConfig
+
+        return CoinRunConfig
+
+    def check_settings(self, kwargs: dict[str, Any], extra: tuple[str, ...] = ()) -> None:
+        """Refuse a name in ``kwargs`` that is not a field of the game's config (nor in
+        ``extra``), naming the value and the accepted names."""
+        accepted = sorted({f.name for f in dataclasses.fields(self.config_class())} | set(extra))
         for name in kwargs:
             if name not in accepted:
                 raise ValueError(
                     f"{name}={kwargs[name]!r} is not a {self.name} setting; accepted: "
                     + ", ".join(accepted)
                 )
-        return config_class(**kwargs)
+
+    def config(self, **kwargs: Any):
+        """The game's config dataclass built from ``kwargs`` (an unknown name is refused
+        with the accepted ones)."""
+        self.check_settings(kwargs)
+        return self.config_class()(**kwargs)
 
     def core(self, num_envs: int, config, device):
         """The game's torch core for an evaluation (no autoreset, actions unchecked)."""
+        from coinrun_mg.envs import resolve_device
+        from coinrun_mg.envs.coinrun.memory import check_num_envs, observation_bytes
+
         options = {"device": device, "autoreset": "disabled", "check_actions": False}
         if self.name == "maze":
-            from coinrun_mg.envs.maze import MazeCore
+            from coinrun_mg.envs.maze import SYMBOLIC_CHANNELS, MazeCore
 
+            if config.obs_mode == "symbolic":
+                obs_bytes = config.world_dim**2 * SYMBOLIC_CHANNELS
+            else:
+                obs_bytes = observation_bytes("pixels")
+            # Refuse before allocating, on CoinRun's per-level estimate (a Maze level is
+            # smaller): it only catches a num_envs far beyond the device's memory.
+            check_num_envs(num_envs, obs_bytes, resolve_device(device))
             return MazeCore(num_envs, config, **options)
-        from coinrun_mg.envs import CoinRunCore, resolve_device
-        from coinrun_mg.envs.coinrun.memory import check_num_envs, observation_bytes
+        from coinrun_mg.envs import CoinRunCore
 
         obs_bytes = observation_bytes(config.obs_mode, config.view_size)
         check_num_envs(num_envs, obs_bytes, resolve_device(device))  # refuse before allocating
@@ -110,6 +129,20 @@ def game_of_env(env_id: str) -> Game | None:
         if env_id in game.ids:
             return game
     return None
+
+
+#: The backends a command line names: each game's torch core or its procgen game.
+BACKENDS = ("native", "procgen")
+
+
+def backend_env_id(backend: str, trained_env_id: str | None) -> str:
+    """The env id of ``backend`` for the game a policy was trained on (its ``env_id``;
+    CoinRun when it names none or another env): ``"native"`` gives the torch core's id,
+    ``"procgen"`` the procgen backend's."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is invalid; accepted values are {BACKENDS}")
+    game = (game_of_env(trained_env_id) if trained_env_id else None) or COINRUN
+    return game.native_id if backend == "native" else game.procgen_id
 
 
 def game_of_config(config) -> Game:

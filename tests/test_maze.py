@@ -168,13 +168,21 @@ def test_walkers_part_on_decision_levels():
     assert bool((to_cheese["reached_corner"] | to_corner["cheese_collected"])[~decision].all())
 
 
-def test_corner_terminates_while_the_cheese_lies_elsewhere():
-    config = MazeConfig(corner_size=3, rand_fraction=0.5, corner_terminates=True)
+def test_corner_terminates_while_the_cheese_lies_elsewhere(one_torch_thread):
+    # Easy mazes (at most 15 x 15 cells, 127 of them open) have no path longer than 126
+    # moves, so 130-step episodes leave the walker time to reach the corner.
+    config = MazeConfig(
+        distribution_mode="easy",
+        corner_size=3,
+        rand_fraction=0.5,
+        corner_terminates=True,
+        max_episode_steps=130,
+    )
     core = MazeCore(200, config, device="cpu")
     core.reset(2)
     s = core.state
     inside = (s.cheese_x >= s.corner_lo) & (s.cheese_y >= s.corner_lo)
-    info = _walk(core, "corner", 500)
+    info = _walk(core, "corner", 130)
     # The cheese elsewhere: the corner walker's episode ends in the region (or on a cheese
     # that lies on its way).
     ended_early = info["reached_corner"] | info["cheese_collected"]

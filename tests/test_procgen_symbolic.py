@@ -37,7 +37,16 @@ from coinrun_mg.envs.coinrun.config import CoinRunConfig
 from coinrun_mg.envs.coinrun.observation import SYMBOLIC_CHANNEL_NAMES, symbolic_obs
 from coinrun_mg.envs.coinrun.physics import physics_step
 from coinrun_mg.envs.coinrun.procgen_env import ProcgenCoinRunEnv, ProcgenCoinRunVectorEnv
-from coinrun_mg.envs.coinrun.state import AGENT_RX, AGENT_RY, CRATE, EMPTY, NUM_SOLID, SAW
+from coinrun_mg.envs.coinrun.state import (
+    AGENT_RX,
+    AGENT_RY,
+    CRATE,
+    EMPTY,
+    LAVA,
+    LAVA_TOP,
+    NUM_SOLID,
+    SAW,
+)
 
 with contextlib.redirect_stderr(io.StringIO()):  # procgen's old gym prints a banner
     procgen = pytest.importorskip("procgen")
@@ -78,6 +87,8 @@ def test_conversion_follows_procgen_conventions(levels):
         cells = st.grid
         # Solid exactly where procgen has a wall cell, empty where it has nothing.
         assert np.array_equal(level.grid < NUM_SOLID, np.isin(cells, ps.SOLID_CELLS))
+        lava = np.isin(cells, (ps.LAVA, ps.LAVA_TOP))
+        assert np.array_equal(np.isin(level.grid, (LAVA, LAVA_TOP)), lava)
         assert (cells[level.coin_x, level.coin_y], level.grid[level.coin_x, level.coin_y]) == (
             ps.COIN,
             EMPTY,
@@ -128,6 +139,15 @@ def _beside_saw(st, level):
     for x, y in np.argwhere(g == SAW).tolist():
         if x > 6 and g[x - 1, y] == EMPTY and g[x - 1, y + 1] == EMPTY and g[x - 1, y - 1] < 2:
             return x - 1, y
+    return None
+
+
+def _above_lava(st, level):
+    """A cell two above a lava pit's surface, open below: the agent falls into the pit."""
+    g = level.grid
+    for x, y in np.argwhere(g == LAVA_TOP).tolist():
+        if y + 3 < g.shape[1] and (g[x, y + 1 : y + 4] == EMPTY).all():
+            return x, y + 2
     return None
 
 
@@ -206,6 +226,16 @@ def test_next_to_a_saw(levels):
     assert standing[..., PLANE["saw"]].sum() >= 255
     assert standing[0, 0, PLANE["vy"]] == 128 and standing[0, 0, PLANE["vx"]] == 128  # at rest
     assert len(views) < 6  # walking into the saw ends the episode (both backends: died)
+
+
+def test_falling_into_lava(levels):
+    # procgen's pits sit a step below the ground left of them: the agent drops in from rest.
+    views = _same_views(*_find(levels, _above_lava), [NOOP] * 12)
+    first = views[0]
+    assert first[C + 2, C, PLANE["lava"]] == 255 and first[C + 1, C, PLANE["lava"]] == 0
+    assert first[C + 2, C, PLANE["solid"]] == 0
+    assert views[1][0, 0, PLANE["vy"]] < first[0, 0, PLANE["vy"]] < 128  # falling faster
+    assert len(views) < 12  # the lava ends the episode (both backends: died)
 
 
 def test_on_a_crate(levels):
