@@ -115,3 +115,35 @@ def test_maze_stats_compare_procgen_and_native_side_by_side(tmp_path, capsys):
         f"{b} {m}" for b in ("ProcgenMaze-v0", "Maze-v0") for m in ("easy", "hard")
     }
     assert "| statistic | ProcgenMaze-v0 easy" in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_maze_by_size_reports_every_maze_side(tmp_path, capsys):
+    import maze_by_size
+
+    from coinrun_mg.agents import PPOConfig, train
+
+    config = PPOConfig.from_profile(
+        "quick",
+        game="maze",
+        device="cpu",
+        num_envs=8,
+        num_steps=8,
+        minibatch_size=16,
+        total_steps=64,
+        max_episode_steps=50,  # the script plays the checkpoint's configuration
+        progress_bar=False,
+        checkpoint_every=0,
+    )
+    train(config, tmp_path / "run")
+    out = tmp_path / "sizes.json"
+    args = [str(tmp_path / "run"), "--levels", "64", "--json", str(out)]
+    assert maze_by_size.main(args) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert sum(r["levels"] for r in rows) == 64
+    assert {r["maze_dim"] for r in rows} <= set(range(3, 16, 2)) and len(rows) >= 5
+    assert all(0 <= r["cheese_rate"] <= 1 and 1 <= r["episode_length"] <= 50 for r in rows)
+    printed = capsys.readouterr().out
+    assert "| maze side | levels | cheese rate |" in printed
+    won = sum(r["cheese_rate"] * r["levels"] for r in rows) / 64
+    assert f"all 64 levels: cheese rate {won:.3f}" in printed
