@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,3 +102,57 @@ def test_step_profile_times_the_parts_inside_steps(tmp_path):
     assert parts["observe"]["median"] < parts["step"]["median"]
     # The timing wrappers are gone afterwards.
     assert render._crop_padded is crop and render._cell_bytes_in_pairs is cells
+
+
+@pytest.mark.skipif(not procgen_available, reason="needs procgen")
+def test_maze_fidelity_side_by_side(tmp_path, capsys):
+    """maze_procgen_stats.py at a tiny size, native next to procgen: the cheese walker
+    takes exactly the BFS length, the corner walker reaches the corner on every decision
+    level, and every statistic gets its test."""
+    import maze_procgen_stats as stats_script
+
+    out = tmp_path / "stats.json"
+    args = ["--levels", "12", "--envs", "4", "--corner-size", "2", "--modes", "easy"]
+    assert stats_script.main([*args, "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["stats"]) == {"easy stock", "easy corner"}
+    for key, runs in report["stats"].items():
+        assert set(runs) == {"Maze-v0", "ProcgenMaze-v0"}
+        for s in runs.values():
+            assert s["levels"] == 12 and sum(s["maze_dim"].values()) == 12
+            assert s["cheese_walker_cheese"] == 1.0
+            assert s["cheese_walker_steps_minus_bfs"] == 0.0
+            # The corner or, on the way there, the cheese ends every corner walk.
+            assert s["corner_walker_corner"] + s["corner_walker_cheese"] >= 1.0
+            assert s["corner_walker_decision_levels"] == 0 or (
+                s["corner_walker_decision_corner"] == 1.0
+                and s["corner_walker_decision_cheese"] == 0.0
+            )
+            if key == "easy corner":
+                assert s["cheese_walker_corner"] == 1.0  # k = 2: the cheese is in the region
+                assert s["corner_walker_corner"] == 1.0
+                assert s["cheese_moved_share"] == 0.0
+            else:
+                assert s["cheese_moved_share"] == 1.0
+        assert set(report["comparisons"][key]) == set(stats_script.TESTS)
+        for test in report["comparisons"][key].values():
+            assert 0.0 <= test["p"] <= 1.0
+    assert report["tests"] == 2 * len(stats_script.TESTS)
+    assert "| p (test) |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        stats_script.parse_args(["--env-id", "coinrun_mg/Nope-v0"])
+
+
+def test_maze_fidelity_tests_detect_differences():
+    """The two-sample tests: p near 1 for one sample against itself, tiny for shifted ones."""
+    import maze_procgen_stats as stats_script
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 6, 1000)
+    for test in (stats_script.chi2_homogeneity, stats_script.ks_2samp, stats_script.z_means):
+        assert test(a, a)["p"] > 0.99
+        assert test(a, a + 1)["p"] < 1e-6
+    assert stats_script.z_proportions(a < 3, a < 3)["p"] == pytest.approx(1.0)
+    assert stats_script.z_proportions(a < 3, a < 5)["p"] < 1e-6
+    # The chi-square tail against known values (df 2: exp(-x / 2)).
+    assert stats_script.chi2_sf(4.0, 2) == pytest.approx(math.exp(-2.0))
