@@ -43,17 +43,25 @@ def _at(state: MazeState, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (cells[None, :, None] == x[:, None, None]) & (cells[None, None, :] == y[:, None, None])
 
 
-def symbolic_obs(state: MazeState) -> torch.Tensor:
+def symbolic_walls(wall: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[N, D, D, 3]``: the symbolic view of x-major walls ``[N, D, D]`` alone (the
+    wall plane 255 where a wall is, the cheese and agent planes empty)."""
+    n, d = wall.shape[0], wall.shape[1]
+    obs = torch.zeros((n, d, d, SYMBOLIC_CHANNELS), dtype=torch.uint8, device=wall.device)
+    obs[..., 0] = _image_rows(wall.view(torch.uint8)) * 255
+    return obs
+
+
+def symbolic_obs(state: MazeState, walls: torch.Tensor | None = None) -> torch.Tensor:
     """uint8 ``[N, D, D, 3]``: wall, cheese and agent planes (255 where present, else 0),
     row 0 at the top of the world, the layout of CoinRun's symbolic view.
 
-    Written as one zeroed image, the wall plane copied in and one byte each for the
-    cheese and the agent: a few passes over the output instead of building each plane
-    as a ``D x D`` comparison and converting the stack.
+    Written as the walls' image (``symbolic_walls``; ``walls`` passes one kept from
+    earlier steps, since a level's walls do not change, and it is copied, not written)
+    and one byte each for the cheese and the agent.
     """
     n, d = state.num_envs, state.world_dim
-    obs = torch.zeros((n, d, d, SYMBOLIC_CHANNELS), dtype=torch.uint8, device=state.device)
-    obs[..., 0] = _image_rows(state.wall.view(torch.uint8)) * 255
+    obs = symbolic_walls(state.wall) if walls is None else walls.clone()
     flat = obs.view(n, -1)
     for channel, (x, y) in enumerate(
         ((state.cheese_x, state.cheese_y), (state.agent_x, state.agent_y)), start=1
