@@ -376,6 +376,10 @@ def machine() -> dict:
     return info
 
 
+def _pct(x: float) -> str:
+    return "—" if math.isnan(x) else f"{x:.1%}"
+
+
 def _q(d: dict) -> str:
     return f"{d['mean']:.1f} ({d['p10']:.0f} / {d['median']:.0f} / {d['p90']:.0f} / {d['max']:.0f})"
 
@@ -390,19 +394,21 @@ ROWS = (  # label, formatter, the test of COMPARISONS that belongs to the row
     ),
     ("start->cheese: mean (p10 / med / p90 / max)", lambda s: _q(s["d_cheese"]), "d_cheese"),
     ("start->corner: mean (p10 / med / p90 / max)", lambda s: _q(s["d_corner"]), "d_corner"),
-    ("decision levels", lambda s: f"{s['decision_share']:.1%}", "decision"),
-    ("cheese walker: cheese", lambda s: f"{s['cheese_walker_cheese']:.1%}", "cheese_walker_cheese"),
+    ("decision levels", lambda s: _pct(s["decision_share"]), "decision"),
+    ("cheese walker: cheese", lambda s: _pct(s["cheese_walker_cheese"]), "cheese_walker_cheese"),
     (
         "cheese walker: steps - BFS length (mean)",
         lambda s: f"{s['cheese_walker_steps_minus_bfs']:.2f}",
         None,
     ),
-    ("corner walker: corner", lambda s: f"{s['corner_walker_corner']:.1%}", "corner_walker_corner"),
-    ("corner walker: cheese", lambda s: f"{s['corner_walker_cheese']:.1%}", "corner_walker_cheese"),
+    ("corner walker: corner", lambda s: _pct(s["corner_walker_corner"]), "corner_walker_corner"),
+    ("corner walker: cheese", lambda s: _pct(s["corner_walker_cheese"]), "corner_walker_cheese"),
     (
         "corner walker, decision levels: corner / cheese",
         lambda s: (
-            f"{s['corner_walker_decision_corner']:.1%} / {s['corner_walker_decision_cheese']:.1%}"
+            _pct(s["corner_walker_decision_corner"])
+            + " / "
+            + _pct(s["corner_walker_decision_cheese"])
         ),
         None,
     ),

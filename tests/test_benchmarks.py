@@ -193,3 +193,45 @@ def test_maze_fidelity_tests_detect_differences():
     assert stats_script.z_proportions(a < 3, a < 5)["p"] < 1e-6
     # The chi-square tail against known values (df 2: exp(-x / 2)).
     assert stats_script.chi2_sf(4.0, 2) == pytest.approx(math.exp(-2.0))
+
+
+def test_throughput_runs_maze_against_procgen_maze(tmp_path):
+    """``--game maze``: MazeCore rows (both views, eager and compiled) and procgen's maze."""
+    out = tmp_path / "m.json"
+    args = ["--game", "maze", "--envs", "4", "--procgen-envs", "1,4", "--compile", "off,on"]
+    if not procgen_available:
+        args.append("--no-procgen")
+    assert throughput.main([*args, "--out", str(out), *TINY]) == 0
+    report = json.loads(out.read_text())
+    assert report["game"] == "maze"
+    native = [r for r in report["results"] if r["backend"].startswith("native")]
+    assert [(r["backend"], r["obs"]) for r in native] == [
+        ("native", "symbolic"),
+        ("native", "pixels"),
+        ("native+compile", "symbolic"),
+        ("native+compile", "pixels"),
+    ]
+    assert native[0]["obs_shape"] == [25, 25, 3] and native[1]["obs_shape"] == [64, 64, 3]
+    if procgen_available:
+        procgen_rows = [r for r in report["results"] if r["backend"] == "procgen"]
+        assert [r["envs"] for r in procgen_rows] == [1, 4]
+        best = max(r["steps_per_s"] for r in procgen_rows)
+        assert report["procgen_best_steps_per_s"] == best
+        for r in native:
+            assert r["ratio_vs_procgen_best"] == pytest.approx(r["steps_per_s"] / best)
+
+
+def test_maze_pixel_and_symbolic_views_match_their_reference():
+    """The fast Maze views draw exactly the reference images (``picture`` and the
+    plane-by-plane symbolic view) in both modes, the agent on the cheese included."""
+    from coinrun_mg.envs.maze import MazeConfig, start_states
+    from coinrun_mg.envs.maze import observation as maze_render
+
+    for mode in ("easy", "hard"):
+        s = start_states(torch.arange(300) * 7 + 1, MazeConfig(distribution_mode=mode))
+        s.agent_x[::2], s.agent_y[::2] = s.cheese_x[::2], s.cheese_y[::2]
+        assert torch.equal(maze_render.pixel_obs(s), maze_render.picture(s, 64))
+        planes = (s.wall, maze_render._at(s, s.cheese_x, s.cheese_y))
+        planes += (maze_render._at(s, s.agent_x, s.agent_y),)
+        expected = maze_render._image_rows(torch.stack(planes, dim=-1)).to(torch.uint8) * 255
+        assert torch.equal(maze_render.symbolic_obs(s), expected)
