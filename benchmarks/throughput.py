@@ -403,7 +403,7 @@ def native_bench(n: int, obs_mode: str, device: torch.device, args, compile="aut
 
         obs_bytes = obs[0].numel() * obs.element_size()
         state_bytes = tensor_bytes(core.state) + tensor_bytes(core._bank)
-        kept = [getattr(core, "_padded", None), getattr(core, "_pair_tables", None)]
+        kept = [getattr(core, name, None) for name in ("_padded", "_pair_tables", "_walls")]
         kept += list(getattr(core, "_enemy_slots", None) or ())
         state_bytes += sum(t.numel() * t.element_size() for t in kept if t is not None)
         result["state_bytes_per_env"] = state_bytes / n
