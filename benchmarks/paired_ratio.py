@@ -8,9 +8,11 @@ alternates short timed windows: each round times procgen at each of ``--procgen-
 (its best is the round's yardstick) and the native core at ``--envs``, in the order
 procgen-native in even rounds and native-procgen in odd ones, so a steady drift
 favours neither.  It reports every round's ratio and their median and range.
+``--game maze`` pairs the native ``MazeCore`` with procgen's ``maze``.
 
     python benchmarks/paired_ratio.py                    # 16384 compiled symbolic, 5 rounds
     python benchmarks/paired_ratio.py --obs pixels --envs 4096 --compile off
+    python benchmarks/paired_ratio.py --game maze --procgen-envs 16,64,256
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from pathlib import Path
 import torch
 from throughput import (  # benchmarks/ is on sys.path when run as a script
     COMPILE_WORDS,
-    REPO_ROOT,
     _int_list,
+    add_game_argument,
     add_malloc_argument,
     apply_malloc,
+    default_out,
     hardware_info,
     import_procgen,
     native_bench,
@@ -40,6 +43,7 @@ from throughput import (  # benchmarks/ is on sys.path when run as a script
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_game_argument(p)
     p.add_argument("--device", default="cpu", help="native env device (default: cpu)")
     p.add_argument("--envs", type=int, default=16384, help="native env count (default: 16384)")
     p.add_argument("--obs", default="symbolic", choices=("symbolic", "pixels"))
@@ -47,7 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--compile",
         default="on",
         choices=tuple(COMPILE_WORDS),
-        help="CoinRunCore(compile=...) (default: on; it compiles during setup)",
+        help="the core's compile=... (default: on; it compiles during setup)",
     )
     p.add_argument(
         "--procgen-envs",
@@ -70,10 +74,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--out",
         type=Path,
-        default=REPO_ROOT / "benchmarks" / "out" / "paired_ratio.json",
-        help="JSON results file (default: benchmarks/out/paired_ratio.json)",
+        default=None,
+        help="JSON results file (default: benchmarks/out/paired_ratio.json, "
+        "paired_ratio_maze.json for --game maze)",
     )
     args = p.parse_args(argv)
+    args.out = args.out or default_out("paired_ratio", args.game)
     if args.rounds < 1 or args.envs < 1 or args.seconds <= 0 or args.warmup < 0:
         p.error("need --rounds >= 1, --envs >= 1, --seconds > 0 and --warmup >= 0")
     if args.threads is not None and args.threads < 1:
@@ -142,6 +148,7 @@ def main(argv=None) -> int:
     hw["total_runtime_s"] = time.perf_counter() - t_start
     payload = {
         "benchmark": "paired_ratio",
+        "game": args.game,
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "hardware": hw,
         "native_setup": native.result,

@@ -1,14 +1,15 @@
 #!/usr/bin/env python
-"""Random-action throughput of the native CoinRun core versus stock procgen CoinRun.
+"""Random-action throughput of a native core versus stock procgen's game, CoinRun or Maze.
 
-Measures, in one run:
+Measures, in one run, for ``--game`` (``coinrun``, the default, or ``maze``):
 
-* ``native``: ``CoinRunCore`` (``autoreset="same_step"``, ``check_actions=False``) for each
-  observation mode and env count, on ``--device``.  Actions are drawn on the device with
-  ``torch.randint`` every step, inside the timed loop.
-* ``procgen``: ``procgen.ProcgenGym3Env(env_name="coinrun")`` with numpy random actions
-  (``env.act`` + ``env.observe`` per step), at the env counts up to ``--procgen-max``.
-  Skipped with a note when procgen is not importable.
+* ``native``: ``CoinRunCore`` or ``MazeCore`` (``autoreset="same_step"``,
+  ``check_actions=False``) for each observation mode and env count, on ``--device``.
+  Actions are drawn on the device with ``torch.randint`` every step, inside the timed loop.
+* ``procgen``: ``procgen.ProcgenGym3Env(env_name="coinrun")`` (or ``"maze"``) with numpy
+  random actions (``env.act`` + ``env.observe`` per step), at the env counts up to
+  ``--procgen-max`` (or ``--procgen-envs``).  Skipped with a note when procgen is not
+  importable.
 
 Every configuration runs ``--warmup`` untimed steps, then times ``--steps`` steps or, by
 default, as many as fill about ``--seconds`` (at least ``--min-steps``).  CUDA is
@@ -32,6 +33,7 @@ Prints a markdown table and writes JSON (results + hardware info) to ``--out``.
     python benchmarks/throughput.py                      # defaults (~2-5 min on 2 cores)
     python benchmarks/throughput.py --device cuda        # adds 65536 envs
     python benchmarks/throughput.py --envs 64,1024 --seconds 1 --no-procgen
+    python benchmarks/throughput.py --game maze --compile off,on --procgen-envs 1,4,16,64,256,1024
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ try:  # the installed package (pip install -e .)
     from coinrun_mg.envs.coinrun.state import NUM_ACTIONS
     from coinrun_mg.envs.compile import COMPILE_WORDS, resolve_compile
     from coinrun_mg.envs.malloc import tune_malloc
+    from coinrun_mg.envs.maze.config import MazeConfig
+    from coinrun_mg.envs.maze.core import MazeCore
 except ImportError:  # a plain checkout: envs/ is importable from the repository root
     sys.path.insert(0, str(REPO_ROOT))
     from envs.checks import resolve_device
@@ -71,9 +75,34 @@ except ImportError:  # a plain checkout: envs/ is importable from the repository
     from envs.coinrun.state import NUM_ACTIONS
     from envs.compile import COMPILE_WORDS, resolve_compile
     from envs.malloc import tune_malloc
+    from envs.maze.config import MazeConfig
+    from envs.maze.core import MazeCore
 
 DEFAULT_ENVS_CPU = (64, 256, 1024, 4096, 16384)
 DEFAULT_ENVS_CUDA = DEFAULT_ENVS_CPU + (65536,)
+# --game -> the native config and core classes; procgen's env_name is the game's name.
+# Both games use procgen's 15 actions (NUM_ACTIONS).
+GAMES = {"coinrun": (CoinRunConfig, CoinRunCore), "maze": (MazeConfig, MazeCore)}
+
+
+def game_of(args) -> str:
+    """The game an argument namespace asks for (scripts without ``--game``: CoinRun)."""
+    return getattr(args, "game", "coinrun")
+
+
+def default_out(name: str, game: str) -> Path:
+    """``benchmarks/out/NAME.json`` for CoinRun, ``NAME_maze.json`` for Maze."""
+    suffix = "" if game == "coinrun" else f"_{game}"
+    return REPO_ROOT / "benchmarks" / "out" / f"{name}{suffix}.json"
+
+
+def add_game_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--game",
+        default="coinrun",
+        choices=tuple(GAMES),
+        help="the game: the native core and procgen's env_name (default: coinrun)",
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -104,9 +133,10 @@ def _str_list(choices):
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description="Random-action throughput (steps/s) of the native torch CoinRun core "
-        "and of stock procgen CoinRun, with memory per env.",
+        description="Random-action throughput (steps/s) of a native torch core (CoinRun or "
+        "Maze) and of stock procgen's same game, with memory per env.",
     )
+    add_game_argument(p)
     p.add_argument(
         "--device", default="auto", help="native env device: auto (default), cpu, cuda, cuda:N"
     )
@@ -174,7 +204,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--compile",
         type=_str_list(tuple(COMPILE_WORDS)),
         default=["auto"],
-        help="CoinRunCore(compile=...) settings to run, comma-separated (default: auto, "
+        help="the core's compile=... settings to run, comma-separated (default: auto, "
         "which compiles on CUDA only); compiled rows are labelled 'native+compile' and "
         "compile during the warm-up",
     )
@@ -185,10 +215,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--out",
         type=Path,
-        default=REPO_ROOT / "benchmarks" / "out" / "throughput.json",
-        help="JSON results file (default: benchmarks/out/throughput.json)",
+        default=None,
+        help="JSON results file (default: benchmarks/out/throughput.json, "
+        "throughput_maze.json for --game maze)",
     )
     args = p.parse_args(argv)
+    args.out = args.out or default_out("throughput", args.game)
     for name in ("steps", "threads", "procgen_threads"):
         v = getattr(args, name)
         if v is not None and v < 1:
@@ -320,7 +352,8 @@ def bench_native(n: int, obs_mode: str, device: torch.device, args, compile="aut
 
 
 def native_bench(n: int, obs_mode: str, device: torch.device, args, compile="auto") -> Bench:
-    """Set up ``CoinRunCore`` for :func:`bench_native` (setup timed, steps not yet)."""
+    """Set up the game's core (``CoinRunCore`` or ``MazeCore``) for :func:`bench_native`
+    (setup timed, steps not yet)."""
     compiled = resolve_compile(COMPILE_WORDS[compile], device)
     backend = "native+compile" if compiled else "native"
     setup = {"backend": backend, "obs": obs_mode, "envs": n, "device": str(device)}
@@ -331,8 +364,9 @@ def native_bench(n: int, obs_mode: str, device: torch.device, args, compile="aut
     rss0 = rss_bytes()
 
     t0 = time.perf_counter()
-    config = CoinRunConfig(obs_mode=obs_mode, distribution_mode=args.distribution_mode)
-    core = CoinRunCore(
+    config_class, core_class = GAMES[game_of(args)]
+    config = config_class(obs_mode=obs_mode, distribution_mode=args.distribution_mode)
+    core = core_class(
         n, config, device=device, autoreset="same_step", check_actions=False, compile=compiled
     )
     obs, _ = core.reset(seed=args.seed)
@@ -369,7 +403,7 @@ def native_bench(n: int, obs_mode: str, device: torch.device, args, compile="aut
 
         obs_bytes = obs[0].numel() * obs.element_size()
         state_bytes = tensor_bytes(core.state) + tensor_bytes(core._bank)
-        kept = [getattr(core, "_padded", None), getattr(core, "_pair_tables", None)]
+        kept = [getattr(core, name, None) for name in ("_padded", "_pair_tables", "_walls")]
         kept += list(getattr(core, "_enemy_slots", None) or ())
         state_bytes += sum(t.numel() * t.element_size() for t in kept if t is not None)
         result["state_bytes_per_env"] = state_bytes / n
@@ -416,14 +450,15 @@ def bench_procgen(procgen, n: int, args, threads: int) -> dict:
 
 
 def procgen_bench(procgen, n: int, args, threads: int) -> Bench:
-    """Set up stock procgen CoinRun for :func:`bench_procgen` (setup timed)."""
+    """Set up stock procgen's game (CoinRun or Maze) for :func:`bench_procgen` (setup
+    timed)."""
     setup = {"backend": "procgen", "obs": "pixels", "envs": n, "device": "cpu"}
     gc.collect()
     rss0 = rss_bytes()
     t0 = time.perf_counter()
     env = procgen.ProcgenGym3Env(
         num=n,
-        env_name="coinrun",
+        env_name=game_of(args),
         distribution_mode=args.distribution_mode,
         num_levels=0,
         start_level=0,
@@ -651,7 +686,7 @@ def main(argv=None) -> int:
             # A throwaway env first: loading the library and its assets is a one-off cost
             # that would otherwise land in the first configuration's setup time and RSS.
             try:
-                procgen.ProcgenGym3Env(num=1, env_name="coinrun", num_threads=1).observe()
+                procgen.ProcgenGym3Env(num=1, env_name=args.game, num_threads=1).observe()
             except Exception as e:
                 procgen = None
                 notes.append(f"procgen skipped: it failed to start ({type(e).__name__}: {e})")
@@ -688,6 +723,7 @@ def main(argv=None) -> int:
 
     payload = {
         "benchmark": "throughput",
+        "game": args.game,
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "hardware": hw,
         "notes": notes,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -79,6 +81,17 @@ def test_paired_ratio_alternates_and_summarises(tmp_path):
     assert report["summary"]["ratio_max"] == ratios[2]
 
 
+@pytest.mark.skipif(not procgen_available, reason="needs procgen")
+def test_paired_ratio_maze(tmp_path):
+    out = tmp_path / "p.json"
+    args = ["--game", "maze", "--envs", "4", "--compile", "off", "--procgen-envs", "4"]
+    assert paired_ratio.main([*args, "--rounds", "2", "--out", str(out), *TINY]) == 0
+    report = json.loads(out.read_text())
+    assert report["game"] == "maze" and len(report["rounds"]) == 2
+    assert all(r["ratio"] > 0 for r in report["rounds"])
+    assert paired_ratio.parse_args(["--game", "maze"]).out.name == "paired_ratio_maze.json"
+
+
 def test_paired_ratio_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         paired_ratio.parse_args(["--rounds", "0"])
@@ -103,18 +116,100 @@ def test_step_profile_times_the_parts_inside_steps(tmp_path):
 
 
 @pytest.mark.skipif(not procgen_available, reason="needs procgen")
-def test_maze_stats_compare_procgen_and_native_side_by_side(tmp_path, capsys):
-    import maze_procgen_stats
+def test_maze_fidelity_side_by_side(tmp_path, capsys):
+    """maze_procgen_stats.py at a tiny size, native next to procgen: the cheese walker
+    takes exactly the BFS length, the corner walker reaches the corner on every decision
+    level, and every statistic gets its test."""
+    import maze_procgen_stats as stats_script
 
+    out = tmp_path / "stats.json"
+    args = ["--levels", "12", "--envs", "4", "--corner-size", "2", "--modes", "easy"]
+    assert stats_script.main([*args, "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["stats"]) == {"easy stock", "easy corner"}
+    for key, runs in report["stats"].items():
+        assert set(runs) == {"Maze-v0", "ProcgenMaze-v0"}
+        for s in runs.values():
+            assert s["levels"] == 12 and sum(s["maze_dim"].values()) == 12
+            assert s["cheese_walker_cheese"] == 1.0
+            assert s["cheese_walker_steps_minus_bfs"] == 0.0
+            # The corner or, on the way there, the cheese ends every corner walk.
+            assert s["corner_walker_corner"] + s["corner_walker_cheese"] >= 1.0
+            assert s["corner_walker_decision_levels"] == 0 or (
+                s["corner_walker_decision_corner"] == 1.0
+                and s["corner_walker_decision_cheese"] == 0.0
+            )
+            if key == "easy corner":
+                assert s["cheese_walker_corner"] == 1.0  # k = 2: the cheese is in the region
+                assert s["corner_walker_corner"] == 1.0
+                assert s["cheese_moved_share"] == 0.0
+            else:
+                assert s["cheese_moved_share"] == 1.0
+        assert set(report["comparisons"][key]) == set(stats_script.TESTS)
+        for test in report["comparisons"][key].values():
+            assert 0.0 <= test["p"] <= 1.0
+    assert report["tests"] == 2 * len(stats_script.TESTS)
+    assert "| p (test) |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        stats_script.parse_args(["--env-id", "coinrun_mg/Nope-v0"])
+
+
+def test_maze_fidelity_tests_detect_differences():
+    """The two-sample tests: p near 1 for one sample against itself, tiny for shifted ones."""
+    import maze_procgen_stats as stats_script
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 6, 1000)
+    for test in (stats_script.chi2_homogeneity, stats_script.ks_2samp, stats_script.z_means):
+        assert test(a, a)["p"] > 0.99
+        assert test(a, a + 1)["p"] < 1e-6
+    assert stats_script.z_proportions(a < 3, a < 3)["p"] == pytest.approx(1.0)
+    assert stats_script.z_proportions(a < 3, a < 5)["p"] < 1e-6
+    # The chi-square tail against known values (df 2: exp(-x / 2)).
+    assert stats_script.chi2_sf(4.0, 2) == pytest.approx(math.exp(-2.0))
+
+
+def test_throughput_runs_maze_against_procgen_maze(tmp_path):
+    """``--game maze``: MazeCore rows (both views, eager and compiled) and procgen's maze."""
     out = tmp_path / "m.json"
-    args = ["--levels", "6", "--envs", "3", "--out", str(out)]
-    args += ["--env-id", "coinrun_mg/ProcgenMaze-v0", "--env-id", "coinrun_mg/Maze-v0"]
-    assert maze_procgen_stats.main(args) == 0
-    stats = json.loads(out.read_text())["stats"]
-    assert set(stats) == {
-        f"{b} {m}" for b in ("ProcgenMaze-v0", "Maze-v0") for m in ("easy", "hard")
-    }
-    assert "| statistic | ProcgenMaze-v0 easy" in capsys.readouterr().out
+    args = ["--game", "maze", "--envs", "4", "--procgen-envs", "1,4", "--compile", "off,on"]
+    if not procgen_available:
+        args.append("--no-procgen")
+    assert throughput.main([*args, "--out", str(out), *TINY]) == 0
+    report = json.loads(out.read_text())
+    assert report["game"] == "maze"
+    native = [r for r in report["results"] if r["backend"].startswith("native")]
+    assert [(r["backend"], r["obs"]) for r in native] == [
+        ("native", "symbolic"),
+        ("native", "pixels"),
+        ("native+compile", "symbolic"),
+        ("native+compile", "pixels"),
+    ]
+    assert native[0]["obs_shape"] == [25, 25, 3] and native[1]["obs_shape"] == [64, 64, 3]
+    if procgen_available:
+        procgen_rows = [r for r in report["results"] if r["backend"] == "procgen"]
+        assert [r["envs"] for r in procgen_rows] == [1, 4]
+        best = max(r["steps_per_s"] for r in procgen_rows)
+        assert report["procgen_best_steps_per_s"] == best
+        for r in native:
+            assert r["ratio_vs_procgen_best"] == pytest.approx(r["steps_per_s"] / best)
+    assert throughput.parse_args(["--game", "maze"]).out.name == "throughput_maze.json"
+
+
+def test_maze_pixel_and_symbolic_views_match_their_reference():
+    """The fast Maze views draw exactly the reference images (``picture`` and the
+    plane-by-plane symbolic view) in both modes, the agent on the cheese included."""
+    from coinrun_mg.envs.maze import MazeConfig, start_states
+    from coinrun_mg.envs.maze import observation as maze_render
+
+    for mode in ("easy", "hard"):
+        s = start_states(torch.arange(300) * 7 + 1, MazeConfig(distribution_mode=mode))
+        s.agent_x[::2], s.agent_y[::2] = s.cheese_x[::2], s.cheese_y[::2]
+        assert torch.equal(maze_render.pixel_obs(s), maze_render.picture(s, 64))
+        planes = (s.wall, maze_render._at(s, s.cheese_x, s.cheese_y))
+        planes += (maze_render._at(s, s.agent_x, s.agent_y),)
+        expected = maze_render._image_rows(torch.stack(planes, dim=-1)).to(torch.uint8) * 255
+        assert torch.equal(maze_render.symbolic_obs(s), expected)
 
 
 @pytest.mark.usefixtures("one_torch_thread")

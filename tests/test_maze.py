@@ -469,3 +469,25 @@ PINNED = {
 def test_v0_dynamics_are_pinned(case):
     config, expected = PINNED[case]
     assert _pinned_digest(**config) == expected
+
+
+def test_kept_wall_image_follows_level_changes():
+    # MazeCore keeps the symbolic view's wall image between steps; every way a level
+    # changes (episode starts, reset_keys, a new state, load_state_dict) must redraw it.
+    config = MazeConfig(obs_mode="symbolic", max_episode_steps=20)
+    core = MazeCore(16, config, device="cpu")
+    core.reset(seed=2)
+    gen = torch.Generator().manual_seed(0)
+    for t in range(45):
+        obs = core.step(torch.randint(0, 15, (16,), generator=gen))[0]
+        assert torch.equal(obs, render.symbolic_obs(core.state)), t
+    core.reset_keys(torch.tensor([40, 41]), torch.tensor([3, 7]))
+    assert torch.equal(core.observe(), render.symbolic_obs(core.state))
+    index = torch.tensor([7, 0])
+    assert torch.equal(core.observe(index), render.symbolic_obs(core.state.index(index)))
+    other = MazeCore(16, config, device="cpu")
+    other.reset(seed=9)
+    other.load_state_dict(core.state_dict())
+    assert torch.equal(other.observe(), core.observe())
+    other.state = core.state.index(torch.arange(15, -1, -1))  # a whole new state
+    assert torch.equal(other.observe(), core.observe().flip(0))

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import struct
 import subprocess
 import sys
 from collections import deque
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -730,28 +728,3 @@ def test_import_does_not_load_procgen_and_missing_procgen_is_named(monkeypatch):
     with pytest.raises(ImportError, match=r"coinrun-mg\[procgen\]") as err:
         gym.make(ENV_ID)
     assert INSTALL_COMMAND in str(err.value)
-
-
-def test_stats_benchmark_runs_and_its_walkers_succeed(tmp_path):
-    """benchmarks/maze_procgen_stats.py end to end at a tiny size: the cheese walker takes
-    exactly the BFS length, the corner walker reaches the corner on every decision level."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    import maze_procgen_stats
-
-    out = tmp_path / "stats.json"
-    args = ["--levels", "12", "--envs", "4", "--corner-size", "2", "--out", str(out)]
-    assert maze_procgen_stats.main(args) == 0
-    stats = json.loads(out.read_text())["stats"]
-    assert set(stats) == {"ProcgenMaze-v0 easy", "ProcgenMaze-v0 hard"}
-    for s in stats.values():
-        assert s["levels"] == 12 and sum(s["maze_dim"].values()) == 12
-        assert s["cheese_walker_stock_cheese"] == 1.0
-        assert s["cheese_walker_stock_steps_minus_bfs"] == 0.0
-        assert s["corner_walker_decision_levels"] == 0 or (
-            s["corner_walker_decision_corner"] == 1.0 and s["corner_walker_decision_cheese"] == 0.0
-        )
-        assert s["cheese_walker_corner_placement_cheese"] == 1.0
-        assert s["cheese_walker_corner_placement_corner"] == 1.0  # k = 2: the cheese is in it
-        assert s["corner_placement_cheese_moved"] == 0.0
-    with pytest.raises(SystemExit):
-        maze_procgen_stats.parse_args(["--env-id", "coinrun_mg/Nope-v0"])

@@ -123,10 +123,39 @@ class MazeCore:
         self.autoreset = autoreset
         self.check_actions = check_actions
         self.prefetch = max(1, num_envs // 4) if prefetch is None else prefetch
+        # Symbolic views start from an image of the walls (observation.symbolic_walls),
+        # kept between steps and redrawn only for environments whose level changes.
+        self._walls: torch.Tensor | None = None
         self.state: MazeState | None = None
         self._bank: MazeState | None = None  # row i: env i's next level
         self._bank_ready: torch.Tensor | None = None
         self._pending_reset = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
+
+    @property
+    def state(self) -> MazeState | None:
+        """The current episodes of all environments (None before the first reset).
+
+        Assign a whole new state rather than editing a level's ``wall`` in place: the
+        core keeps the symbolic view's image of the walls.
+        """
+        return self._state
+
+    @state.setter
+    def state(self, value: MazeState | None) -> None:
+        self._state = value
+        self._levels_changed(None)
+
+    def _levels_changed(self, index: torch.Tensor | None) -> None:
+        """Redraw the kept wall images of environments ``index`` (all if None)."""
+        if self._state is None or self.config.obs_mode != "symbolic":
+            self._walls = None
+        elif index is None or self._walls is None:
+            self._walls = observation.symbolic_walls(self._state.wall)
+        else:
+            # index_copy_, not self._walls[index] = ...: on the CPU, index_put_ into a 4-d
+            # tensor costs tens of ms at 16,384 envs, however few rows it writes.
+            walls = observation.symbolic_walls(self._state.wall.index_select(0, index))
+            self._walls.index_copy_(0, index, walls)
 
     # -- episode starts ----------------------------------------------------------------
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -151,6 +180,7 @@ class MazeCore:
             return
         index = _as_index(index, self.device)
         self.state.assign(index, fresh)
+        self._levels_changed(index)
         self._bank_ready[index] = False
         self._pending_reset[index] = False
 
@@ -172,6 +202,7 @@ class MazeCore:
         if not bool(self._bank_ready[index].all()):
             self._fill_bank()
         self.state.assign(index, self._bank.index(index))
+        self._levels_changed(index)
         self._bank_ready[index] = False
         if self.num_envs - int(self._bank_ready.sum()) >= self.prefetch:
             self._fill_bank()
@@ -271,9 +302,13 @@ class MazeCore:
     # -- observations and infos ---------------------------------------------------------------
     def observe(self, index: torch.Tensor | None = None) -> torch.Tensor:
         """Observations of all environments, or of those in ``index`` (int64 ``[K]``)."""
+        kept = {} if self._walls is None else {"walls": self._walls}
         if index is None:
-            return self._render(self.state)  # the fixed-shape call, compiled where enabled
-        return self._render_eager(self.state.index(_as_index(index, self.device)))
+            # the fixed-shape call, compiled where enabled
+            return self._render(self.state, **kept)
+        index = _as_index(index, self.device)
+        kept = {k: v.index_select(0, index) for k, v in kept.items()}
+        return self._render_eager(self.state.index(index), **kept)
 
     @property
     def observation_shape(self) -> tuple[int, int, int]:

@@ -11,7 +11,7 @@ the level cannot tell the two goals apart).
 In a tree, ``c`` lies on the path from ``s`` to ``k`` exactly when
 ``d(s, c) + d(c, k) = d(s, k)``, so three distances decide it.  They come from a
 breadth-first search over the open cells with each world row packed into the bits of
-one int64 (``D <= 25`` cells), so a step of the search over a whole batch is a handful
+one integer (int32 for ``D <= 30``), so a step of the search over a whole batch is a handful
 of integer operations on ``[B, D]`` tensors.
 """
 
@@ -41,10 +41,6 @@ def open_rows(wall: torch.Tensor) -> torch.Tensor:
     return ((~wall).to(torch.int64) * bits[None, :, None]).sum(dim=1)
 
 
-def _cell_bit(rows: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return (rows.gather(1, y[:, None])[:, 0] >> x) & 1
-
-
 def search_distances(
     wall: torch.Tensor,
     source_x: torch.Tensor,
@@ -52,27 +48,51 @@ def search_distances(
     targets: list[tuple[torch.Tensor, torch.Tensor]],
 ) -> list[torch.Tensor]:
     """Moves from each level's source cell to each target cell (int64 ``[B]`` each), by
-    breadth-first search over the open cells; ``-1`` for a target that is unreachable."""
+    breadth-first search over the open cells; ``-1`` for a target that is unreachable.
+
+    Every ``_CHECK_EVERY`` steps the levels whose targets have all been reached leave the
+    batch (their distances are final), so the search's cost follows each level's own
+    path lengths rather than the batch's longest.  The rows sit in ``[B, D + 2]`` with an
+    empty row at either end, so the rows below and above are views, not copies.
+    """
     b, d = wall.shape[0], wall.shape[1]
     device = wall.device
-    open_bits = open_rows(wall)
-    reached = torch.zeros((b, d), dtype=torch.int64, device=device)
-    reached.scatter_(1, source_y[:, None], (torch.ones_like(source_x) << source_x)[:, None])
+    bits = torch.int32 if d <= 30 else torch.int64  # room for bit d of a shift left
+    rows = torch.zeros((b, d + 2), dtype=bits, device=device)
+    rows[:, 1:-1] = open_rows(wall)
+    open_bits = rows.clone()
+    reached = torch.zeros_like(rows)
+    source_bit = torch.ones_like(rows[:, 0]) << source_x.to(bits)
+    reached.scatter_(1, source_y[:, None] + 1, source_bit[:, None])
     reached &= open_bits
-    dist = [torch.zeros(b, dtype=torch.int64, device=device) for _ in targets]
-    zero_row = torch.zeros((b, 1), dtype=torch.int64, device=device)
-    for step in range(d * d):
-        found = [_cell_bit(reached, tx, ty) for tx, ty in targets]
-        for distance, hit in zip(dist, found):
-            distance += 1 - hit
-        if step % _CHECK_EVERY == 0 and bool(torch.stack(found).all()):
-            return dist
-        below = torch.cat((zero_row, reached[:, :-1]), dim=1)  # row y gets row y - 1
-        above = torch.cat((reached[:, 1:], zero_row), dim=1)
-        grown = reached | (reached << 1) | (reached >> 1) | below | above
-        reached = grown & open_bits
-    found = [_cell_bit(reached, tx, ty) for tx, ty in targets]
-    return [torch.where(hit == 1, distance, -1) for distance, hit in zip(dist, found)]
+    target_row = torch.stack([ty for _, ty in targets], dim=1) + 1  # [B, T]
+    target_x = torch.stack([tx for tx, _ in targets], dim=1).to(bits)
+    target_bit = torch.ones_like(target_x) << target_x
+    dist = torch.zeros((b, len(targets)), dtype=torch.int64, device=device)
+    out = torch.full((b, len(targets)), -1, dtype=torch.int64, device=device)
+    active = torch.arange(b, device=device)  # the original level of each row still searched
+    for step in range(d * d + 1):
+        if active.numel() == 0:
+            break
+        hit = (reached.gather(1, target_row) & target_bit) != 0  # [B', T]
+        if step == d * d:  # the last test: what is still missing is unreachable
+            out[active] = torch.where(hit, dist, -1)
+            break
+        dist += ~hit
+        if step % _CHECK_EVERY == 0:
+            finished = hit.all(dim=1)
+            if bool(finished.any()):
+                out[active[finished]] = dist[finished]
+                keep = (~finished).nonzero().squeeze(1)
+                active, dist, reached, open_bits = (
+                    t.index_select(0, keep) for t in (active, dist, reached, open_bits)
+                )
+                target_row, target_bit = target_row[keep], target_bit[keep]
+        grown = reached[:, 1:-1] | (reached[:, 1:-1] << 1) | (reached[:, 1:-1] >> 1)
+        grown |= reached[:, :-2]  # row y gets row y - 1
+        grown |= reached[:, 2:]
+        reached[:, 1:-1] = grown & open_bits[:, 1:-1]
+    return list(out.unbind(1))
 
 
 def corner_cell(levels: MazeLevels) -> tuple[torch.Tensor, torch.Tensor]:
