@@ -357,6 +357,9 @@ examples:
                               in-distribution coin rate (coins at the end), on the CPU
   coinrun-mg eval runs/quick_f0.02_s1 --episodes 10000 --csv eval.csv --json eval.json
   coinrun-mg eval runs/paper_f0_s1 --backend procgen --episodes 1000 --device cpu
+  coinrun-mg eval runs/quick_f0.02_s1 --backend procgen --reference runs/quick_f0_s1
+                              a symbolic agent trained natively, on stock procgen CoinRun
+                              (the same planes), good levels from the reference there
   coinrun-mg eval runs/quick_f0.02_s1 --reference runs/quick_f0_s1
                               also report the paper's "good levels" (where the reference
                               agent, in the training config, never touches the moved coin)
@@ -391,8 +394,8 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference",
         default=None,
         metavar="CHECKPOINT",
-        help="reference agent (e.g. trained with rand_fraction 0) for the good-levels filter "
-        "(CoinRun's native backend only; the Maze filters its decision levels without one)",
+        help="reference agent (e.g. trained with rand_fraction 0) for the good-levels filter, "
+        "run on the same backend (the Maze filters its decision levels without one)",
     )
     parser.add_argument("--csv", default=None, metavar="PATH", help="write per-episode rows")
     parser.add_argument("--json", default=None, metavar="PATH", help="write the summary")
