@@ -505,8 +505,10 @@ class ProcgenCoinRunCore:
     def coin_cells(self, config: CoinRunConfig) -> tuple[np.ndarray, np.ndarray]:
         """Where ``config`` (its ``rand_fraction``, ``coin_placement``, ``coin_region``)
         puts the coin in each environment's current level: ``(x, y)`` int64 arrays."""
-        cells = [place_coin(layout, int(seed), config)[:2] if layout is not None else (-1, -1)
-                 for layout, seed in zip(self._layouts, self.level_seed.tolist())]
+        cells = [
+            place_coin(layout, int(seed), config)[:2] if layout is not None else (-1, -1)
+            for layout, seed in zip(self._layouts, self.level_seed.tolist())
+        ]
         xs, ys = zip(*cells)
         return np.array(xs, dtype=np.int64), np.array(ys, dtype=np.int64)
 
