@@ -163,6 +163,9 @@ examples:
                               the Maze (its quick profile) in runs/maze-quick_f0.02_s1
   coinrun-mg train --profile paper --env-id coinrun_mg/ProcgenCoinRun-v0 --device cpu
                               train on stock procgen CoinRun through Gymnasium
+  coinrun-mg train --profile quick --env-id coinrun_mg/ProcgenCoinRun-v0 --obs-mode symbolic
+                              the quick agent on stock procgen CoinRun's symbolic view (the
+                              native planes): evaluate it on either backend
   tensorboard --logdir runs   watch the curves
 """
 

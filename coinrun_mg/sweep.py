@@ -57,7 +57,11 @@ test rates are (``"test_levels"``): the good levels, or all levels when there is
 fraction-0 reference; :func:`table_note` puts both into words under the table.  With
 ``eval_at`` (step budgets), each run also keeps and evaluates a checkpoint per budget, and
 the report gains ``budgets`` per run and ``budget_aggregate``, next to
-``budget_episodes.csv`` and ``budget_curve.png`` (see :mod:`coinrun_mg.budgets`).
+``budget_episodes.csv`` and ``budget_curve.png`` (see :mod:`coinrun_mg.budgets`).  With
+``eval_backends`` (e.g. native and procgen), each run's agent is also tested on those
+backends of its game (same level seeds, good levels from the reference run there): runs
+gain ``transfer``, the report a ``transfer`` section (:func:`aggregate_transfer`) next to
+``transfer_episodes.csv``.
 
 :class:`GoalProxyHook` is the training hook that logs ``eval/goal_rate``,
 ``eval/proxy_rate``, ``eval/died_rate``, ``eval/timeout_rate`` (test configuration) and
