@@ -1181,7 +1181,7 @@ def aggregate_transfer(runs: Sequence[dict[str, Any]], backends: Sequence[str]) 
                 side[key] = _summary(values, single)
             entry[backend] = side
         rows.append(entry)
-    return {"backends": list(backends), "aggregate": rows}
+    return {"backends": list(backends), "game": game_of_runs(runs).name, "aggregate": rows}
 
 
 def format_transfer_table(transfer: dict[str, Any]) -> str:
@@ -1209,9 +1209,10 @@ def format_transfer_table(transfer: dict[str, Any]) -> str:
     levels.discard(None)
     where = levels.pop() if len(levels) == 1 else MIXED_LEVELS if levels else GOOD_LEVELS
     intervals = interval_label(transfer["aggregate"])
+    goal = "cheese" if transfer.get("game") == "maze" else "coin"
     lines.append(
-        f"(transfer: the same agents on each backend, the same level seeds, every goal "
-        f"moved; mean [{intervals}]; test: {where})"
+        f"(mean [{intervals}]; test: {where} of each backend, the same level seeds, every "
+        f"{goal} moved)"
     )
     return "\n".join(lines)
 

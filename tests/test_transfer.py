@@ -101,7 +101,7 @@ def test_procgen_good_levels_with_the_same_deterministic_policy():
 
 
 @pytest.mark.procgen
-def test_sweep_eval_backends_adds_a_transfer_section(tmp_path, capsys):
+def test_sweep_eval_backends_adds_a_transfer_section(tmp_path, capsys, monkeypatch):
     _procgen()
     from coinrun_mg.sweep import TRANSFER_CSV, TRANSFER_RATES, format_transfer_table, run_sweep
 
@@ -142,6 +142,12 @@ def test_sweep_eval_backends_adds_a_transfer_section(tmp_path, capsys):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert again["transfer"] == transfer
 
+    # The command prints the transfer table after the main one.
+    monkeypatch.setattr("coinrun_mg.sweep.run_sweep", lambda *args, **kwargs: again)
+    argv = ["sweep", "--eval-backends", "native,procgen", "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "test timeout rate" in printed and "  procgen  " in printed and TRANSFER_CSV in printed
     with pytest.raises(SystemExit):
         cli.main(["sweep", "--eval-backends", "native,gpu", "--out", str(tmp_path)])
     assert "native, procgen" in capsys.readouterr().err
