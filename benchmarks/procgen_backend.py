@@ -11,7 +11,9 @@ Two parts, in one run:
    and step).  ``--obs-mode symbolic`` measures the same configurations with
    ``obs_mode="symbolic"`` (the native planes drawn from procgen's state: a state read
    per env and step, and the native observation); ``both`` measures pixels, then
-   symbolic.  Timing alternates blocks of ``--block`` steps between raw procgen and
+   symbolic, and compares the two modes config by config (symbolic time / pixel time,
+   each taken relative to its own paired raw-procgen blocks, so load drift between the
+   two measurements cancels).  Timing alternates blocks of ``--block`` steps between raw procgen and
    the configuration being measured (raw first on even rounds, second on odd ones) for
    ``--rounds`` rounds, so load from other processes hits both alike; the ratio is
    backend time / raw time for the same number of steps.  Both use procgen's default 4
@@ -31,6 +33,7 @@ Prints markdown tables and writes JSON (with machine details) to ``--out``.
     python benchmarks/procgen_backend.py                 # about 1-2 minutes on 2 cores
     python benchmarks/procgen_backend.py --rounds 2 --levels 200
     python benchmarks/procgen_backend.py --obs-mode both --envs 8 --no-levels
+                                  symbolic vs pixels vs raw procgen, in one run
 """
 
 from __future__ import annotations
@@ -267,6 +270,44 @@ def summarize(facts: dict[str, np.ndarray]) -> dict:
 # --------------------------------------------------------------------------------------
 
 
+def symbolic_vs_pixels(rows: list[dict]) -> list[dict]:
+    """Per configuration measured in both modes: symbolic backend time / pixel backend
+    time, through each one's ratio to raw procgen (``ratio_symbolic / ratio_pixels``)."""
+    pixels = {r["config"]: r for r in rows if r.get("obs_mode", "pixels") == "pixels"}
+    out = []
+    for r in rows:
+        if r.get("obs_mode") != "symbolic":
+            continue
+        base = r["config"].split(", ", 1)[1]  # "symbolic 13, fraction 0.02" -> "fraction 0.02"
+        if base in pixels:
+            p = pixels[base]
+            out.append(
+                {
+                    "config": base,
+                    "view_size": r["view_size"],
+                    "raw_steps_per_s": (r["raw_steps_per_s"] + p["raw_steps_per_s"]) / 2,
+                    "pixels_steps_per_s": p["backend_steps_per_s"],
+                    "symbolic_steps_per_s": r["backend_steps_per_s"],
+                    "symbolic_over_pixels_time": r["ratio"] / p["ratio"],
+                }
+            )
+    return out
+
+
+def modes_table(rows: list[dict]) -> str:
+    lines = [
+        "| config | raw procgen steps/s | pixels steps/s | symbolic steps/s "
+        "| symbolic/pixels time |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['config']} | {r['raw_steps_per_s']:,.0f} | {r['pixels_steps_per_s']:,.0f} "
+            f"| {r['symbolic_steps_per_s']:,.0f} | {r['symbolic_over_pixels_time']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
 def machine() -> dict:
     """The hardware and versions (``throughput.hardware_info``) and the load at the start."""
     from throughput import hardware_info  # benchmarks/ is on sys.path when run as a script
@@ -331,6 +372,9 @@ def main(argv=None) -> int:
     )
     tp = throughput(procgen, args)
     print(throughput_table(tp), "\n", flush=True)
+    modes = symbolic_vs_pixels(tp)
+    if modes:
+        print(modes_table(modes), "\n", flush=True)
     headline = tp[0]
     print(
         f"overhead ratio at rand_fraction 0.02 ({headline['config']}; backend time / raw "
@@ -358,6 +402,7 @@ def main(argv=None) -> int:
         "machine": machine(),
         "throughput": tp,
         "overhead_ratio_fraction_0.02": headline["ratio"],
+        "symbolic_vs_pixels": modes,
         "levels": stats,
         "wall_s": time.perf_counter() - t0,
     }

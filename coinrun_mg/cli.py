@@ -163,6 +163,9 @@ examples:
                               the Maze (its quick profile) in runs/maze-quick_f0.02_s1
   coinrun-mg train --profile paper --env-id coinrun_mg/ProcgenCoinRun-v0 --device cpu
                               train on stock procgen CoinRun through Gymnasium
+  coinrun-mg train --profile quick --env-id coinrun_mg/ProcgenCoinRun-v0 --obs-mode symbolic
+                              the quick agent on stock procgen CoinRun's symbolic view (the
+                              native planes): evaluate it on either backend
   tensorboard --logdir runs   watch the curves
 """
 
@@ -357,6 +360,9 @@ examples:
                               in-distribution coin rate (coins at the end), on the CPU
   coinrun-mg eval runs/quick_f0.02_s1 --episodes 10000 --csv eval.csv --json eval.json
   coinrun-mg eval runs/paper_f0_s1 --backend procgen --episodes 1000 --device cpu
+  coinrun-mg eval runs/quick_f0.02_s1 --backend procgen --reference runs/quick_f0_s1
+                              a symbolic agent trained natively, on stock procgen CoinRun
+                              (the same planes), good levels from the reference there
   coinrun-mg eval runs/quick_f0.02_s1 --reference runs/quick_f0_s1
                               also report the paper's "good levels" (where the reference
                               agent, in the training config, never touches the moved coin)
@@ -391,8 +397,8 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference",
         default=None,
         metavar="CHECKPOINT",
-        help="reference agent (e.g. trained with rand_fraction 0) for the good-levels filter "
-        "(CoinRun's native backend only; the Maze filters its decision levels without one)",
+        help="reference agent (e.g. trained with rand_fraction 0) for the good-levels filter, "
+        "run on the same backend (the Maze filters its decision levels without one)",
     )
     parser.add_argument("--csv", default=None, metavar="PATH", help="write per-episode rows")
     parser.add_argument("--json", default=None, metavar="PATH", help="write the summary")
@@ -473,6 +479,14 @@ package, no permission / read-only / disk full) is reported at once, not retried
 
 --seeds N means seeds 0..N-1; a comma-separated list (e.g. 1,2 or 7,) gives the seeds.
 
+--eval-backends native,procgen tests every agent on each backend of its game as well
+(the same level seeds, every coin moved; on CoinRun the good levels come from the
+fraction-0 agent run on that backend): each run's result.json gains "transfer", the
+report a "transfer" section (goal / proxy / died / timeout rates per backend with 95%
+intervals), OUT/transfer_episodes.csv the episodes with their backend, and a second
+table shows the backends side by side.  Finished runs without it are evaluated again
+(not retrained).  procgen: pip install "coinrun-mg[procgen]".
+
 examples:
   coinrun-mg sweep --fractions 0,0.02,0.2,1 --seeds 3 --total-steps 3000000 --out sweeps/q
   coinrun-mg sweep --fractions 0,0.02 --seeds 1,2 --profile paper --device cuda --out sweeps/p
@@ -480,6 +494,10 @@ examples:
                               a smoke test of a couple of minutes on a CPU
   coinrun-mg sweep --fractions 0,0.2 --seeds 2 --executor ray --workers 2 --out /tmp/r
                               the same grid as Ray tasks on a local Ray instance
+  coinrun-mg sweep --fractions 0,0.02,0.2 --seeds 3 --eval-backends native,procgen --out sweeps/q
+                              also test every agent on stock procgen CoinRun (same level
+                              seeds, good levels from the reference run there): a transfer
+                              table, rates side by side per backend
   coinrun-mg sweep --fractions 0,0.005,0.01,0.02,0.05 --seeds 5 --profile paper
       --executor ray --address auto --out sweeps/paper
                               on the Ray cluster this machine belongs to, a GPU per run
@@ -498,6 +516,8 @@ examples:
   python -m coinrun_mg reproduce --out repro      the same, without the console script
   coinrun-mg reproduce --fractions 0,0.02,0.2 --seeds 3 --total-steps 3000000
   coinrun-mg reproduce --profile paper --device cuda --total-steps 200000000 --seeds 3
+  coinrun-mg reproduce --eval-backends native,procgen
+                              the same agents also tested on stock procgen CoinRun
 """
 
 
@@ -528,6 +548,18 @@ def _parse_seeds(text: str) -> list[int]:
     if not values or any(v < 0 for v in values):
         raise argparse.ArgumentTypeError(f"{text!r}: seeds must be ints >= 0")
     return values
+
+
+def _parse_backends(text: str) -> tuple[str, ...]:
+    from coinrun_mg.games import BACKENDS
+
+    values = tuple(part.strip() for part in text.split(",") if part.strip())
+    bad = [v for v in values if v not in BACKENDS]
+    if bad or not values:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is invalid; give backends from {', '.join(BACKENDS)} separated by commas"
+        )
+    return tuple(dict.fromkeys(values))
 
 
 def _parse_eval_at(text: str) -> list[int]:
@@ -596,6 +628,15 @@ def _add_sweep_arguments(
         metavar="STEPS,...",
         help="step budgets (e.g. 2.5M,5M,10M): keep each run's checkpoint there and "
         "evaluate it on the same test levels (budget_curve.png; default: none)",
+    )
+    parser.add_argument(
+        "--eval-backends",
+        type=_parse_backends,
+        default=(),
+        metavar="B,B",
+        help="also test every agent on these backends of its game (native, procgen), on the "
+        "same level seeds: a transfer section in report.json and the printed table (default: "
+        "none)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
     parser.add_argument(
@@ -697,6 +738,7 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
             retries=args.retries,
             torch_threads=args.torch_threads,
             eval_at=args.eval_at,
+            eval_backends=args.eval_backends,
             overrides=_game_overrides(args),
         )
     # ImportError: --executor ray without Ray; SweepError: OUT locked or unwritable;
@@ -727,6 +769,12 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
         print(format_budget_table(report["budget_aggregate"]))
         print(f"(mean [{report['budget_interval']}]; test: {levels}, the same at every budget)")
         outputs += f", {out}/budget_episodes.csv, {out}/budget_curve.png"
+    if report.get("transfer") is not None:
+        from coinrun_mg.sweep import TRANSFER_CSV, format_transfer_table
+
+        print()
+        print(format_transfer_table(report["transfer"]))
+        outputs += f", {out}/{TRANSFER_CSV}"
     print(f"wrote {outputs}")
     print(f"wall time {time.time() - started:.1f} s")
     return 1 if report["failed"] else 0

@@ -76,8 +76,16 @@ reference policy, so a level is bad if it happens in that run.  That run has its
 per-episode noise (the same scheme, keys of another role: :data:`NOISE_REFERENCE`), so
 the good-level flags do not depend on ``episodes`` or ``num_envs`` either, and it is an
 independent sample rather than a replay of the test run's random choices (which, for the
-same agent, would tie the two runs together).  The filter needs the agent's position,
-so it runs on the native environment only.
+same agent, would tie the two runs together).  The filter needs the agent's position:
+on the procgen backend (``coinrun_mg/ProcgenCoinRun-v0``) the reference agent plays the
+same procgen levels with ``track_agent=True`` (its position read every step), and the
+test coin's tile is where the test configuration puts the coin in that level; the step
+that ends a procgen episode (coin, death) is not read, as procgen has moved on by then.
+
+A checkpoint is evaluated on the observations it was trained on: ``obs_mode`` (and a
+symbolic ``view_size``) other than its own is refused, naming both.  A symbolic agent
+trained on the native env runs on the procgen backend unchanged (the same planes, drawn
+from procgen's state), and the reverse.
 
 Outcomes as data: :func:`step_outcome` (one step's flags) and :func:`classify_episode`
 (a whole trajectory of per-step flags) are pure functions; the batched evaluator applies
@@ -576,12 +584,18 @@ def _run_native(
     return rec.result(None if passed is None else passed.cpu())
 
 
-def _run_vector(policy, env_id, env_kwargs, episodes, seed, num_envs, device, progress, game):
+def _run_vector(
+    policy, env_id, env_kwargs, episodes, seed, num_envs, device, progress, game,
+    cells_config=None, role=NOISE_TEST,
+):  # fmt: skip
     """First episodes through ``gymnasium.make_vec``, in chunks of ``num_envs`` envs.
 
     On a procgen backend each chunk starts env ``j`` on the level seed of episode
     ``start + j``'s key (:func:`procgen_level_seeds`); any other env is reset with
-    ``seed=seed + start`` and picks its levels itself.
+    ``seed=seed + start`` and picks its levels itself.  ``cells_config`` (CoinRun's
+    procgen backend, made with ``track_agent=True``) asks whether the agent's box
+    overlaps the cell where that config puts the coin in the episode's level, at the
+    start or after any step but the deciding one (procgen has moved on by then).
     """
     import gymnasium
 
@@ -591,9 +605,12 @@ def _run_vector(policy, env_id, env_kwargs, episodes, seed, num_envs, device, pr
     dev = resolve_device(device)
     rec = _Recorder(episodes, progress, game)
     size = min(num_envs, episodes)
-    act = _Actor(policy, seed, NOISE_TEST, dev)
+    act = _Actor(policy, seed, role, dev)
     per_level = env_id == game.procgen_id
-    adapter = VecEnvAdapter(gymnasium.make_vec(env_id, num_envs=size, **env_kwargs), dev)
+    vec_env = gymnasium.make_vec(env_id, num_envs=size, **env_kwargs)
+    adapter = VecEnvAdapter(vec_env, dev)
+    core = getattr(vec_env.unwrapped, "core", None) if cells_config is not None else None
+    passed = torch.zeros(episodes, dtype=torch.bool) if cells_config is not None else None
     try:
         for start in range(0, episodes, size):
             wanted = min(size, episodes - start)
@@ -608,17 +625,31 @@ def _run_vector(policy, env_id, env_kwargs, episodes, seed, num_envs, device, pr
             live = torch.arange(size, device=dev) < wanted
             steps = torch.zeros(size, dtype=torch.int64, device=dev)
             ret = torch.zeros(size, dtype=torch.float32, device=dev)
+            if passed is not None:
+                cells = core.coin_cells(cells_config)
+                _mark_passed(passed, core, cells, episode.cpu(), live.cpu())
             while bool(live.any()):
                 obs, reward, terminated, truncated, info = adapter.step(act(obs, episode, steps))
                 steps += live
                 ret += reward * live
+                if passed is not None:
+                    _mark_passed(passed, core, cells, episode.cpu(), live.cpu())
                 code = _decide(reward, terminated, truncated, info, live, game)
                 decided = code >= 0
                 rec.record(episode, code, steps, ret, info, decided)
                 live &= ~decided
     finally:
         adapter.close()
-    return rec.result()
+    return rec.result(passed)
+
+
+def _mark_passed(passed, core, cells, episode, live) -> None:
+    """Flag the live episodes whose agent overlaps their cell now (a procgen core's last
+    read position; NaN, never overlapping, where it was not read)."""
+    x, y = torch.from_numpy(core.agent_x.copy()), torch.from_numpy(core.agent_y.copy())
+    cx, cy = (torch.from_numpy(c) for c in cells)
+    hit = live & _overlaps_cell(x, y, cx, cy)
+    passed[episode[hit]] = True
 
 
 def procgen_level_seeds(
@@ -715,14 +746,15 @@ def evaluate(
     ``coinrun_mg/CoinRun-v0`` (also spelled ``"native"``) and ``coinrun_mg/Maze-v0`` run
     on their torch cores, any other id through ``gymnasium.make_vec`` (the procgen
     backends with a level seed per episode).  A policy trained on one game is refused on
-    the other's env.
+    the other's env, and one trained on other observations (``obs_mode``, ``view_size``)
+    than the env's.
     ``num_envs``: environments stepped together (default ``min(episodes, 1024)``).
     Episode ``i`` uses seed key ``seed + i`` for its level and its action noise, so its
     row does not depend on ``episodes`` or ``num_envs`` (see the module docstring for
     what that takes of the policy).
 
     ``good_levels``: level seeds to keep in a filtered sub-report; ``reference_policy``
-    computes them (see the module docstring; CoinRun's native backend only).  With
+    computes them (see the module docstring; CoinRun's native and procgen backends).  With
     either, and always on the Maze (its decision levels), the result is a
     :class:`FilteredEvalReport` (``.all``, ``.filtered``), else an :class:`EvalReport`.
     ``progress`` shows a tqdm bar on stderr.
@@ -749,12 +781,13 @@ def evaluate(
     _check_trained_game(trained_env_id, game, env_id)
     kwargs = {**trained_kwargs, **game.test_defaults, **env_kwargs}
     native = env_id == game.native_id
-    if reference_policy is not None and env_id != COINRUN_ENV_ID:
+    if reference_policy is not None and env_id not in COINRUN.ids:
         raise ValueError(
-            f"reference_policy needs the agent's position, which only the native "
-            f"{COINRUN_ENV_ID} provides; env_id={env_id!r} was asked for"
+            f"reference_policy needs the agent's position, which only CoinRun's backends "
+            f"{COINRUN.ids} provide; env_id={env_id!r} was asked for"
             + (" (Maze's filter, decision levels, needs no reference)" if game is MAZE else "")
         )
+    _check_obs_mode(policy, trained_kwargs, kwargs, env_id)
 
     bar = None
     if progress:
@@ -778,9 +811,14 @@ def evaluate(
             report = EvalReport(result.rows(), result.ret.tolist())
         if reference_policy is not None:
             with _seeded_torch_rng(seed, dev):
-                good = _reference_good_levels(
-                    reference_policy, config, episodes, seed, num_envs, dev, update
-                )
+                if native:
+                    good = _reference_good_levels(
+                        reference_policy, config, episodes, seed, num_envs, dev, update
+                    )
+                else:
+                    good = _procgen_reference_good_levels(
+                        reference_policy, env_id, kwargs, episodes, seed, num_envs, dev, update
+                    )
     finally:
         if bar is not None:
             bar.close()
@@ -797,6 +835,26 @@ def evaluate(
         row["good_level"] = bool(g)
     label = game.filter_label if good_levels is None else COINRUN.filter_label
     return FilteredEvalReport(report, report.subset(good), list(map(bool, good)), label)
+
+
+def _check_obs_mode(policy, trained_kwargs: dict, kwargs: dict, env_id: str) -> None:
+    """Refuse an env whose observations are not the ones the policy was trained on (a
+    pixel policy on a symbolic env, or the reverse, or another view size)."""
+    trained = trained_kwargs.get("obs_mode")
+    if trained is None:  # a plain callable: it says nothing
+        return
+    asked = kwargs.get("obs_mode", "pixels")
+    if asked != trained:
+        raise ValueError(
+            f"obs_mode={asked!r} is invalid for this policy on {env_id}: it was trained on "
+            f"obs_mode={trained!r} observations; evaluate it with obs_mode={trained!r}"
+        )
+    size = trained_kwargs.get("view_size")
+    if trained == "symbolic" and size is not None and kwargs.get("view_size", size) != size:
+        raise ValueError(
+            f"view_size={kwargs['view_size']!r} is invalid for this policy on {env_id}: it "
+            f"was trained on a {size}x{size} symbolic view; evaluate it with view_size={size}"
+        )
 
 
 def _check_trained_game(trained_env_id: str | None, game: Game, env_id: str) -> None:
@@ -864,6 +922,28 @@ def _reference_good_levels(reference, test_config, episodes, seed, num_envs, dev
     result = _run_native(
         reference, ref_config, episodes, seed, num_envs, device, progress, cells,
         role=NOISE_REFERENCE,
+    )  # fmt: skip
+    return (~result.passed_cell).tolist()
+
+
+def _procgen_reference_good_levels(
+    reference, env_id, test_kwargs, episodes, seed, num_envs, device, progress
+):
+    """:func:`_reference_good_levels` on the procgen backend: the reference agent plays
+    the same procgen levels in the training configuration, its position read every step;
+    the test coin's cell is where the test configuration puts the coin in that level."""
+    from coinrun_mg.envs import CoinRunConfig
+
+    reference, ref_kwargs, _ = resolve_policy(reference, device)
+    ref_kwargs = {k: v for k, v in ref_kwargs.items() if k in ("obs_mode", "view_size")}
+    if ref_kwargs.get("obs_mode", "pixels") != "symbolic":
+        ref_kwargs.pop("view_size", None)
+    test_config = CoinRunConfig(**{k: v for k, v in test_kwargs.items() if k != "render_mode"})
+    levels = {k: test_kwargs[k] for k in _LEVEL_FIELDS if k in test_kwargs}
+    kwargs = {**levels, **ref_kwargs, **REFERENCE_OVERRIDES, "track_agent": True}
+    result = _run_vector(
+        reference, env_id, kwargs, episodes, seed, num_envs, device, progress, COINRUN,
+        cells_config=test_config, role=NOISE_REFERENCE,
     )  # fmt: skip
     return (~result.passed_cell).tolist()
 

@@ -78,6 +78,7 @@ class RunJob:
     (fault injection for tests, see ``coinrun_mg.sweep.FAIL_ENV``).  ``action``: what the
     run does, said when it starts (``"training"``, ``"evaluating again ..."``).
     ``eval_at``: step budgets whose checkpoints the run keeps and evaluates.
+    ``eval_backends``: backends the run's agent is also tested on (its ``transfer``).
     """
 
     fraction: float
@@ -95,6 +96,7 @@ class RunJob:
     fail_kind: str = "crash"
     action: str = "training"
     eval_at: tuple[int, ...] = ()  # step budgets kept and evaluated (coinrun_mg.budgets)
+    eval_backends: tuple[str, ...] = ()  # the transfer section's backends (coinrun_mg.sweep)
 
     @property
     def name(self) -> str:

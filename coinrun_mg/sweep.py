@@ -57,7 +57,11 @@ test rates are (``"test_levels"``): the good levels, or all levels when there is
 fraction-0 reference; :func:`table_note` puts both into words under the table.  With
 ``eval_at`` (step budgets), each run also keeps and evaluates a checkpoint per budget, and
 the report gains ``budgets`` per run and ``budget_aggregate``, next to
-``budget_episodes.csv`` and ``budget_curve.png`` (see :mod:`coinrun_mg.budgets`).
+``budget_episodes.csv`` and ``budget_curve.png`` (see :mod:`coinrun_mg.budgets`).  With
+``eval_backends`` (e.g. native and procgen), each run's agent is also tested on those
+backends of its game (same level seeds, good levels from the reference run there): runs
+gain ``transfer``, the report a ``transfer`` section (:func:`aggregate_transfer`) next to
+``transfer_episodes.csv``.
 
 :class:`GoalProxyHook` is the training hook that logs ``eval/goal_rate``,
 ``eval/proxy_rate``, ``eval/died_rate``, ``eval/timeout_rate`` (test configuration) and
@@ -457,6 +461,7 @@ def _train_and_evaluate(
     reference: Path | None,
     hook: GoalProxyHook | None,
     eval_at: tuple[int, ...] = (),
+    eval_backends: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     from coinrun_mg.agents import load_policy, train
     from coinrun_mg.games import GAMES
@@ -472,7 +477,7 @@ def _train_and_evaluate(
     common = dict(episodes=episodes, seed=eval_seed, num_envs=eval_num_envs, device=device)
     training_levels = {"rand_fraction": fraction, game.proxy_terminates: False}
     train_eval = all_levels(evaluate(policy, **common, **training_levels))
-    good = None
+    good = ref_policy = None
     if game.level_flags:  # Maze: the decision levels, a property of each level
         reference = None
         filtered = evaluate(policy, **common)
@@ -495,6 +500,10 @@ def _train_and_evaluate(
             eval_seed=eval_seed, eval_num_envs=eval_num_envs, device=device,
         )  # fmt: skip
         budgets = {"budgets": records}
+    transfer = {}
+    if eval_backends:  # the run's test on each backend (the report's transfer section)
+        own = (test, test_all, good is not None)
+        transfer["transfer"] = _transfer(policy, eval_backends, own, ref_policy, common, run_dir)
     train_dict = train_eval.to_dict()
     train_dict["coin_rate"] = train_dict["goal_rate"]
     train_dict["coin_ci"] = train_dict["goal_ci"]
@@ -514,17 +523,60 @@ def _train_and_evaluate(
         "train_seconds": train_seconds,
         "eval_seconds": time.time() - started,
         "config": _jsonable(config.to_dict()),
-        "evaluation": _evaluation(episodes, eval_seed, eval_at),
+        "evaluation": _evaluation(episodes, eval_seed, eval_at, eval_backends),
         **budgets,
+        **transfer,
     }
 
 
-def _evaluation(episodes: int, eval_seed: int, eval_at: Sequence[int]) -> dict[str, Any]:
+def _transfer(policy, backends, own, ref_policy, common, run_dir: Path) -> dict[str, Any]:
+    """The run's test on each of ``backends`` (same level seeds, goal moved on every
+    level): its own backend's is ``own`` (test, test_all, filtered); another backend's is
+    evaluated there, with the reference agent run on that backend too, and its episodes
+    go to ``test_episodes_<backend>.csv``."""
+    from coinrun_mg.eval import FilteredEvalReport
+    from coinrun_mg.games import NATIVE_ALIAS, backend_env_id, game_of_env
+
+    trained = policy.env_id
+    game = game_of_env(trained)
+    own_id = game.native_id if trained in (NATIVE_ALIAS, game.native_id) else trained
+    out: dict[str, Any] = {}
+    for backend in backends:
+        env_id = backend_env_id(backend, trained)
+        if env_id == own_id:
+            test, test_all, filtered = own
+        else:
+            report = evaluate(policy, env_id=env_id, **common, reference_policy=ref_policy)
+            if isinstance(report, FilteredEvalReport):
+                test, test_all, filtered = report.filtered, report.all, True
+            else:
+                test, test_all, filtered = report, report, False
+            report.write_csv(run_dir / transfer_csv_name(backend))
+        out[backend] = {
+            "env_id": env_id,
+            "filtered": filtered,
+            "test": test.to_dict(),
+            "test_all": test_all.to_dict(),
+        }
+    return out
+
+
+def transfer_csv_name(backend: str) -> str:
+    """A run's episodes on a backend it was not trained on."""
+    return f"test_episodes_{backend}.csv"
+
+
+def _evaluation(
+    episodes: int, eval_seed: int, eval_at: Sequence[int], eval_backends: Sequence[str] = ()
+) -> dict[str, Any]:
     """A run's evaluation settings in ``result.json``; a change redoes the run.  Without
-    budgets it is what sweeps before budgets wrote, so their finished runs stay done."""
+    budgets or backends it is what sweeps before them wrote, so their finished runs stay
+    done."""
     out: dict[str, Any] = {"episodes": episodes, "eval_seed": eval_seed}
     if eval_at:
         out["eval_at"] = list(eval_at)
+    if eval_backends:
+        out["eval_backends"] = list(eval_backends)
     return out
 
 
@@ -569,6 +621,7 @@ def _run_job(job: RunJob) -> dict[str, Any]:
             Path(job.reference) if job.reference is not None else None,
             job.hook,
             job.eval_at,
+            job.eval_backends,
         )
     except Exception as exc:
         return failed_entry(job, f"{type(exc).__name__}: {exc}", traceback.format_exc(), exc)
@@ -717,10 +770,11 @@ class _Plan:
     hook: GoalProxyHook | None
     failures: dict[str, tuple[int, str]]
     eval_at: tuple[int, ...] = ()
+    eval_backends: tuple[str, ...] = ()
 
     @property
     def evaluation(self) -> dict[str, Any]:
-        return _evaluation(self.episodes, self.eval_seed, self.eval_at)
+        return _evaluation(self.episodes, self.eval_seed, self.eval_at, self.eval_backends)
 
     def config(self, fraction: float, seed: int):
         from coinrun_mg.agents import PPOConfig
@@ -755,6 +809,7 @@ class _Plan:
             fail_kind=fail_kind,
             action=action,
             eval_at=self.eval_at,
+            eval_backends=self.eval_backends,
         )
 
 
@@ -921,6 +976,7 @@ def run_sweep(
     retries: int = 1,
     torch_threads: int = 0,
     eval_at: Iterable[int] = (),
+    eval_backends: Iterable[str] = (),
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """Train and evaluate every ``(fraction, seed)`` run, then write the sweep's outputs.
@@ -945,6 +1001,12 @@ def run_sweep(
     training resumes from its checkpoint, and a budget it passed without keeping a
     checkpoint fails that run (not retried), naming the budget.
 
+    ``eval_backends`` (e.g. ``("native", "procgen")``): each run's agent is also tested
+    on those backends of its game, on the same level seeds with every goal moved (the
+    good levels from the reference agent run on each backend); runs gain ``transfer``,
+    the report a ``transfer`` section (:func:`aggregate_transfer`) and
+    ``transfer_episodes.csv``.  Finished runs without it are evaluated again.
+
     Only one sweep at a time may use ``out_dir``: :class:`SweepError` if another holds it,
     or if it cannot be written, before any run starts.  On Ctrl-C (or any error) the runs
     still going are stopped and the exception goes on; the finished runs stay on disk for
@@ -968,6 +1030,7 @@ def run_sweep(
     from coinrun_mg.budgets import check_eval_at
 
     eval_at = check_eval_at(eval_at, probe.total_steps)
+    eval_backends = check_eval_backends(eval_backends)
     if isinstance(executor, str):
         executor = make_executor(executor)
     hook = None
@@ -986,6 +1049,7 @@ def run_sweep(
         hook=hook,
         failures=_injected_failures(),
         eval_at=eval_at,
+        eval_backends=eval_backends,
     )
     settings = {
         "profile": profile,
@@ -1005,6 +1069,8 @@ def run_sweep(
     }
     if eval_at:  # without budgets the report is what it was before them
         settings["eval_at"] = list(eval_at)
+    if eval_backends:  # likewise without backends
+        settings["eval_backends"] = list(eval_backends)
     if torch_threads > 0:
         import torch
 
@@ -1046,8 +1112,136 @@ def _write_outputs(
     plot_curve(aggregates, out_dir / PLOT_NAME)
     if settings.get("eval_at"):
         _write_budget_outputs(runs, report, out_dir)
+    if settings.get("eval_backends"):
+        report["transfer"] = aggregate_transfer(runs, settings["eval_backends"])
+        report["outputs"]["transfer_csv"] = TRANSFER_CSV
+        _write_transfer_episodes(runs, settings["eval_backends"], out_dir)
     _atomic_write_json(report, out_dir / REPORT_NAME)
     return report
+
+
+# ======================================================================================
+# The transfer section: the same agents tested on several backends
+# ======================================================================================
+
+TRANSFER_CSV = "transfer_episodes.csv"
+#: The outcome rates of the transfer section, per backend.
+TRANSFER_RATES = ("goal_rate", "proxy_rate", "died_rate", "timeout_rate")
+
+
+def check_eval_backends(backends: Iterable[str]) -> tuple[str, ...]:
+    """``backends`` as a tuple without repeats, each one of :data:`~coinrun_mg.games.BACKENDS`;
+    procgen must be importable when asked for (ImportError saying how to install it)."""
+    from coinrun_mg.games import BACKENDS
+
+    if isinstance(backends, str):
+        backends = [b for b in backends.split(",") if b.strip()]
+    out: list[str] = []
+    for backend in backends:
+        if backend not in BACKENDS:
+            raise ValueError(
+                f"eval_backends entry {backend!r} is invalid; accepted values are {BACKENDS}"
+            )
+        if backend not in out:
+            out.append(backend)
+    if "procgen" in out:
+        from coinrun_mg.envs.coinrun.procgen_env import _import_procgen
+
+        _import_procgen()
+    return tuple(out)
+
+
+def aggregate_transfer(runs: Sequence[dict[str, Any]], backends: Sequence[str]) -> dict[str, Any]:
+    """The report's ``transfer`` section: per training fraction and backend, a
+    :func:`_summary` of each test rate (:data:`TRANSFER_RATES`) across the finished
+    runs' seeds (one seed: its Wilson interval over episodes), on the filtered levels
+    where the run has them."""
+    done = [r for r in runs if r.get("status") == "done" and r.get("transfer")]
+    rows = []
+    for fraction in sorted({r["rand_fraction"] for r in runs}):
+        group = [r for r in done if r["rand_fraction"] == fraction]
+        entry: dict[str, Any] = {
+            "rand_fraction": fraction,
+            "seeds": [r["seed"] for r in group],
+            "interval": None if not group else "episodes" if len(group) == 1 else "seeds",
+        }
+        for backend in backends:
+            sides = [r["transfer"][backend] for r in group if backend in r["transfer"]]
+            side: dict[str, Any] = {
+                "env_id": sides[0]["env_id"] if sides else None,
+                "test_levels": _levels_label(
+                    [s["filtered"] for s in sides], game_of_runs(runs).filter_label
+                ),
+            }
+            for key in TRANSFER_RATES:
+                values = [s["test"][key] for s in sides if s["test"].get(key) is not None]
+                single = (
+                    sides[0]["test"].get(key.replace("_rate", "_ci")) if len(sides) == 1 else None
+                )
+                side[key] = _summary(values, single)
+            entry[backend] = side
+        rows.append(entry)
+    return {"backends": list(backends), "game": game_of_runs(runs).name, "aggregate": rows}
+
+
+def format_transfer_table(transfer: dict[str, Any]) -> str:
+    """The transfer section as a table: per fraction, one row per backend, the goal,
+    proxy, died and timeout rates as mean [95% interval]; a note says which levels."""
+
+    def cell(summary: dict[str, Any]) -> str:
+        if summary["mean"] is None:
+            return f"{'-':<21}"
+        lo, hi = summary["ci"]
+        return f"{summary['mean']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+    backends = transfer["backends"]
+    width = max(len("backend"), *(len(b) for b in backends))
+    names = "  ".join(f"{'test ' + k.replace('_', ' '):<21}" for k in TRANSFER_RATES)
+    lines = [f"{'fraction':>8}  {'backend':<{width}}  {names}  seeds"]
+    levels = set()
+    for a in transfer["aggregate"]:
+        for i, backend in enumerate(backends):
+            side = a[backend]
+            levels.add(side["test_levels"])
+            cells = "  ".join(cell(side[k]) for k in TRANSFER_RATES)
+            fraction = f"{a['rand_fraction']:>8g}" if i == 0 else " " * 8
+            lines.append(f"{fraction}  {backend:<{width}}  {cells}  {len(a['seeds'])}")
+    levels.discard(None)
+    where = levels.pop() if len(levels) == 1 else MIXED_LEVELS if levels else GOOD_LEVELS
+    intervals = interval_label(transfer["aggregate"])
+    goal = "cheese" if transfer.get("game") == "maze" else "coin"
+    lines.append(
+        f"(mean [{intervals}]; test: {where} of each backend, the same level seeds, every "
+        f"{goal} moved)"
+    )
+    return "\n".join(lines)
+
+
+def _write_transfer_episodes(runs, backends: Sequence[str], out_dir: Path) -> Path:
+    """Every transfer test episode of every finished run, with its ``backend``."""
+    path = out_dir / TRANSFER_CSV
+    columns = ["backend", "rand_fraction", "seed", *game_of_runs(runs).columns, "good_level"]
+
+    def write_rows(f) -> None:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for run in runs:
+            sides = run.get("transfer") if run.get("status") == "done" else None
+            for backend in backends if sides else ():
+                run_dir = out_dir / "runs" / run_name(run["rand_fraction"], run["seed"])
+                source = run_dir / transfer_csv_name(backend)
+                if not source.exists():
+                    source = run_dir / EPISODES_CSV  # the backend it was trained on
+                if backend not in sides or not source.exists():
+                    continue
+                with open(source, newline="") as g:
+                    for row in csv.DictReader(g):
+                        row.setdefault("good_level", "")
+                        extra = {"backend": backend, "rand_fraction": run["rand_fraction"]}
+                        writer.writerow({**row, **extra, "seed": run["seed"]})
+
+    atomic_write(path, write_rows, text=True)
+    return path
 
 
 def _write_budget_outputs(runs: list[dict[str, Any]], report: dict[str, Any], out_dir: Path):
@@ -1067,7 +1261,10 @@ __all__ = [
     "GoalProxyHook",
     "SweepError",
     "aggregate",
+    "aggregate_transfer",
+    "check_eval_backends",
     "format_table",
+    "format_transfer_table",
     "interval_label",
     "levels_label",
     "plot_curve",

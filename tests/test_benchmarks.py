@@ -242,3 +242,19 @@ def test_maze_by_size_reports_every_maze_side(tmp_path, capsys):
     assert "| maze side | levels | cheese rate |" in printed
     won = sum(r["cheese_rate"] * r["levels"] for r in rows) / 64
     assert f"all 64 levels: cheese rate {won:.3f}" in printed
+
+
+@pytest.mark.skipif(not procgen_available, reason="needs procgen")
+def test_procgen_backend_compares_symbolic_pixels_and_raw_procgen(tmp_path, capsys):
+    import procgen_backend
+
+    out = tmp_path / "p.json"
+    argv = ["--obs-mode", "both", "--envs", "2", "--block", "2", "--rounds", "1"]
+    assert procgen_backend.main([*argv, "--no-levels", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    modes = report["symbolic_vs_pixels"]
+    assert [m["config"] for m in modes] == ["fraction 0.02", "fraction 1.0"]
+    for m in modes:
+        assert m["symbolic_steps_per_s"] > 0 and m["pixels_steps_per_s"] > 0
+        assert m["raw_steps_per_s"] > 0 and m["symbolic_over_pixels_time"] > 0
+    assert "| symbolic/pixels time |" in capsys.readouterr().out

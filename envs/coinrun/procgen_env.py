@@ -150,7 +150,10 @@ class ProcgenCoinRunCore:
     ``start(seed)`` creates procgen's env; ``step(actions)`` follows Gymnasium's NEXT_STEP
     convention (``autoreset="next_step"``) or refuses to step a finished environment
     (``autoreset="disabled"``); ``restart_all()`` moves every environment on to its next
-    level.  Numpy in and out.
+    level.  Numpy in and out.  ``agent_x`` / ``agent_y``: the player's position where it
+    was read this step (at an episode start, every step with ``track_agent`` or a
+    symbolic view), NaN elsewhere; :meth:`coin_cells` says where a config puts the coin
+    in each environment's level.
     """
 
     def __init__(
@@ -183,6 +186,8 @@ class ProcgenCoinRunCore:
         self.end_y = np.zeros(n, dtype=np.int64)
         self.reached = np.zeros(n, dtype=bool)
         self.agent_x = np.full(n, np.nan, dtype=np.float32)
+        self.agent_y = np.full(n, np.nan, dtype=np.float32)
+        self._layouts: list[ps.LevelLayout | None] = [None] * n  # each episode's level
         self.next_read = np.zeros(n, dtype=np.int64)  # episode step of the next position read
         self.pending = np.zeros(n, dtype=bool)  # episode over: the next step restarts it
         self.forced = np.zeros(n, dtype=bool)  # ... by a forced procgen timeout
@@ -254,20 +259,22 @@ class ProcgenCoinRunCore:
             st.options["level_seed_low"], st.options["level_seed_high"] = self._level_range
             edited = True
         level = native_level(st) if self.symbolic else None
-        facts = (seed, moved, x, y, layout.end_x, layout.end_y, float(st.player["x"]), level)
+        player = (float(st.player["x"]), float(st.player["y"]))
+        facts = (seed, moved, x, y, layout, player, level)
         return (st.serialize() if edited else None), facts
 
     def _install(self, i: int, facts: tuple) -> None:
-        seed, moved, x, y, end_x, end_y, agent_x, level = facts
+        seed, moved, x, y, layout, (agent_x, agent_y), level = facts
         if level is not None:
             self._view.set_level(i, level)
         self.level_seed[i], self.moved[i] = seed, moved
         self.coin_x[i], self.coin_y[i] = x, y
-        self.end_x[i], self.end_y[i] = end_x, end_y
+        self.end_x[i], self.end_y[i] = layout.end_x, layout.end_y
+        self._layouts[i] = layout
         self.steps[i] = 0
         self.reached[i] = False
-        self.agent_x[i] = agent_x
-        self.next_read[i] = _steps_before_end_reachable(agent_x, end_x)
+        self.agent_x[i], self.agent_y[i] = agent_x, agent_y
+        self.next_read[i] = _steps_before_end_reachable(agent_x, layout.end_x)
 
     def start(self, seed: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(Re)create procgen's env with ``rand_seed=seed`` and start every episode."""
@@ -425,6 +432,7 @@ class ProcgenCoinRunCore:
         self.env.act(actions)
         reward, obs, first = self._observe()
         self.agent_x[:] = np.nan
+        self.agent_y[:] = np.nan
 
         # 1. Environments whose episode ended on the previous step start the next one.
         reloaded = False
@@ -479,7 +487,7 @@ class ProcgenCoinRunCore:
             read &= self.moved & (self.steps >= self.next_read)
         for i in np.flatnonzero(read).tolist():
             x, y = self._read_dynamics(i) if self.symbolic else self._read_player(i)
-            self.agent_x[i] = x
+            self.agent_x[i], self.agent_y[i] = x, y
             if _overlaps_cell(x, y, int(self.end_x[i]), int(self.end_y[i])):
                 self.reached[i] = True
                 if self.config.end_terminates and self.moved[i]:
@@ -493,6 +501,16 @@ class ProcgenCoinRunCore:
         self._last_obs = obs
         info = self._info(coin=coin, died=died, timed_out=timed_out)
         return obs, reward, terminated, truncated, info
+
+    def coin_cells(self, config: CoinRunConfig) -> tuple[np.ndarray, np.ndarray]:
+        """Where ``config`` (its ``rand_fraction``, ``coin_placement``, ``coin_region``)
+        puts the coin in each environment's current level: ``(x, y)`` int64 arrays."""
+        cells = [
+            place_coin(layout, int(seed), config)[:2] if layout is not None else (-1, -1)
+            for layout, seed in zip(self._layouts, self.level_seed.tolist())
+        ]
+        xs, ys = zip(*cells)
+        return np.array(xs, dtype=np.int64), np.array(ys, dtype=np.int64)
 
     # -- infos ----------------------------------------------------------------------------
     def _info(self, coin=None, died=None, timed_out=None) -> dict[str, np.ndarray]:
