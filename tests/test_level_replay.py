@@ -5,6 +5,7 @@ the policy, the buffer resumes exactly, bad settings are refused.  Tiny runs, se
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 import torch
@@ -278,3 +279,80 @@ def test_bad_curriculum_settings_are_refused_in_one_line_naming_the_field(overri
     assert "\n" not in message
     for word in words:
         assert word in message, (word, message)
+
+
+# --- sweeps over curricula -------------------------------------------------------------
+
+SWEEP_TINY = dict(
+    num_envs=16, num_steps=16, minibatch_size=64, max_episode_steps=20, checkpoint_every=0
+)
+
+
+def _sweep(out_dir, curricula, **overrides):
+    from coinrun_mg.sweep import run_sweep
+
+    return run_sweep(
+        (0.0, 0.5), [0], "quick", out_dir, total_steps=512, episodes=16, device="cpu",
+        overrides={**SWEEP_TINY, **overrides}, hook_episodes=0, curricula=curricula, log=None,
+    )  # fmt: skip
+
+
+def test_sweep_over_curricula_adds_the_dimension_and_dr_alone_stays_as_it_was(tmp_path):
+    import csv
+
+    out = tmp_path / "sweep"
+    dr_only = _sweep(out, ["dr"])
+    # The report of a sweep before curricula existed; only each run's full config shows
+    # the new fields, at their defaults (as with every field added to PPOConfig).
+    runs = [{k: v for k, v in r.items() if k != "config"} for r in dr_only["runs"]]
+    assert "curriculum" not in json.dumps({**dr_only, "runs": runs})
+    assert dr_only["runs"][0]["config"]["curriculum"] == "dr"
+    with open(out / "episodes.csv") as f:
+        assert next(csv.reader(f))[0] == "rand_fraction"
+
+    both = _sweep(out, ["plr", "dr"], plr_buffer_size=8, plr_min_fill=0.0)
+    assert both["settings"]["curricula"] == ["dr", "plr"]
+    kinds = [(r["curriculum"], r["rand_fraction"]) for r in both["runs"]]
+    assert kinds == [("dr", 0.0), ("dr", 0.5), ("plr", 0.0), ("plr", 0.5)]
+    assert all(r["status"] == "done" for r in both["runs"])
+    # DR's runs were reused, and its aggregates are those of the DR-only sweep.
+    assert [r["train_seconds"] for r in both["runs"][:2]] == [
+        r["train_seconds"] for r in dr_only["runs"]
+    ]
+    for before, after in zip(dr_only["aggregate"], both["aggregate"][:2]):
+        assert after == {"curriculum": "dr", **before}
+    assert [a["curriculum"] for a in both["aggregate"][2:]] == ["plr", "plr"]
+    plr_run = both["runs"][3]
+    assert plr_run["config"]["curriculum"] == "plr" and plr_run["config"]["plr_buffer_size"] == 8
+    assert both["runs"][1]["config"]["plr_buffer_size"] == 4000  # plr_* reach PLR runs only
+    # Every curriculum is tested on DR's good levels of the same seed.
+    assert plr_run["reference"] == both["runs"][0]["reference"]
+    assert (out / "runs" / "plr_f0.5_s0" / BUFFER_CSV).exists()
+    with open(out / "episodes.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0].keys() >= {"curriculum", "rand_fraction", "seed"}
+    assert {r["curriculum"] for r in rows} == {"dr", "plr"}
+    assert (out / "curve.png").stat().st_size > 0
+
+
+def test_cli_train_and_sweep_take_the_curriculum(tmp_path, capsys):
+    from coinrun_mg import cli
+
+    common = ["--device", "cpu", "--num-envs", "16", "--num-steps", "16"]
+    common += ["--minibatch-size", "64", "--max-episode-steps", "20", "--no-progress"]
+    code = cli.main(
+        ["train", "--game", "maze", "--total-steps", "256", "--curriculum", "plr",
+         "--plr-buffer-size", "8", "--run-dir", str(tmp_path / "run"), *common]
+    )  # fmt: skip
+    assert code == 0
+    assert read_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)["config"]["curriculum"] == "plr"
+    assert (tmp_path / "run" / HISTORY_CSV).exists()
+    code = cli.main(
+        ["sweep", "--curricula", "dr,plr", "--set", "plr_buffer_size=0", "--out",
+         str(tmp_path / "s"), "--device", "cpu"]
+    )  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "plr_buffer_size=0" in err[0]
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--curricula", "dr,prl", "--out", str(tmp_path / "t")])
