@@ -11,6 +11,10 @@ profiles change a few fields:
   MLP trunk, 512 envs x 64 steps, 16 minibatches, gamma 0.999, 7M steps.  Its learning
   curve and the choices behind it are in docs/results.md.
 
+``curriculum`` chooses how levels are drawn: ``'dr'`` (every episode a new level) or
+``'plr'`` (robust prioritized level replay, ``agents/level_replay.py``, set by the
+``plr_*`` fields, which are refused away from their defaults under ``'dr'``).
+
 Every field has a ``help`` text in its metadata; the ``coinrun-mg train`` command builds
 its ``--field-name`` options from them.  Invalid values raise ``ValueError`` naming the
 field, the value and what is accepted.
