@@ -354,9 +354,15 @@ class LevelReplay:
     # --- what a researcher inspects ---------------------------------------------------
     def stats(self) -> dict[str, float]:
         """``plr/*`` scalars: the buffer's fill, share of goal-moved levels, score
-        distribution and replay counts; the last rollout's finished episodes by kind."""
+        distribution and replay counts; the last rollout's share of trained transitions and
+        its finished episodes by kind."""
         filled = self.filled()
-        out = {"plr/buffer_fill": float(filled.sum()) / self.capacity, **self.finished}
+        out = {
+            "plr/buffer_fill": float(filled.sum()) / self.capacity,
+            # the share of the last rollout's transitions that trained (replayed levels)
+            "plr/trained_share": float(self.step_replay.double().mean()),
+            **self.finished,
+        }
         if filled.any():
             scores = self.scores[filled]
             q = torch.quantile(scores, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
@@ -454,6 +460,7 @@ def _episode_counts(episodes: dict[str, torch.Tensor]) -> dict[str, float]:
 HISTORY_COLUMNS = (
     "global_step",
     "buffer_fill",
+    "trained_share",
     "buffer_moved_share",
     "score_mean",
     "score_p10",

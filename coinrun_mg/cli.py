@@ -571,8 +571,7 @@ def _config_settings(items: Sequence[str]) -> dict:
                 out[name] = tuple(float(v) for v in text.split(","))
         except ValueError:
             raise ValueError(
-                f"--set {item!r} is invalid; {name} takes {getattr(kind, '__name__', kind)} "
-                "values"
+                f"--set {item!r} is invalid; {name} takes {getattr(kind, '__name__', kind)} values"
             ) from None
     return out
 
