@@ -11,6 +11,10 @@ profiles change a few fields:
   MLP trunk, 512 envs x 64 steps, 16 minibatches, gamma 0.999, 7M steps.  Its learning
   curve and the choices behind it are in docs/results.md.
 
+``curriculum`` chooses how levels are drawn: ``'dr'`` (every episode a new level) or
+``'plr'`` (robust prioritized level replay, ``agents/level_replay.py``, set by the
+``plr_*`` fields, which are refused away from their defaults under ``'dr'``).
+
 Every field has a ``help`` text in its metadata; the ``coinrun-mg train`` command builds
 its ``--field-name`` options from them.  Invalid values raise ``ValueError`` naming the
 field, the value and what is accepted.
@@ -81,6 +85,22 @@ ENV_FIELDS = (
     "max_episode_steps",
 )
 
+# Level curricula (agents/level_replay.py): domain randomization (every episode a new level
+# of the training distribution) or robust prioritized level replay (PLR-perp).
+CURRICULA = ("dr", "plr")
+PLR_SCORES = ("pvl", "maxmc", "oracle")
+PLR_PRIORITIZATIONS = ("rank", "power")
+# The level-replay fields: set away from their defaults only with curriculum='plr'.
+PLR_FIELDS = (
+    "plr_buffer_size",
+    "plr_replay_prob",
+    "plr_min_fill",
+    "plr_staleness_coef",
+    "plr_prioritization",
+    "plr_temperature",
+    "plr_score",
+)
+
 # Fields whose values come from a fixed list (the CLI turns them into `choices`).
 CHOICES: dict[str, tuple[str, ...]] = {
     "game": GAMES,
@@ -89,6 +109,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "distribution_mode": DISTRIBUTION_MODES,
     "network": NETWORKS,
     "compile_env": tuple(COMPILE_WORDS),
+    "curriculum": CURRICULA,
+    "plr_score": PLR_SCORES,
+    "plr_prioritization": PLR_PRIORITIZATIONS,
 }
 
 
@@ -166,6 +189,35 @@ class PPOConfig:
     norm_reward: bool = _f(True, "divide rewards by the running std of discounted returns")
     reward_clip: float = _f(10.0, "clip normalized rewards to [-reward_clip, reward_clip]")
 
+    # --- curriculum (agents/level_replay.py) --------------------------------------------
+    # Defaults: robust PLR with the positive value loss as in Jiang et al. (2021)'s
+    # MiniGrid runs (facebookresearch/dcd configs): buffer 4000, rank with temperature
+    # 0.3, staleness 0.3, replay probability 0.5 once the buffer is half full.
+    curriculum: str = _f(
+        "dr",
+        "'dr': every episode a new level of the training distribution (domain "
+        "randomization); 'plr': robust prioritized level replay (PLR-perp)",
+    )
+    plr_buffer_size: int = _f(4000, "PLR: level seeds kept in the replay buffer")
+    plr_replay_prob: float = _f(
+        0.5, "PLR: probability that an episode replays a buffer level instead of a new one"
+    )
+    plr_min_fill: float = _f(
+        0.5, "PLR: share of the buffer that must be filled before any level is replayed"
+    )
+    plr_staleness_coef: float = _f(
+        0.3, "PLR: weight of staleness in the replay distribution (rho of the paper)"
+    )
+    plr_prioritization: str = _f(
+        "rank", "PLR: score transform, 'rank' (1/rank) or 'power' (the score itself)"
+    )
+    plr_temperature: float = _f(0.3, "PLR: temperature beta of the score transform")
+    plr_score: str = _f(
+        "pvl",
+        "PLR: level score, 'pvl' (positive value loss), 'maxmc' (best return seen minus "
+        "the value) or 'oracle' (the solver's best return minus the episode's)",
+    )
+
     # --- logging and checkpoints ------------------------------------------------------
     checkpoint_every: int = _f(
         1_000_000, "environment steps between checkpoints (0: only the final one)"
@@ -221,6 +273,7 @@ class PPOConfig:
                 "view: use obs_mode='symbolic', or network='impala' for pixels"
             )
         self._check_game_fields()
+        self._check_curriculum()
         self.env_config()  # raises ValueError naming the bad env field
 
     def _check_game_fields(self) -> None:
@@ -242,6 +295,28 @@ class PPOConfig:
                     f"{game} environment; use game={game!r}, or env_id 'native' or one of "
                     f"{list(GAME_ENV_IDS[self.game])}"
                 )
+
+    def _check_curriculum(self) -> None:
+        """Refuse PLR settings out of range, PLR fields changed under 'dr' (they would be
+        ignored) and PLR on a Gymnasium env (it starts levels in the native core)."""
+        _int_at_least("plr_buffer_size", self.plr_buffer_size, 1)
+        _positive("plr_temperature", self.plr_temperature)
+        for name in ("plr_replay_prob", "plr_min_fill", "plr_staleness_coef"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name}={getattr(self, name)!r} is invalid; it must be in [0, 1]")
+        if self.curriculum == "dr":
+            for name in PLR_FIELDS:
+                default = PPOConfig.__dataclass_fields__[name].default
+                if getattr(self, name) != default:
+                    raise ValueError(
+                        f"{name}={getattr(self, name)!r} is invalid with curriculum='dr': "
+                        f"only 'plr' reads it; use curriculum='plr' or leave it at {default!r}"
+                    )
+        elif self.env_id != NATIVE_ENV:
+            raise ValueError(
+                f"curriculum={self.curriculum!r} is invalid with env_id={self.env_id!r}: level "
+                "replay starts levels in the native core; use env_id='native' or curriculum='dr'"
+            )
 
     # --- derived quantities ----------------------------------------------------------
     @property

@@ -22,6 +22,12 @@ One iteration, in :func:`train`'s loop: :func:`collect_rollout` (``num_steps`` s
 every env, then GAE), :func:`ppo_update` (``update_epochs`` passes of minibatches),
 logging, hooks and checkpoints.  ``_Run`` holds what the next iteration depends on.
 
+With ``curriculum='plr'`` a :class:`~coinrun_mg.agents.level_replay.LevelReplay` chooses
+each environment's next level when its episode ends (a replayed buffer level or a new
+one), scores the levels after each rollout, and gives the transitions of new levels
+weight 0 in the update (robust PLR: only replayed levels train the policy).  With the
+default ``'dr'`` none of this runs.
+
 An episode ends on ``terminated | truncated``: a timeout is treated as an episode end
 without bootstrapping, as procgen (which has no truncation signal) did for the paper.
 
@@ -61,6 +67,7 @@ from coinrun_mg.files import atomic_write_text
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, read_run_config, write_checkpoint
 from .config import NATIVE_ENV, RESUMABLE_FIELDS, PPOConfig
 from .interrupt import StopOnInterrupt, TrainingInterrupted
+from .level_replay import LevelReplay, append_history, trim_history
 from .networks import Agent, sample_actions
 from .run_dir import prepare_run_dir
 from .vec_adapter import VecEnvAdapter
@@ -518,6 +525,8 @@ def train(
     writer = SummaryWriter(str(run_dir), purge_step=run.global_step + 1 if saved else None)
     if saved is None:
         writer.add_text("config", _config_markdown(config))
+    elif run.levels is not None:
+        trim_history(run_dir, run.global_step)  # rows a killed run logged after its checkpoint
     progress = _Progress(config, run.global_step)
     hooks = list(hooks)
     policy = Policy(run.agent, config)
@@ -538,6 +547,10 @@ def train(
             stats["charts/SPS"] = (run.global_step - start_step) / max(now - run.started, 1e-9)
             stats["perf/rollout_sps"] = rollout.size / max(rollout_seconds, 1e-9)
             stats["perf/update_seconds"] = now - iteration_start - rollout_seconds
+            if run.levels is not None:  # the buffer's share of moved goals, scores, replays
+                stats.update(run.levels.stats())
+                run.levels.log_scores(writer, run.global_step)
+                append_history(run_dir, run.global_step, stats)
             for key, value in stats.items():
                 writer.add_scalar(key, value, run.global_step)
 
@@ -550,6 +563,8 @@ def train(
                 write_checkpoint(run.payload(), budget_path(run_dir, run.global_step))
             if saved_now:
                 write_checkpoint(run.payload(), checkpoint_path)
+                if run.levels is not None:
+                    run.levels.write_buffer(run_dir)
                 if config.keep_checkpoints and not last:
                     (run_dir / "checkpoints").mkdir(exist_ok=True)
                     name = f"step_{run.global_step:012d}.pt"
@@ -617,6 +632,7 @@ class _Run:
     sample_rng: torch.Generator  # actions
     shuffle_rng: torch.Generator  # minibatch order
     next_obs: torch.Tensor
+    levels: LevelReplay | None = None  # the level-replay curriculum (curriculum='plr')
     iteration: int = 0
     global_step: int = 0
     elapsed_before: float = 0.0  # training seconds of earlier processes (resumed runs)
@@ -640,6 +656,8 @@ class _Run:
             "reward_normalizer": self.reward_norm.state_dict(),
             "episode_stats": self.episodes.state_dict(),
             "env": self.env.state_dict() if self.is_core else None,
+            # only with PLR: a 'dr' checkpoint keeps exactly its earlier entries
+            **({"level_replay": self.levels.state_dict()} if self.levels is not None else {}),
         }
 
 
@@ -664,8 +682,12 @@ def _start_run(config: PPOConfig, device: torch.device, saved: dict | None) -> _
         shuffle_rng=shuffle_rng,
         next_obs=torch.empty(0),
     )
+    if config.curriculum == "plr":
+        run.levels = LevelReplay(config, device)
     if saved is None:
         run.next_obs, _ = env.reset(seed=config.seed)
+        if run.levels is not None:
+            run.levels.begin(env)
     else:
         _restore_run(run, saved)
     run.started = time.time()
@@ -680,6 +702,8 @@ def _restore_run(run: _Run, saved: dict[str, Any]) -> None:
     _restore_rng(saved["rng"], run.device, run.sample_rng, run.shuffle_rng)
     run.reward_norm.load_state_dict(saved["reward_normalizer"])
     run.episodes.load_state_dict(saved["episode_stats"])
+    if run.levels is not None:
+        run.levels.load_state_dict(saved["level_replay"])
     if run.is_core:
         run.env.load_state_dict(saved["env"])
         run.next_obs = run.env.observe()
@@ -751,10 +775,24 @@ def collect_rollout(run: _Run, rollout: Rollout) -> tuple[torch.Tensor, torch.Te
         rollout.dones[t] = done
         rollout.rewards[t] = run.reward_norm(reward, done) if config.norm_reward else reward
         run.episodes.update(reward, done, info, valid)
+        if run.levels is not None:  # robust PLR: only replayed levels get gradients
+            rollout.valid[t] = run.levels.record_step(t, reward, done, info)
+            run.next_obs = run.levels.start_next_levels(env, done, run.next_obs)
     next_value = agent.get_value(run.next_obs)
-    return compute_gae(
+    advantages, returns = compute_gae(
         rollout.rewards, rollout.values, rollout.dones, next_value, config.gamma, config.gae_lambda
     )
+    if run.levels is not None:
+        run.levels.score_rollout(rollout.values, advantages, rollout.dones, _value_scale(run))
+    return advantages, returns
+
+
+def _value_scale(run: _Run) -> float:
+    """Raw reward units per unit of the value head (the reward normalizer's scale)."""
+    if not run.config.norm_reward:
+        return 1.0
+    norm = run.reward_norm
+    return float(torch.sqrt(norm.var + norm.epsilon))
 
 
 def ppo_update(

@@ -498,6 +498,8 @@ examples:
                               also test every agent on stock procgen CoinRun (same level
                               seeds, good levels from the reference run there): a transfer
                               table, rates side by side per backend
+  coinrun-mg sweep --fractions 0,0.01,0.02 --seeds 3 --curricula dr,plr --out sweeps/plr
+                              domain randomization against robust PLR (level replay)
   coinrun-mg sweep --fractions 0,0.005,0.01,0.02,0.05 --seeds 5 --profile paper
       --executor ray --address auto --out sweeps/paper
                               on the Ray cluster this machine belongs to, a GPU per run
@@ -560,6 +562,50 @@ def _parse_backends(text: str) -> tuple[str, ...]:
             f"{text!r} is invalid; give backends from {', '.join(BACKENDS)} separated by commas"
         )
     return tuple(dict.fromkeys(values))
+
+
+def _parse_curricula(text: str) -> list[str]:
+    from coinrun_mg.agents.config import CURRICULA
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in CURRICULA]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: curricula are a comma list of {CURRICULA}")
+    return names
+
+
+def _config_settings(items: Sequence[str]) -> dict:
+    """``--set FIELD=VALUE`` items as PPOConfig overrides, each value read as its field's
+    type (ValueError naming the item for an unknown field or a bad value)."""
+    import typing
+
+    from coinrun_mg.agents.config import PPOConfig, field_names
+
+    types = typing.get_type_hints(PPOConfig)
+    out: dict = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in field_names():
+            raise ValueError(
+                f"--set {item!r} is invalid; use FIELD=VALUE with a PPOConfig field, e.g. "
+                "plr_buffer_size=1000"
+            )
+        kind = types[name]
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                out[name] = text.lower() in ("true", "1")
+            elif kind in (int, float, str):
+                out[name] = kind(text)
+            else:  # tuple[float, float]: LO,HI
+                out[name] = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            raise ValueError(
+                f"--set {item!r} is invalid; {name} takes {getattr(kind, '__name__', kind)} values"
+            ) from None
+    return out
 
 
 def _parse_eval_at(text: str) -> list[int]:
@@ -699,6 +745,23 @@ def _add_sweep_arguments(
         metavar="K",
         help="times a failed run is tried again before it is reported as failed (default 1)",
     )
+    parser.add_argument(
+        "--curricula",
+        type=_parse_curricula,
+        default=["dr"],
+        metavar="C,C,...",
+        help="level curricula to train each run with: dr (domain randomization) and/or plr "
+        "(robust prioritized level replay); default dr",
+    )
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a PPOConfig field for every run, e.g. --set plr_buffer_size=1000 (repeatable; "
+        "plr_* fields reach the plr runs only)",
+    )
 
 
 def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) -> int:
@@ -739,7 +802,8 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
             torch_threads=args.torch_threads,
             eval_at=args.eval_at,
             eval_backends=args.eval_backends,
-            overrides=_game_overrides(args),
+            curricula=args.curricula,
+            overrides={**_config_settings(args.settings), **_game_overrides(args)},
         )
     # ImportError: --executor ray without Ray; SweepError: OUT locked or unwritable;
     # OSError: writing the outputs at the end failed.
@@ -758,7 +822,11 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
     print(table_note(report["aggregate"]))
     for failed in report["failed"]:
         why = f" ({failed['not_retried']})" if failed.get("not_retried") else ""
-        print(f"FAILED f={failed['rand_fraction']:g} seed={failed['seed']}: {failed['error']}{why}")
+        which = f"{failed['curriculum']} " if "curriculum" in failed else ""
+        print(
+            f"FAILED {which}f={failed['rand_fraction']:g} seed={failed['seed']}: "
+            f"{failed['error']}{why}"
+        )
     outputs = f"{out}/report.json, {out}/episodes.csv, {out}/curve.png"
     if report.get("budget_aggregate") is not None:
         from coinrun_mg.budgets import format_budget_table

@@ -172,9 +172,37 @@ class GoalProxyHook(TrainingHook):
 # ======================================================================================
 
 
-def run_name(fraction: float, seed: int) -> str:
-    """The directory name of a run: ``f{fraction:g}_s{seed}``."""
-    return f"f{fraction:g}_s{seed}"
+def run_name(fraction: float, seed: int, curriculum: str = "dr") -> str:
+    """The directory name of a run: ``f{fraction:g}_s{seed}``, prefixed by its curriculum
+    when that is not 'dr' (``plr_f0.01_s0``)."""
+    name = f"f{fraction:g}_s{seed}"
+    return name if curriculum == "dr" else f"{curriculum}_{name}"
+
+
+def curriculum_of(run: dict[str, Any]) -> str:
+    """A run entry's curriculum ('dr' for entries written before curricula existed)."""
+    return run.get("curriculum") or (run.get("config") or {}).get("curriculum", "dr")
+
+
+def _curricula(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """The curricula of ``runs`` in order of appearance."""
+    return list(dict.fromkeys(curriculum_of(r) for r in runs))
+
+
+def _check_curricula(curricula: Iterable[str]) -> list[str]:
+    """Known and distinct, 'dr' first (its fraction-0 runs are every curriculum's
+    reference for the good levels)."""
+    from coinrun_mg.agents.config import CURRICULA
+
+    out = []
+    for c in curricula:
+        if c not in CURRICULA:
+            raise ValueError(f"curriculum {c!r} is invalid; accepted values are {CURRICULA}")
+        if c not in out:
+            out.append(c)
+    if not out:
+        raise ValueError(f"curricula is empty; give at least one of {CURRICULA}")
+    return sorted(out, key=lambda c: c != "dr")
 
 
 def _atomic_write_json(data: Any, path: Path) -> None:
@@ -244,34 +272,44 @@ def _summary(values: list[float], single_ci: list[float] | None) -> dict[str, An
 
 
 def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per training fraction: the finished runs' seeds and a :func:`_summary` of each of
-    :data:`METRICS` across them."""
-    done = [r for r in runs if r.get("status") == "done"]
+    """Per training fraction (per curriculum, then fraction, when the runs have another
+    curriculum than 'dr': the entries then name it): the finished runs' seeds and a
+    :func:`_summary` of each of :data:`METRICS` across them."""
+    curricula = _curricula(runs)
     out = []
-    for fraction in sorted({r["rand_fraction"] for r in runs}):
-        group = [r for r in done if r["rand_fraction"] == fraction]
-        entry: dict[str, Any] = {
-            "rand_fraction": fraction,
-            "seeds": [r["seed"] for r in group],
-            "failed_seeds": [
-                r["seed"] for r in runs if r["rand_fraction"] == fraction and r not in group
-            ],
-            # The 95% intervals: across seeds, or the one run's Wilson interval.
-            "interval": None if not group else "episodes" if len(group) == 1 else "seeds",
-            "test_levels": _levels_label(
-                [bool(r.get("filtered")) for r in group], game_of_runs(runs).filter_label
-            ),
-            "game": game_of_runs(runs).name,
-        }
-        for name, section, key in METRICS:
-            values = [r[section][key] for r in group if r[section].get(key) is not None]
-            single = None
-            if len(group) == 1:
-                ci_key = key.replace("_rate", "_ci")
-                single = group[0][section].get(ci_key)
-            entry[name] = _summary(values, single)
-        out.append(entry)
+    for curriculum in curricula:
+        mine = [r for r in runs if curriculum_of(r) == curriculum]
+        for fraction in sorted({r["rand_fraction"] for r in mine}):
+            entry = _aggregate_entry([r for r in mine if r["rand_fraction"] == fraction], runs)
+            if curricula != ["dr"]:  # a sweep over DR alone reports what it always did
+                entry = {"curriculum": curriculum, **entry}
+            out.append(entry)
     return out
+
+
+def _aggregate_entry(
+    runs: list[dict[str, Any]], every_run: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """The aggregate of the runs of one fraction (and curriculum)."""
+    group = [r for r in runs if r.get("status") == "done"]
+    game = game_of_runs(every_run)
+    entry: dict[str, Any] = {
+        "rand_fraction": runs[0]["rand_fraction"],
+        "seeds": [r["seed"] for r in group],
+        "failed_seeds": [r["seed"] for r in runs if r not in group],
+        # The 95% intervals: across seeds, or the one run's Wilson interval.
+        "interval": None if not group else "episodes" if len(group) == 1 else "seeds",
+        "test_levels": _levels_label([bool(r.get("filtered")) for r in group], game.filter_label),
+        "game": game.name,
+    }
+    for name, section, key in METRICS:
+        values = [r[section][key] for r in group if r[section].get(key) is not None]
+        single = None
+        if len(group) == 1:
+            ci_key = key.replace("_rate", "_ci")
+            single = group[0][section].get(ci_key)
+        entry[name] = _summary(values, single)
+    return entry
 
 
 def _levels_label(filtered: Sequence[bool], label: str = GOOD_LEVELS) -> str | None:
@@ -335,25 +373,34 @@ def format_table(aggregates: Sequence[dict[str, Any]], runs: Sequence[dict[str, 
         return f"{summary['mean']:.3f} [{lo:.3f}, {hi:.3f}]"
 
     per_seed = any(len(a["seeds"]) > 1 for a in aggregates) and bool(runs)
+    # A curriculum column only when the sweep has one (several, or not 'dr').
+    by_curriculum = any("curriculum" in a for a in aggregates)
     label = f"{'':>6}  " if per_seed else ""
     head = (
         f"{'fraction':>8}  {label}{'train coin rate':<21}  {'test goal rate':<21}  "
         f"{'test proxy rate':<21}  seeds"
     )
-    lines = [head]
+    lines = [f"{'curriculum':<10}  {head}" if by_curriculum else head]
     for a in aggregates:
+        curriculum = a.get("curriculum", "dr")
+        first = f"{curriculum:<10}  " if by_curriculum else ""
         seeds = str(len(a["seeds"]))
         if a["failed_seeds"]:
             seeds += f" ({len(a['failed_seeds'])} failed)"
         label = f"{'mean':>6}  " if per_seed else ""
         names = ("train_coin_rate", "test_goal_rate", "test_proxy_rate")
         cells = "  ".join(cell(a[name]) for name in names)
-        lines.append(f"{a['rand_fraction']:>8g}  {label}{cells}  {seeds}")
+        lines.append(f"{first}{a['rand_fraction']:>8g}  {label}{cells}  {seeds}")
         if per_seed and len(a["seeds"]) > 1:
             for run in runs:
-                if run.get("status") == "done" and run["rand_fraction"] == a["rand_fraction"]:
+                if (
+                    run.get("status") == "done"
+                    and run["rand_fraction"] == a["rand_fraction"]
+                    and curriculum_of(run) == curriculum
+                ):
                     cells = "  ".join(cell(_run_summary(run, name)) for name in names)
-                    lines.append(f"{'':>8}  {'s' + str(run['seed']):>6}  {cells}")
+                    pad = " " * len(first)
+                    lines.append(f"{pad}{'':>8}  {'s' + str(run['seed']):>6}  {cells}")
     return "\n".join(lines)
 
 
@@ -383,26 +430,32 @@ def plot_curve(aggregates: Sequence[dict[str, Any]], path: str | os.PathLike) ->
             ("test_proxy_rate", f"test proxy rate (end), {levels}", "tab:red", "-"),
             ("train_coin_rate", "training coin rate", "tab:gray", "--"),
         )
-        for name, label, color, style in series:
-            points = [
-                (a["rand_fraction"], a[name]) for a in aggregates if a[name]["mean"] is not None
-            ]
-            if not points:
-                continue
-            xs = [x for x, _ in points]
-            ys = [s["mean"] for _, s in points]
-            lower = [max(0.0, s["mean"] - s["ci"][0]) for _, s in points]
-            upper = [max(0.0, s["ci"][1] - s["mean"]) for _, s in points]
-            ax.errorbar(
-                xs,
-                ys,
-                yerr=[lower, upper],
-                label=label,
-                color=color,
-                linestyle=style,
-                marker="o",
-                capsize=3,
-            )
+        # One line per curriculum and rate: colour for the rate, marker and dashes for
+        # the curriculum (DR alone: the plot as it always was).
+        curricula = list(dict.fromkeys(a.get("curriculum", "dr") for a in aggregates))
+        looks = {"dr": ("o", None), "plr": ("s", (0, (1, 1)))}
+        for curriculum in curricula:
+            marker, dashes = looks.get(curriculum, ("^", (0, (3, 1, 1, 1))))
+            mine = [a for a in aggregates if a.get("curriculum", "dr") == curriculum]
+            for name, label, color, style in series:
+                points = [(a["rand_fraction"], a[name]) for a in mine]
+                points = [(x, v) for x, v in points if v["mean"] is not None]
+                if not points:
+                    continue
+                xs = [x for x, _ in points]
+                ys = [s["mean"] for _, s in points]
+                lower = [max(0.0, s["mean"] - s["ci"][0]) for _, s in points]
+                upper = [max(0.0, s["ci"][1] - s["mean"]) for _, s in points]
+                ax.errorbar(
+                    xs,
+                    ys,
+                    yerr=[lower, upper],
+                    label=label if len(curricula) == 1 else f"{curriculum}: {label}",
+                    color=color,
+                    linestyle=style if dashes is None else dashes,
+                    marker=marker,
+                    capsize=3,
+                )
         positive = sorted({a["rand_fraction"] for a in aggregates if a["rand_fraction"] > 0})
         if positive:
             ax.set_xscale("symlog", linthresh=positive[0])
@@ -423,6 +476,8 @@ def _write_episodes_csv(runs: Sequence[dict[str, Any]], out_dir: Path) -> Path:
     """Every test episode of every finished run, from the runs' own CSV files."""
     path = out_dir / CSV_NAME
     columns = ["rand_fraction", "seed", *game_of_runs(runs).columns, "good_level"]
+    if _curricula(runs) != ["dr"]:  # DR alone: the columns it always had
+        columns.insert(0, "curriculum")
 
     def write_rows(f) -> None:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
@@ -430,15 +485,16 @@ def _write_episodes_csv(runs: Sequence[dict[str, Any]], out_dir: Path) -> Path:
         for run in runs:
             if run.get("status") != "done":
                 continue
-            source = out_dir / "runs" / run_name(run["rand_fraction"], run["seed"]) / EPISODES_CSV
+            curriculum = curriculum_of(run)
+            name = run_name(run["rand_fraction"], run["seed"], curriculum)
+            source = out_dir / "runs" / name / EPISODES_CSV
             if not source.exists():  # deleted by hand: the run's summary still stands
                 continue
             with open(source, newline="") as g:
                 for row in csv.DictReader(g):
                     row.setdefault("good_level", "")
-                    writer.writerow(
-                        {**row, "rand_fraction": run["rand_fraction"], "seed": run["seed"]}
-                    )
+                    row.update(rand_fraction=run["rand_fraction"], seed=run["seed"])
+                    writer.writerow({**row, "curriculum": curriculum})
 
     atomic_write(path, write_rows, text=True)
     return path
@@ -771,6 +827,7 @@ class _Plan:
     failures: dict[str, tuple[int, str]]
     eval_at: tuple[int, ...] = ()
     eval_backends: tuple[str, ...] = ()
+    curriculum: str = "dr"
 
     @property
     def evaluation(self) -> dict[str, Any]:
@@ -778,12 +835,18 @@ class _Plan:
 
     def config(self, fraction: float, seed: int):
         from coinrun_mg.agents import PPOConfig
+        from coinrun_mg.agents.config import PLR_FIELDS
 
         per_run = {"rand_fraction": fraction, "seed": seed, "device": self.device}
-        return PPOConfig.from_profile(self.profile, **{**self.overrides, **per_run})
+        overrides = dict(self.overrides)
+        if self.curriculum == "dr":  # the level-replay settings are for the PLR runs
+            overrides = {k: v for k, v in overrides.items() if k not in PLR_FIELDS}
+        else:
+            per_run["curriculum"] = self.curriculum
+        return PPOConfig.from_profile(self.profile, **{**overrides, **per_run})
 
     def run_dir(self, fraction: float, seed: int) -> Path:
-        return self.out_dir / "runs" / run_name(fraction, seed)
+        return self.out_dir / "runs" / run_name(fraction, seed, self.curriculum)
 
     def finished_entry(self, fraction: float, seed: int, config) -> dict[str, Any] | None:
         """The run's ``result.json`` if it was written with these settings."""
@@ -793,7 +856,8 @@ class _Plan:
         return done if done.get("evaluation") == self.evaluation else None
 
     def job(self, fraction: float, seed: int, config, ref: Path | None, action: str) -> RunJob:
-        fail_attempts, fail_kind = self.failures.get(run_name(fraction, seed), (0, "crash"))
+        name = run_name(fraction, seed, self.curriculum)
+        fail_attempts, fail_kind = self.failures.get(name, (0, "crash"))
         return RunJob(
             fraction=fraction,
             seed=seed,
@@ -823,8 +887,10 @@ class _Scheduler:
     fix their error, up to ``retries`` times.
     """
 
-    def __init__(self, plan: _Plan, executor: Executor, retries: int, say):
-        self.plan, self.executor, self.retries, self.say = plan, executor, retries, say
+    def __init__(self, plans: list[_Plan], executor: Executor, retries: int, say):
+        self.plans, self.executor, self.retries, self.say = plans, executor, retries, say
+        self.plan = plans[0]
+        self.fixed_references = False  # later curricula use DR's fraction-0 runs
         # Each seed's reference checkpoint: a path, None (no fraction-0 run, or it failed)
         # or _PENDING while its fraction-0 run goes on.
         self.reference: dict[int, Any] = {}
@@ -834,30 +900,56 @@ class _Scheduler:
         self.eager = False
 
     def run(self, fractions: list[float], seeds: list[int]) -> list[dict[str, Any]]:
-        """Every run's entry, in (seed, fraction) order; on any exception (Ctrl-C) the
-        runs still going are stopped and it goes on."""
+        """Every run's entry, in (curriculum, seed, fraction) order; on any exception
+        (Ctrl-C) the runs still going are stopped and it goes on.
+
+        One curriculum after another, 'dr' first: its fraction-0 runs are the good-levels
+        reference of every curriculum's runs of the same seed, so all curricula are
+        tested on the same levels.  Without 'dr' each curriculum is its own reference."""
+        entries: list[dict[str, Any]] = []
         try:
             self.executor.open(_run_job, self.plan.out_dir, self.say)
             self.eager = self.executor.slots > 1
-            for seed in seeds:
-                self.waiting[seed] = []
-                self._start_reference(seed, has_zero=fractions[0] == 0)  # sorted: 0 first
-            for seed in seeds:
-                for fraction in fractions:
-                    if fraction != 0:
-                        self._consider(fraction, seed)
-            while self.executor.pending():
-                self._finish(*self.executor.next_result())
+            references = None
+            for plan in self.plans:
+                entries += self._run_curriculum(plan, fractions, seeds, references)
+                if plan.curriculum == "dr":
+                    references = dict(self.reference)
         except BaseException:
             self.executor.close(cancel=True)  # finished runs are on disk
             raise
         self.executor.close()
-        return [self.final[(seed, fraction)] for seed in seeds for fraction in fractions]
+        return entries
+
+    def _run_curriculum(
+        self, plan: _Plan, fractions: list[float], seeds: list[int], references
+    ) -> list[dict[str, Any]]:
+        """The runs of one curriculum; ``references``: each seed's reference checkpoint
+        from DR's runs, or None to make them from this curriculum's fraction-0 runs."""
+        self.plan, self.final, self.waiting, self.carried = plan, {}, {}, {}
+        self.fixed_references = references is not None
+        for seed in seeds:
+            self.waiting[seed] = []
+            if self.fixed_references:
+                self.reference[seed] = references.get(seed)
+            else:
+                self._start_reference(seed, has_zero=fractions[0] == 0)  # sorted: 0 first
+        for seed in seeds:
+            for fraction in fractions:
+                if fraction != 0 or self.fixed_references:
+                    self._consider(fraction, seed)
+        while self.executor.pending():
+            self._finish(*self.executor.next_result())
+        entries = [self.final[(seed, fraction)] for seed in seeds for fraction in fractions]
+        if [p.curriculum for p in self.plans] != ["dr"]:  # several curricula: say whose
+            for entry in entries:
+                entry["curriculum"] = plan.curriculum
+        return entries
 
     def _plan_run(self, fraction: float, seed: int, ref: Path | None):
         """The run's finished entry when its marker holds one for these settings and this
         reference, else the job that (re)does it."""
-        name = run_name(fraction, seed)
+        name = run_name(fraction, seed, self.plan.curriculum)
         config = self.plan.config(fraction, seed)
         done = self.plan.finished_entry(fraction, seed, config)
         if done is not None and (done.get("filtered") or ref is None):
@@ -916,7 +1008,7 @@ class _Scheduler:
             self.final[(job.seed, job.fraction)] = entry
         else:
             self._record_done(job, entry)
-        if job.fraction == 0:
+        if job.fraction == 0 and not self.fixed_references:
             done = entry.get("status") == "done"
             self.reference[job.seed] = Path(job.run_dir) / CHECKPOINT_NAME if done else None
             for other in self.waiting.pop(job.seed, []):
@@ -977,9 +1069,17 @@ def run_sweep(
     torch_threads: int = 0,
     eval_at: Iterable[int] = (),
     eval_backends: Iterable[str] = (),
+    curricula: Iterable[str] = ("dr",),
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """Train and evaluate every ``(fraction, seed)`` run, then write the sweep's outputs.
+
+    ``curricula``: ``'dr'`` and/or ``'plr'`` (``PPOConfig.curriculum``); every
+    ``(fraction, seed)`` is trained with each, in ``runs/<curriculum>_f..._s...`` (DR's
+    runs keep their ``runs/f..._s...``).  With more than DR, the report's runs and
+    aggregates, the CSV and the plot gain the curriculum; ``plr_*`` overrides apply to
+    the PLR runs only.  The good levels of every curriculum's test are those of DR's
+    fraction-0 run of the same seed (when DR is swept).
 
     ``profile`` / ``overrides`` / ``total_steps`` make each run's
     :class:`~coinrun_mg.agents.PPOConfig` (``rand_fraction``, ``seed`` and ``device``
@@ -1025,12 +1125,21 @@ def run_sweep(
     if total_steps is not None:
         overrides["total_steps"] = total_steps
     overrides.setdefault("progress_bar", False)
+    curricula = _check_curricula(curricula)
     # Validate the settings once, before any run starts (a typo should not fail every run).
-    probe = PPOConfig.from_profile(profile, **{**overrides, "device": device})
+    # (plr_* overrides need a PLR curriculum: 'dr' sorts first, so that is the last.)
+    probe = PPOConfig.from_profile(
+        profile, **{**overrides, "device": device, "curriculum": curricula[-1]}
+    )
     from coinrun_mg.budgets import check_eval_at
 
     eval_at = check_eval_at(eval_at, probe.total_steps)
     eval_backends = check_eval_backends(eval_backends)
+    if eval_at and curricula != ["dr"]:
+        raise ValueError(
+            f"eval_at={list(eval_at)} is invalid with curricula={curricula}: step budgets "
+            "are evaluated for the curriculum 'dr' only; drop one of them"
+        )
     if isinstance(executor, str):
         executor = make_executor(executor)
     hook = None
@@ -1051,6 +1160,9 @@ def run_sweep(
         eval_at=eval_at,
         eval_backends=eval_backends,
     )
+    plans = [replace(plan, curriculum=c) for c in curricula]
+    for each in plans:  # e.g. plr_* overrides with curricula=['dr'] only: refused here
+        each.config(fractions[0], seeds[0])
     settings = {
         "profile": profile,
         "fractions": fractions,
@@ -1071,6 +1183,8 @@ def run_sweep(
         settings["eval_at"] = list(eval_at)
     if eval_backends:  # likewise without backends
         settings["eval_backends"] = list(eval_backends)
+    if curricula != ["dr"]:  # likewise without curricula
+        settings["curricula"] = curricula
     if torch_threads > 0:
         import torch
 
@@ -1080,7 +1194,7 @@ def run_sweep(
     _check_writable(out_dir)
     with _locked(out_dir, say):
         sweep_start = time.time()
-        runs = _Scheduler(plan, executor, retries, say).run(fractions, seeds)
+        runs = _Scheduler(plans, executor, retries, say).run(fractions, seeds)
         return _write_outputs(runs, settings, out_dir, time.time() - sweep_start)
 
 
@@ -1094,6 +1208,7 @@ def _write_outputs(
         "aggregate": aggregates,
         "failed": [
             {
+                **({"curriculum": r["curriculum"]} if "curriculum" in r else {}),
                 "rand_fraction": r["rand_fraction"],
                 "seed": r["seed"],
                 "error": r["error"],
@@ -1259,6 +1374,7 @@ def _write_budget_outputs(runs: list[dict[str, Any]], report: dict[str, Any], ou
 
 __all__ = [
     "GoalProxyHook",
+    "curriculum_of",
     "SweepError",
     "aggregate",
     "aggregate_transfer",

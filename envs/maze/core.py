@@ -184,6 +184,18 @@ class MazeCore:
         self._bank_ready[index] = False
         self._pending_reset[index] = False
 
+    def start_levels(self, level_seeds: torch.Tensor, index: torch.Tensor) -> None:
+        """Start a new episode on the given level seeds in environments ``index`` (a level
+        curriculum's choice, e.g. a replayed level).  Each environment keeps its key and
+        episode number, so its own sequence of levels goes on unchanged afterwards."""
+        index = _as_index(index, self.device)
+        fresh = start_states(level_seeds.to(self.device, torch.int64), self.config)
+        fresh.env_key = self.state.env_key.index_select(0, index)
+        fresh.episode = self.state.episode.index_select(0, index)
+        self.state.assign(index, fresh)
+        self._levels_changed(index)
+        self._pending_reset[index] = False
+
     def start_next_episodes(self, done: torch.Tensor | None = None) -> None:
         """Move environments on to the next level of their sequence (no new seed).
 
