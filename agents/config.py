@@ -8,7 +8,7 @@ profiles change a few fields:
 * ``paper`` -- the defaults on 64x64 pixels, as the paper trained: a GPU workload.  The
   paper trained for 80M-200M steps; Procgen's easy budget is 25M.
 * ``quick`` -- what a CPU can train in minutes: the 13x13 symbolic view, easy mode, the
-  MLP trunk, 512 envs x 64 steps, 16 minibatches, gamma 0.999, 7M steps.  Its learning
+  MLP trunk, 512 envs x 64 steps, 16 minibatches, gamma 0.999, 10M steps.  Its learning
   curve and the choices behind it are in docs/results.md.
 
 ``curriculum`` chooses how levels are drawn: ``'dr'`` (every episode a new level) or
@@ -403,7 +403,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "num_steps": 64,
         "minibatch_size": 2048,  # 16 minibatches
         "gamma": 0.999,
-        "total_steps": 7_000_000,
+        "total_steps": 10_000_000,
         "checkpoint_every": 500_000,
     },
 }
