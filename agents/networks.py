@@ -27,7 +27,6 @@ import torch
 from torch import nn
 
 from coinrun_mg.envs.coinrun.observation import SYMBOLIC_CHANNEL_NAMES, SYMBOLIC_CHANNELS
-from coinrun_mg.envs.maze.config import WORLD_DIM as MAZE_WORLD_DIM
 from coinrun_mg.envs.maze.observation import SYMBOLIC_CHANNELS as MAZE_SYMBOLIC_CHANNELS
 
 NETWORKS = ("impala", "compact", "mlp")
@@ -128,18 +127,18 @@ class SymbolicMLP(nn.Module):
     CoinRun's view: the last ``SYMBOLIC_CONSTANT_PLANES`` channels hold one value repeated
     over the whole plane (the agent's velocity and sub-tile position); a dense layer gains
     nothing from the repeats, so only one cell of each is fed in (this removes 40% of the
-    first layer's arithmetic on the 13x13 view).  Maze's view (the whole world as wall,
-    cheese and agent planes) is fed in whole.
+    first layer's arithmetic on the 13x13 view).  Maze's view (wall, cheese and agent
+    planes, of the whole world or agent-centred) is fed in whole.
     """
 
     def __init__(self, obs_shape: tuple[int, int, int], hidden: tuple[int, ...] = (256, 256)):
         super().__init__()
         h, w, c = obs_shape
-        maze_view = c == MAZE_SYMBOLIC_CHANNELS and h == w and h in MAZE_WORLD_DIM.values()
+        maze_view = c == MAZE_SYMBOLIC_CHANNELS and h == w
         if c != SYMBOLIC_CHANNELS and not maze_view:
             raise ValueError(
                 f"the mlp network reads the symbolic view ({SYMBOLIC_CHANNELS} channels, or "
-                f"Maze's {MAZE_SYMBOLIC_CHANNELS} over the whole world); observations of shape "
+                f"Maze's {MAZE_SYMBOLIC_CHANNELS}); observations of shape "
                 f"{tuple(obs_shape)} are not that: use obs_mode='symbolic', or "
                 "network='impala' for pixels"
             )
