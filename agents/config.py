@@ -152,7 +152,9 @@ class PPOConfig:
     )
 
     # --- network -----------------------------------------------------------------------
-    network: str = _f("impala", "IMPALA CNN (pixels), the compact CNN or the MLP (symbolic view)")
+    network: str = _f(
+        "impala", "IMPALA CNN (pixels), the compact or grid CNN or the MLP (symbolic view)"
+    )
     impala_scale: int = _f(1, "channel multiplier of the IMPALA CNN (the paper also used 4)")
 
     # --- PPO ---------------------------------------------------------------------------
