@@ -70,7 +70,10 @@ MAZE_ENV_FIELDS = (
     "obs_mode",
     "distribution_mode",
     "max_episode_steps",
+    "maze_view_size",
 )
+# PPOConfig fields whose Maze kwarg has another name (``view_size`` is CoinRun's field).
+MAZE_ENV_NAMES = {"maze_view_size": "view_size"}
 
 # Fields that become CoinRun environment kwargs (``CoinRunConfig``).
 ENV_FIELDS = (
@@ -161,13 +164,20 @@ class PPOConfig:
     obs_mode: str = _env_field("obs_mode", "observation: 64x64 RGB pixels or the symbolic view")
     distribution_mode: str = _env_field("distribution_mode", "procgen distribution mode")
     view_size: int = _env_field("view_size", "side of the symbolic view in tiles (odd)")
+    maze_view_size: int = _f(
+        0,
+        "Maze: side of the agent-centred symbolic view (odd; 2 * world side - 1 keeps the "
+        "whole world in view); 0: the whole world, not agent-centred",
+    )
     # None: the game's own limit (DEFAULT_EPISODE_STEPS), set by __post_init__.
     max_episode_steps: int = _f(
         None, "episode step limit (default: the game's, 1000 CoinRun, 500 Maze)"
     )
 
     # --- network -----------------------------------------------------------------------
-    network: str = _f("impala", "IMPALA CNN (pixels), the compact CNN or the MLP (symbolic view)")
+    network: str = _f(
+        "impala", "IMPALA CNN (pixels), the compact or grid CNN or the MLP (symbolic view)"
+    )
     impala_scale: int = _f(1, "channel multiplier of the IMPALA CNN (the paper also used 4)")
 
     # --- PPO ---------------------------------------------------------------------------
@@ -338,10 +348,11 @@ class PPOConfig:
         fields).
 
         ``view_size`` only sizes CoinRun's symbolic observations and is left out for
-        pixels (the procgen backend refuses it).
+        pixels (the procgen backend refuses it); Maze's ``view_size`` is
+        ``maze_view_size``.
         """
         if self.game == "maze":
-            return {name: getattr(self, name) for name in MAZE_ENV_FIELDS}
+            return {MAZE_ENV_NAMES.get(name, name): getattr(self, name) for name in MAZE_ENV_FIELDS}
         kwargs = {name: getattr(self, name) for name in ENV_FIELDS}
         if self.obs_mode != "symbolic":
             del kwargs["view_size"]

@@ -7,6 +7,9 @@
 * :class:`CompactCNN` -- two small convolutions and a 256-unit layer for the symbolic
   view (13x13 feature planes).  About 30x cheaper than the IMPALA CNN, which is what makes
   CPU training practical.
+* :class:`GridCNN` -- two padded 3x3 convolutions of stride 2 and a 256-unit layer, for
+  symbolic grids (Maze's agent-centred view: the first layer reads one maze cell per
+  output).
 * :class:`SymbolicMLP` -- the symbolic view flattened into two 256-unit layers.  Its
   arithmetic is all dense matrix products, which a CPU runs several times faster than
   small convolutions (``benchmarks/network_speed.py``).  The view is agent-centred, so the
@@ -27,10 +30,9 @@ import torch
 from torch import nn
 
 from coinrun_mg.envs.coinrun.observation import SYMBOLIC_CHANNEL_NAMES, SYMBOLIC_CHANNELS
-from coinrun_mg.envs.maze.config import WORLD_DIM as MAZE_WORLD_DIM
 from coinrun_mg.envs.maze.observation import SYMBOLIC_CHANNELS as MAZE_SYMBOLIC_CHANNELS
 
-NETWORKS = ("impala", "compact", "mlp")
+NETWORKS = ("impala", "compact", "mlp", "grid")
 
 # The symbolic view's last channels are constant planes (agent velocity, sub-tile position).
 SYMBOLIC_CONSTANT_PLANES = len(SYMBOLIC_CHANNEL_NAMES[SYMBOLIC_CHANNEL_NAMES.index("vx") :])
@@ -121,6 +123,33 @@ class CompactCNN(nn.Module):
         return torch.relu(self.fc(x.flatten(1)))
 
 
+class GridCNN(nn.Module):
+    """Small strided trunk for symbolic grids: conv 3x3 stride 2, conv 3x3 stride 2 (both
+    padded), fc ``hidden``.  On Maze's agent-centred view the first layer's windows are
+    centred on the maze's cells (two grid steps apart, the agent's cell among them), each
+    seeing a cell and its four passages."""
+
+    def __init__(
+        self,
+        obs_shape: tuple[int, int, int],
+        channels: tuple[int, int] = (16, 32),
+        hidden: int = 256,
+    ):
+        super().__init__()
+        h, w, c = obs_shape
+        self.conv0 = layer_init(nn.Conv2d(c, channels[0], 3, stride=2, padding=1))
+        self.conv1 = layer_init(nn.Conv2d(channels[0], channels[1], 3, stride=2, padding=1))
+        for _ in range(2):
+            h, w = (h + 1) // 2, (w + 1) // 2
+        self.fc = layer_init(nn.Linear(channels[1] * h * w, hidden))
+        self.output_dim = hidden
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv0(_to_float_chw(obs)))
+        x = torch.relu(self.conv1(x))
+        return torch.relu(self.fc(x.flatten(1)))
+
+
 class SymbolicMLP(nn.Module):
     """Trunk for the symbolic views: the planes flattened, then ``hidden`` fully connected
     ReLU layers.
@@ -128,18 +157,18 @@ class SymbolicMLP(nn.Module):
     CoinRun's view: the last ``SYMBOLIC_CONSTANT_PLANES`` channels hold one value repeated
     over the whole plane (the agent's velocity and sub-tile position); a dense layer gains
     nothing from the repeats, so only one cell of each is fed in (this removes 40% of the
-    first layer's arithmetic on the 13x13 view).  Maze's view (the whole world as wall,
-    cheese and agent planes) is fed in whole.
+    first layer's arithmetic on the 13x13 view).  Maze's view (wall, cheese and agent
+    planes, of the whole world or agent-centred) is fed in whole.
     """
 
     def __init__(self, obs_shape: tuple[int, int, int], hidden: tuple[int, ...] = (256, 256)):
         super().__init__()
         h, w, c = obs_shape
-        maze_view = c == MAZE_SYMBOLIC_CHANNELS and h == w and h in MAZE_WORLD_DIM.values()
+        maze_view = c == MAZE_SYMBOLIC_CHANNELS and h == w
         if c != SYMBOLIC_CHANNELS and not maze_view:
             raise ValueError(
                 f"the mlp network reads the symbolic view ({SYMBOLIC_CHANNELS} channels, or "
-                f"Maze's {MAZE_SYMBOLIC_CHANNELS} over the whole world); observations of shape "
+                f"Maze's {MAZE_SYMBOLIC_CHANNELS}); observations of shape "
                 f"{tuple(obs_shape)} are not that: use obs_mode='symbolic', or "
                 "network='impala' for pixels"
             )
@@ -163,9 +192,9 @@ class SymbolicMLP(nn.Module):
 class Agent(nn.Module):
     """Actor-critic: a CNN trunk with a policy head (logits) and a value head.
 
-    ``network`` is ``"impala"``, ``"compact"`` or ``"mlp"``; ``scale`` multiplies the IMPALA channel
-    counts (the paper also used 4).  The policy head starts with gain 0.01 (near-uniform
-    initial policy), the value head with gain 1.
+    ``network`` is ``"impala"``, ``"compact"``, ``"mlp"`` or ``"grid"``; ``scale``
+    multiplies the IMPALA channel counts (the paper also used 4).  The policy head starts
+    with gain 0.01 (near-uniform initial policy), the value head with gain 1.
     """
 
     def __init__(
@@ -182,6 +211,8 @@ class Agent(nn.Module):
             self.trunk = CompactCNN(tuple(obs_shape))
         elif network == "mlp":
             self.trunk = SymbolicMLP(tuple(obs_shape))
+        elif network == "grid":
+            self.trunk = GridCNN(tuple(obs_shape))
         else:
             raise ValueError(f"network={network!r} is invalid; accepted values are {NETWORKS}")
         self.obs_shape = tuple(obs_shape)

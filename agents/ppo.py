@@ -61,6 +61,7 @@ from torch import nn
 from coinrun_mg.envs import COMPILE_WORDS, NUM_ACTIONS, CoinRunCore, resolve_device
 from coinrun_mg.envs.coinrun.memory import check_num_envs, observation_bytes
 from coinrun_mg.envs.events import EventKeys, events_of
+from coinrun_mg.envs.maze import SYMBOLIC_CHANNELS as MAZE_SYMBOLIC_CHANNELS
 from coinrun_mg.envs.maze import MazeCore
 from coinrun_mg.files import atomic_write_text
 
@@ -930,6 +931,8 @@ def _run_hooks(hooks, run: _Run, policy: Policy, writer, previous_step: int, las
 def _check_memory(config: PPOConfig, device: torch.device) -> None:
     """Refuse a ``num_envs`` whose environments and rollout storage cannot fit."""
     obs_bytes = observation_bytes(config.obs_mode, config.view_size)
+    if config.game == "maze" and config.obs_mode == "symbolic":
+        obs_bytes = config.env_config().symbolic_side ** 2 * MAZE_SYMBOLIC_CHANNELS
     check_num_envs(config.num_envs, obs_bytes, device, num_steps=config.num_steps)
 
 

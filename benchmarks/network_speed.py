@@ -34,7 +34,7 @@ from coinrun_mg.envs.coinrun.observation import SYMBOLIC_CHANNELS
 
 OUT = Path(__file__).resolve().parent / "out" / "network_speed.json"
 OBS_SHAPES = {"impala": (64, 64, 3), "compact": (13, 13, SYMBOLIC_CHANNELS)}
-OBS_SHAPES["mlp"] = OBS_SHAPES["compact"]
+OBS_SHAPES["mlp"] = OBS_SHAPES["grid"] = OBS_SHAPES["compact"]
 
 
 def median_ms(fn, repeats: int, device: torch.device) -> float:

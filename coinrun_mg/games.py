@@ -82,7 +82,7 @@ class Game:
             from coinrun_mg.envs.maze import SYMBOLIC_CHANNELS, MazeCore
 
             if config.obs_mode == "symbolic":
-                obs_bytes = config.world_dim**2 * SYMBOLIC_CHANNELS
+                obs_bytes = config.symbolic_side**2 * SYMBOLIC_CHANNELS
             else:
                 obs_bytes = observation_bytes("pixels")
             # Refuse before allocating, on CoinRun's per-level estimate (a Maze level is

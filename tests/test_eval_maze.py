@@ -147,8 +147,8 @@ def test_maze_refuses_a_reference_policy_and_bad_arguments():
     with pytest.raises(ValueError, match="^num_envs=10000000000 needs at least .* available"):
         evaluate(walker, MAZE_ENV_ID, episodes=10**10, num_envs=10**10, **EASY)
     # The procgen backend refuses them the same way, before procgen is started.
-    with pytest.raises(ValueError, match="view_size=9 is not a maze setting; accepted: "):
-        evaluate(walker, PROCGEN_MAZE_ENV_ID, episodes=2, view_size=9)
+    with pytest.raises(ValueError, match="coin_placement='end' is not a maze setting; accepted: "):
+        evaluate(walker, PROCGEN_MAZE_ENV_ID, episodes=2, coin_placement="end")
     for name, value, words in (
         ("episodes", 0, "an int >= 1"),
         ("seed", -1, "an int >= 0"),

@@ -224,6 +224,58 @@ def test_pixels_draw_the_whole_world_with_y_up():
     assert torch.equal(image[58, 6], colours["open"])  # the start, bottom left
 
 
+def test_agent_centred_view_is_the_world_window_around_the_agent():
+    # On the CROSS maze (a 5 x 5 world, the agent in its middle) a 3-cell view shows the
+    # cells around the agent; a 9-cell one (2 * 5 - 1) all of the world, walls outside.
+    core = _core_on(CROSS, view_size=3)
+    assert core.observation_shape == (3, 3, 3)
+    obs = core.observe()[0]
+    assert obs[..., 0].tolist() == [[255, 0, 255], [0, 0, 0], [255, 0, 255]]
+    assert obs[..., 2].nonzero().tolist() == [[1, 1]] and obs[..., 1].sum() == 0
+    core.step(torch.tensor([5]))  # up: the cheese now right above the agent
+    obs = core.observe()[0]
+    assert obs[..., 1].nonzero().tolist() == [[0, 1]]
+    whole = _core_on(CROSS, view_size=9).observe()[0]
+    full = _core_on(CROSS).observe()[0]
+    assert torch.equal(whole[2:7, 2:7], full) and whole[..., 0].sum() == 255 * (81 - 25 + 8)
+    corner = _core_on(CROSS, view_size=9)
+    corner.state.agent_x[:] = 0  # the bottom-left cell: the world fills the top right
+    corner.state.agent_y[:] = 0
+    obs = corner.observe()[0]
+    assert torch.equal(obs[:5, 4:, 0], full[..., 0]) and obs[4, 4, 2] == 255
+
+
+@pytest.mark.parametrize("mode", ["easy", "hard"])
+def test_agent_centred_view_matches_a_crop_of_the_whole_world(mode):
+    # Random play with autoresets: every step, the view of side 2 * D - 1 is the whole
+    # world's planes padded with wall and cut around the agent.
+    whole = MazeCore(16, MazeConfig(distribution_mode=mode, max_episode_steps=30), "cpu")
+    d = whole.config.world_dim
+    config = MazeConfig(distribution_mode=mode, max_episode_steps=30, view_size=2 * d - 1)
+    ego = MazeCore(16, config, device="cpu")
+    full, obs = whole.reset(4)[0], ego.reset(4)[0]
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        padded = torch.zeros((16, 3 * d - 2, 3 * d - 2, 3), dtype=torch.uint8)
+        padded[..., 0] = 255  # wall outside the world
+        padded[:, d - 1 : 2 * d - 1, d - 1 : 2 * d - 1] = full
+        for i in range(16):
+            row, col = d - 1 - int(whole.state.agent_y[i]), int(whole.state.agent_x[i])
+            assert torch.equal(obs[i], padded[i, row : row + 2 * d - 1, col : col + 2 * d - 1])
+        assert torch.equal(ego.observe(torch.tensor([3, 1])), obs[[3, 1]])
+        actions = torch.randint(0, 15, (16,), generator=gen)
+        full, obs = whole.step(actions)[0], ego.step(actions)[0]
+
+
+def test_agent_centred_view_through_gymnasium():
+    env = gym.make(ENV_ID, view_size=29, distribution_mode="easy")
+    check_env(env.unwrapped)
+    assert env.observation_space.shape == (29, 29, 3)
+    venv = gym.make_vec(ENV_ID, num_envs=3, device="cpu", view_size=5)
+    obs, _ = venv.reset(seed=0)
+    assert obs.shape == (3, 5, 5, 3) and (obs[:, 2, 2, 2] == 255).all()
+
+
 # --- the Gymnasium contract ----------------------------------------------------------------
 
 
@@ -376,6 +428,10 @@ def test_levels_follow_num_levels_and_start_level():
         ({"max_episode_steps": 0}, "max_episode_steps=0"),
         ({"render_mode": "ansi"}, "render_mode='ansi'"),
         ({"compile": "maybe"}, "compile='maybe'"),
+        ({"view_size": 4}, "view_size=4 is invalid; it must be 0"),
+        ({"view_size": 1}, "view_size=1 is invalid; it must be 0"),
+        ({"view_size": -3}, "view_size=-3"),
+        ({"view_size": 9, "obs_mode": "pixels"}, "view_size=9 is invalid with obs_mode='pixels'"),
     ],
 )
 @pytest.mark.filterwarnings("ignore:.*render_mode.*:UserWarning")
@@ -416,11 +472,13 @@ def test_bad_num_envs_device_actions_and_seeds():
         env.step(20)
 
 
-@pytest.mark.parametrize("obs_mode", ["symbolic", "pixels"])
-def test_compiled_steps_match_eager_ones(obs_mode):
+@pytest.mark.parametrize("obs_mode, view_size", [("symbolic", 0), ("pixels", 0), ("symbolic", 29)])
+def test_compiled_steps_match_eager_ones(obs_mode, view_size):
     # Integer moves and lookups only: a compiled core (or its eager fallback where no
     # compiler is installed) must agree with the eager one exactly.
-    config = MazeConfig(obs_mode=obs_mode, max_episode_steps=20, distribution_mode="easy")
+    config = MazeConfig(
+        obs_mode=obs_mode, max_episode_steps=20, distribution_mode="easy", view_size=view_size
+    )
     compiled = MazeCore(32, config, device="cpu", compile=True)
     eager = MazeCore(32, config, device="cpu", compile=False)
     assert torch.equal(compiled.reset(3)[0], eager.reset(3)[0])
@@ -471,20 +529,25 @@ def test_v0_dynamics_are_pinned(case):
     assert _pinned_digest(**config) == expected
 
 
-def test_kept_wall_image_follows_level_changes():
+@pytest.mark.parametrize("view_size", [0, 7])
+def test_kept_wall_image_follows_level_changes(view_size):
     # MazeCore keeps the symbolic view's wall image between steps; every way a level
     # changes (episode starts, reset_keys, a new state, load_state_dict) must redraw it.
-    config = MazeConfig(obs_mode="symbolic", max_episode_steps=20)
+    config = MazeConfig(obs_mode="symbolic", max_episode_steps=20, view_size=view_size)
+
+    def view(state):
+        return render.egocentric_obs(state, view_size) if view_size else render.symbolic_obs(state)
+
     core = MazeCore(16, config, device="cpu")
     core.reset(seed=2)
     gen = torch.Generator().manual_seed(0)
     for t in range(45):
         obs = core.step(torch.randint(0, 15, (16,), generator=gen))[0]
-        assert torch.equal(obs, render.symbolic_obs(core.state)), t
+        assert torch.equal(obs, view(core.state)), t
     core.reset_keys(torch.tensor([40, 41]), torch.tensor([3, 7]))
-    assert torch.equal(core.observe(), render.symbolic_obs(core.state))
+    assert torch.equal(core.observe(), view(core.state))
     index = torch.tensor([7, 0])
-    assert torch.equal(core.observe(index), render.symbolic_obs(core.state.index(index)))
+    assert torch.equal(core.observe(index), view(core.state.index(index)))
     other = MazeCore(16, config, device="cpu")
     other.reset(seed=9)
     other.load_state_dict(core.state_dict())

@@ -601,6 +601,27 @@ def test_symbolic_planes_are_procgen_s_state(mode):
     venv.close()
 
 
+def test_agent_centred_view_is_the_whole_world_cut_around_the_agent():
+    # The same levels and moves with view_size 0 and 2 * 15 - 1: each agent-centred frame
+    # is the whole-world frame padded with wall and cut around the agent.
+    kwargs = dict(num_envs=4, obs_mode="symbolic", distribution_mode="easy", corner_size=3)
+    whole, ego = ProcgenMazeVectorEnv(**kwargs), ProcgenMazeVectorEnv(**kwargs, view_size=29)
+    assert ego.single_observation_space.shape == (29, 29, 3)
+    full, obs = whole.reset(seed=4)[0], ego.reset(seed=4)[0]
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        padded = np.zeros((4, 43, 43, 3), dtype=np.uint8)
+        padded[..., 0] = 255
+        padded[:, 14:29, 14:29] = full
+        for i in range(4):
+            row, col = np.argwhere(full[i, ..., 2] == 255)[0]
+            assert np.array_equal(obs[i], padded[i, row : row + 29, col : col + 29])
+        actions = rng.integers(0, 15, 4)
+        full, obs = whole.step(actions)[0], ego.step(actions)[0]
+    whole.close()
+    ego.close()
+
+
 # --------------------------------------------------------------------------------------
 # Determinism, Gymnasium contract, arguments
 # --------------------------------------------------------------------------------------

@@ -141,7 +141,14 @@ def test_profiles_and_serialization():
 
 @pytest.mark.parametrize(
     ("network", "shape"),
-    [("impala", (64, 64, 3)), ("compact", (13, 13, 10)), ("mlp", (13, 13, 10))],
+    [
+        ("impala", (64, 64, 3)),
+        ("compact", (13, 13, 10)),
+        ("mlp", (13, 13, 10)),
+        ("grid", (13, 13, 10)),
+        ("grid", (29, 29, 3)),
+        ("mlp", (29, 29, 3)),
+    ],
 )
 def test_agent_takes_uint8_hwc_observations(network, shape):
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ import torch
 
 from coinrun_mg import MAZE_ENV_ID, cli
 from coinrun_mg.agents import PPOConfig, first_episode_stats, load_policy, train
-from coinrun_mg.agents.config import MAZE_ENV_FIELDS
+from coinrun_mg.agents.config import MAZE_ENV_FIELDS, MAZE_ENV_NAMES
 from coinrun_mg.agents.ppo import CHECKPOINT_NAME, read_checkpoint
 from coinrun_mg.eval import FilteredEvalReport, evaluate
 from coinrun_mg.sweep import _same_config
@@ -40,7 +40,7 @@ def test_maze_profile_and_env_kwargs():
     config = PPOConfig.from_profile("quick", game="maze")
     assert (config.game, config.obs_mode, config.network) == ("maze", "symbolic", "mlp")
     assert config.max_episode_steps == 500  # procgen Maze's limit, not CoinRun's 1000
-    assert tuple(config.env_kwargs()) == MAZE_ENV_FIELDS
+    assert tuple(config.env_kwargs()) == tuple(MAZE_ENV_NAMES.get(f, f) for f in MAZE_ENV_FIELDS)
     assert PPOConfig.from_profile("quick").max_episode_steps == 1000
     assert PPOConfig.from_profile("paper", game="maze").obs_mode == "pixels"
     assert PPOConfig.from_dict(config.to_dict()) == config
@@ -54,6 +54,7 @@ def test_maze_profile_and_env_kwargs():
         ({"obs_mode": "pixels"}, "network='mlp' is invalid with obs_mode='pixels'"),
         ({"coin_placement": "anywhere"}, "coin_placement='anywhere' is invalid with game='maze'"),
         ({"view_size": 9}, "view_size=9 is invalid with game='maze': maze has no view_size"),
+        ({"maze_view_size": 8}, "view_size=8 is invalid; it must be 0"),
         (
             {"env_id": "coinrun_mg/ProcgenCoinRun-v0"},
             "env_id='coinrun_mg/ProcgenCoinRun-v0' is invalid with game='maze'",
@@ -69,6 +70,7 @@ def test_bad_maze_settings_are_refused_naming_the_field(overrides, words):
     "overrides, words",
     [
         ({"corner_size": 3}, "corner_size=3 is invalid with game='coinrun'"),
+        ({"maze_view_size": 29}, "maze_view_size=29 is invalid with game='coinrun'"),
         ({"env_id": MAZE_ENV_ID}, "env_id='coinrun_mg/Maze-v0' is invalid with game='coinrun'"),
     ],
 )
@@ -100,6 +102,23 @@ def test_maze_run_checkpoint_policy_and_evaluation(tmp_path):
     assert report.all.meta["env_id"] == MAZE_ENV_ID
     with pytest.raises(ValueError, match="trained on 'coinrun_mg/Maze-v0' \\(maze\\)"):
         evaluate(result.checkpoint, "coinrun_mg/CoinRun-v0", episodes=2, device="cpu")
+
+
+@pytest.mark.parametrize("network", ["mlp", "compact"])
+def test_maze_run_on_the_agent_centred_view(tmp_path, network):
+    config = tiny_maze(
+        total_steps=256, distribution_mode="easy", maze_view_size=29, network=network
+    )
+    assert config.env_kwargs()["view_size"] == 29
+    result = train(config, tmp_path / "run")
+    assert read_checkpoint(result.checkpoint)["env_spec"]["obs_shape"] == [29, 29, 3]
+    policy = load_policy(result.checkpoint, device="cpu", game="maze")
+    assert policy.env_kwargs["view_size"] == 29
+    stats = first_episode_stats(policy, policy.env_kwargs, 8, 1_000_000, "cpu", game="maze")
+    assert 0.0 <= stats["coin_rate"] <= 1.0
+    # A config saved before the field existed reads as the whole-world view.
+    saved = {k: v for k, v in tiny_maze().to_dict().items() if k != "maze_view_size"}
+    assert PPOConfig.from_dict(saved).env_kwargs()["view_size"] == 0
 
 
 def test_resumed_maze_run_ends_with_bit_identical_weights(tmp_path):

@@ -284,8 +284,12 @@ def _budget_run(fraction, seed, records, status="done"):
             "budget": budget,
             "step": step,
             "filtered": True,
-            "test": {"goal_rate": goal, "goal_ci": [goal - 0.1, goal + 0.1],
-                     "proxy_rate": proxy, "proxy_ci": [proxy - 0.05, proxy + 0.05]},
+            "test": {
+                "goal_rate": goal,
+                "goal_ci": [goal - 0.1, goal + 0.1],
+                "proxy_rate": proxy,
+                "proxy_ci": [proxy - 0.05, proxy + 0.05],
+            },
         }  # fmt: skip
         for budget, step, goal, proxy in records
     ]

@@ -29,7 +29,10 @@ class MazeConfig:
     ``rand_fraction``: the share of levels whose cheese is placed as stock procgen places
     it (uniformly among the open cells but the start). ``corner_terminates``: end the
     episode when the agent enters the corner region while the cheese lies outside it (for
-    evaluation; the same rule on both backends).
+    evaluation; the same rule on both backends). ``view_size``: 0 (the default) shows the
+    whole world as procgen does; an odd side >= 3 makes the symbolic view agent-centred,
+    that many cells across, cells outside the world shown as wall (``2 * world_dim - 1``
+    keeps the whole world in view wherever the agent stands).
     """
 
     obs_mode: str = "symbolic"
@@ -40,6 +43,7 @@ class MazeConfig:
     corner_size: int = 1
     corner_terminates: bool = False
     max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS
+    view_size: int = 0
 
     def __post_init__(self) -> None:
         one_of("obs_mode", self.obs_mode, OBS_MODES)
@@ -48,6 +52,17 @@ class MazeConfig:
         int_at_least("start_level", self.start_level, 0)
         int_at_least("max_episode_steps", self.max_episode_steps, 1)
         int_at_least("corner_size", self.corner_size, 1)
+        int_at_least("view_size", self.view_size, 0)
+        if self.view_size and (self.view_size < 3 or self.view_size % 2 == 0):
+            raise ValueError(
+                f"view_size={self.view_size!r} is invalid; it must be 0 (the whole world) "
+                "or an odd int >= 3 (an agent-centred view)"
+            )
+        if self.view_size and self.obs_mode != "symbolic":
+            raise ValueError(
+                f"view_size={self.view_size!r} is invalid with obs_mode={self.obs_mode!r}: "
+                "it sizes the symbolic view; leave it at 0 or use obs_mode='symbolic'"
+            )
         if self.num_levels and self.start_level + self.num_levels > 2**31:
             raise ValueError(
                 f"start_level + num_levels = {self.start_level + self.num_levels} is invalid; "
@@ -69,6 +84,11 @@ class MazeConfig:
     def world_dim(self) -> int:
         """Side of the world grid in cells (15 easy, 25 hard)."""
         return WORLD_DIM[self.distribution_mode]
+
+    @property
+    def symbolic_side(self) -> int:
+        """Side of the symbolic observation: ``view_size``, or the world's when 0."""
+        return self.view_size or self.world_dim
 
     def to_dict(self) -> dict:
         return asdict(self)

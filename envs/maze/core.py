@@ -115,6 +115,12 @@ class MazeCore:
         self.device = resolve_device(device)
         self.compiled = resolve_compile(compile, self.device)
         render = observation.symbolic_obs
+        # Agent-centred symbolic views keep their wall image with this margin of wall.
+        self._margin = self.config.view_size // 2
+        self._view = {}
+        if self.config.view_size:
+            render = observation.egocentric_obs
+            self._view = {"view_size": self.config.view_size}
         if self.config.obs_mode == "pixels":
             render = observation.pixel_obs
         self._moves = CompiledOrEager(maze_step, self.device) if self.compiled else maze_step
@@ -150,11 +156,13 @@ class MazeCore:
         if self._state is None or self.config.obs_mode != "symbolic":
             self._walls = None
         elif index is None or self._walls is None:
-            self._walls = observation.symbolic_walls(self._state.wall)
+            self._walls = observation.symbolic_walls(self._state.wall, self._margin)
         else:
             # index_copy_, not self._walls[index] = ...: on the CPU, index_put_ into a 4-d
             # tensor costs tens of ms at 16,384 envs, however few rows it writes.
-            walls = observation.symbolic_walls(self._state.wall.index_select(0, index))
+            walls = observation.symbolic_walls(
+                self._state.wall.index_select(0, index), self._margin
+            )
             self._walls.index_copy_(0, index, walls)
 
     # -- episode starts ----------------------------------------------------------------
@@ -317,15 +325,15 @@ class MazeCore:
         kept = {} if self._walls is None else {"walls": self._walls}
         if index is None:
             # the fixed-shape call, compiled where enabled
-            return self._render(self.state, **kept)
+            return self._render(self.state, **kept, **self._view)
         index = _as_index(index, self.device)
         kept = {k: v.index_select(0, index) for k, v in kept.items()}
-        return self._render_eager(self.state.index(index), **kept)
+        return self._render_eager(self.state.index(index), **kept, **self._view)
 
     @property
     def observation_shape(self) -> tuple[int, int, int]:
         if self.config.obs_mode == "symbolic":
-            d = self.config.world_dim
+            d = self.config.symbolic_side
             return (d, d, observation.SYMBOLIC_CHANNELS)
         return (observation.PIXEL_SIZE, observation.PIXEL_SIZE, 3)
 

@@ -30,6 +30,9 @@ _DOC_COMMON = """
     ``obs_mode="pixels"``: ``Box(0, 255, (64, 64, 3), uint8)``, the world as procgen lays
     it out in its 64 x 64 frame, drawn in plain colours (procgen's sprites and per-level
     backgrounds are not shipped): walls sand, open cells dark, cheese yellow, mouse grey.
+    With ``view_size`` V (odd, symbolic only): ``Box(0, 255, (V, V, 3), uint8)``, the
+    same planes in a window centred on the agent, cells outside the world shown as wall
+    (``2 * D - 1`` keeps the whole world in view).
 
     ## Rewards
     +10 for reaching the cheese; 0 otherwise.
@@ -54,14 +57,16 @@ _DOC_COMMON = """
     ``obs_mode`` ("symbolic" | "pixels"), ``distribution_mode`` ("easy" | "hard"),
     ``num_levels`` (0 = unlimited), ``start_level``, ``rand_fraction`` (float in [0, 1]),
     ``corner_size`` (int >= 1, default 1: the top-right cell), ``corner_terminates``
-    (default False), ``max_episode_steps`` (500), ``device`` ("auto" | "cpu" | "cuda"),
+    (default False), ``max_episode_steps`` (500), ``view_size`` (0, the whole world, or
+    an odd side >= 3 of an agent-centred symbolic view), ``device`` ("auto" | "cpu" | "cuda"),
     ``render_mode`` (None | "rgb_array"), ``compile`` ("auto" | True | False: run the
     step through ``torch.compile``; "auto" does on CUDA).
 
     ## Version History
     * v0: initial release (before the package's first release, ``corner_terminates``
       changed to one rule for both Maze backends: the corner ends the episode only while
-      the cheese lies outside the corner region).
+      the cheese lies outside the corner region); ``view_size`` added, its default (0)
+      the observations as before.
 """
 
 

@@ -1,6 +1,6 @@
 """Maze's observations: the symbolic planes and the 64 x 64 picture, both of the whole
 world (procgen's easy and hard Maze are not agent-centred: the whole world fills the
-frame).
+frame), and an optional agent-centred window of the symbolic planes (``view_size``).
 
 Both are images with row 0 at the top, so world row ``y`` is image row ``D - 1 - y``
 and world column ``x`` is image column ``x`` (procgen draws ``y`` upwards).
@@ -43,12 +43,16 @@ def _at(state: MazeState, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (cells[None, :, None] == x[:, None, None]) & (cells[None, None, :] == y[:, None, None])
 
 
-def symbolic_walls(wall: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[N, D, D, 3]``: the symbolic view of x-major walls ``[N, D, D]`` alone (the
-    wall plane 255 where a wall is, the cheese and agent planes empty)."""
+def symbolic_walls(wall: torch.Tensor, margin: int = 0) -> torch.Tensor:
+    """uint8 ``[N, D + 2m, D + 2m, 3]``: the symbolic view of x-major walls ``[N, D, D]``
+    alone (the wall plane 255 where a wall is, the cheese and agent planes empty), with a
+    ``margin`` m of wall all around (for agent-centred views)."""
     n, d = wall.shape[0], wall.shape[1]
-    obs = torch.zeros((n, d, d, SYMBOLIC_CHANNELS), dtype=torch.uint8, device=wall.device)
-    obs[..., 0] = _image_rows(wall.view(torch.uint8)) * 255
+    side = d + 2 * margin
+    obs = torch.zeros((n, side, side, SYMBOLIC_CHANNELS), dtype=torch.uint8, device=wall.device)
+    if margin:
+        obs[..., 0] = 255
+    obs[:, margin : margin + d, margin : margin + d, 0] = _image_rows(wall.view(torch.uint8)) * 255
     return obs
 
 
@@ -69,6 +73,32 @@ def symbolic_obs(state: MazeState, walls: torch.Tensor | None = None) -> torch.T
         at = ((d - 1 - y) * d + x) * SYMBOLIC_CHANNELS + channel
         flat.scatter_(1, at[:, None], 255)
     return obs
+
+
+def egocentric_obs(
+    state: MazeState, view_size: int, walls: torch.Tensor | None = None
+) -> torch.Tensor:
+    """uint8 ``[N, V, V, 3]``: the planes of ``symbolic_obs`` in a ``view_size`` V window
+    centred on the agent, cells outside the world shown as wall.
+
+    ``walls`` is ``symbolic_walls(state.wall, V // 2)``, kept between steps (copied, not
+    written).
+    """
+    n, d, r = state.num_envs, state.world_dim, view_size // 2
+    side = d + 2 * r
+    obs = symbolic_walls(state.wall, r) if walls is None else walls.clone()
+    flat = obs.view(n, -1)
+    for channel, (x, y) in enumerate(
+        ((state.cheese_x, state.cheese_y), (state.agent_x, state.agent_y)), start=1
+    ):
+        at = ((d - 1 - y + r) * side + x + r) * SYMBOLIC_CHANNELS + channel
+        flat.scatter_(1, at[:, None], 255)
+    # The window's top-left cell, in padded image coordinates, is the agent's unpadded one.
+    offsets = torch.arange(view_size, device=state.device)
+    rows = (d - 1 - state.agent_y)[:, None] + offsets
+    cols = state.agent_x[:, None] + offsets
+    envs = torch.arange(n, device=state.device)[:, None, None]
+    return obs[envs, rows[:, :, None], cols[:, None, :]]
 
 
 def cell_codes(state: MazeState, mark_corner: bool = False) -> torch.Tensor:

@@ -227,14 +227,15 @@ class ProcgenMazeCore:
     @property
     def observation_shape(self) -> tuple[int, int, int]:
         if self.config.obs_mode == "symbolic":
-            wd = self.config.world_dim
-            return (wd, wd, len(SYMBOLIC_PLANES))
+            side = self.config.symbolic_side
+            return (side, side, len(SYMBOLIC_PLANES))
         return OBSERVATION_SHAPE
 
     def symbolic_obs(self, eaten: np.ndarray | None = None) -> np.ndarray:
         """uint8 ``[num_envs, world_dim, world_dim, 3]``: wall, cheese and agent planes (0 or
-        255) over the whole world, channels last, row 0 at the top (y up in the world).
-        ``eaten`` hides the cheese of environments that have just collected it."""
+        255) over the whole world, channels last, row 0 at the top (y up in the world); or,
+        with ``view_size`` V, ``[num_envs, V, V, 3]`` centred on the agent (wall outside
+        the world).  ``eaten`` hides the cheese of environments that have just collected it."""
         n, wd = self.num_envs, self.config.world_dim
         obs = np.zeros((n, wd, wd, len(SYMBOLIC_PLANES)), dtype=np.uint8)
         # World [x, y] -> image [row, col] = [wd - 1 - y, x].
@@ -247,8 +248,20 @@ class ProcgenMazeCore:
             (self.margin + self.cheese_x)[show],
             1,
         ] = 255
-        obs[rows, wd - 1 - self.margin - self.agent_y, self.margin + self.agent_x, 2] = 255
-        return obs
+        agent_row, agent_col = wd - 1 - self.margin - self.agent_y, self.margin + self.agent_x
+        obs[rows, agent_row, agent_col, 2] = 255
+        view = self.config.view_size
+        if not view:
+            return obs
+        # Agent-centred: pad with wall, cut the window (top-left at the agent's cell).
+        r = view // 2
+        padded = np.zeros((n, wd + 2 * r, wd + 2 * r, obs.shape[3]), dtype=np.uint8)
+        padded[..., 0] = 255
+        padded[:, r : r + wd, r : r + wd] = obs
+        offsets = np.arange(view)
+        window_rows = (agent_row[:, None] + offsets)[:, :, None]
+        window_cols = (agent_col[:, None] + offsets)[:, None, :]
+        return padded[rows[:, None, None], window_rows, window_cols]
 
     def _output(self, obs: np.ndarray, eaten: np.ndarray | None = None) -> np.ndarray:
         """The observation handed out: procgen's frames, or the symbolic planes."""
@@ -560,7 +573,9 @@ _DOC_COMMON = """
     ``obs_mode="pixels"`` (the default here): ``Box(0, 255, (64, 64, 3), uint8)``, procgen's
     top-down view of the whole world.  ``obs_mode="symbolic"``: ``Box(0, 255, (W, W, 3),
     uint8)`` with W the world side (15 easy, 25 hard), planes wall, cheese, agent (0 or
-    255), row 0 at the top, drawn from the followed state (procgen still renders).
+    255), row 0 at the top, drawn from the followed state (procgen still renders);
+    with ``view_size`` V (odd), ``Box(0, 255, (V, V, 3), uint8)``: those planes in a window
+    centred on the agent, cells outside the world shown as wall.
 
     ## Rewards
     +10 for the cheese, 0 otherwise.
@@ -588,7 +603,8 @@ _DOC_COMMON = """
     ``start_level``, ``rand_fraction`` (float in [0, 1]), ``corner_size`` (int >= 1),
     ``corner_terminates`` (default False), ``max_episode_steps`` (500), ``render_mode``
     (None | "rgb_array": procgen's 512 x 512 frames), ``obs_mode`` ("pixels" |
-    "symbolic"); ``device`` may only be "cpu" (procgen runs on the CPU and speaks numpy).
+    "symbolic"), ``view_size`` (symbolic only: 0, the whole world, or an odd side >= 3 of
+    an agent-centred view); ``device`` may only be "cpu" (procgen runs on the CPU and speaks numpy).
 
     ## Version History
     * v0: initial release (before the package's first release, ``corner_terminates``
