@@ -28,7 +28,11 @@ is redone when its settings changed (its PPOConfig, ``episodes``, ``eval_seed`` 
 training resumes from its checkpoint, so a larger ``total_steps`` extends the run and a
 change that :func:`~coinrun_mg.agents.train` cannot resume with fails that run with a
 message; a run evaluated without a reference that now exists is evaluated again.
-Training also resumes from the run's checkpoint after a kill or Ctrl-C.  A run that
+Training also resumes from the run's checkpoint after a kill or Ctrl-C.  Finished runs
+need no checkpoint to stay finished, nor to serve as a reference: the other runs of a seed
+take their good levels from the fraction-0 run's episode files when they can, so a sweep
+whose ``result.json`` and CSV files were kept (committed) without its checkpoints goes on
+from them.  A run that
 raises (or whose process or node dies) is tried again up to ``retries`` times, then
 recorded as failed (with the error) while the sweep goes on; the next call tries it again.
 Only failures a retry can fix are retried (a crash, a dead worker or node, a transient
@@ -529,6 +533,7 @@ def _train_and_evaluate(
 
     started = time.time()
     game = GAMES[config.game]
+    evaluation = _evaluation(episodes, eval_seed, eval_at, eval_backends)
     policy = load_policy(result.checkpoint, device=device)
     common = dict(episodes=episodes, seed=eval_seed, num_envs=eval_num_envs, device=device)
     training_levels = {"rand_fraction": fraction, game.proxy_terminates: False}
@@ -540,8 +545,12 @@ def _train_and_evaluate(
         test, test_all, good = filtered.filtered, filtered.all, filtered.good_levels
         filtered.write_csv(run_dir / EPISODES_CSV)
     elif reference is not None:
-        ref_policy = load_policy(reference, device=device)
-        filtered = evaluate(policy, **common, reference_policy=ref_policy)
+        recorded = recorded_good_levels(reference.parent, evaluation, fraction)
+        if recorded is None:
+            ref_policy = load_policy(reference, device=device)
+            filtered = evaluate(policy, **common, reference_policy=ref_policy)
+        else:
+            filtered = evaluate(policy, **common, good_levels=recorded)
         test, test_all, good = filtered.filtered, filtered.all, filtered.good_levels
         filtered.write_csv(run_dir / EPISODES_CSV)
     else:
@@ -559,7 +568,8 @@ def _train_and_evaluate(
     transfer = {}
     if eval_backends:  # the run's test on each backend (the report's transfer section)
         own = (test, test_all, good is not None)
-        transfer["transfer"] = _transfer(policy, eval_backends, own, ref_policy, common, run_dir)
+        ref = (ref_policy, reference, evaluation, fraction)
+        transfer["transfer"] = _transfer(policy, eval_backends, own, ref, common, run_dir)
     train_dict = train_eval.to_dict()
     train_dict["coin_rate"] = train_dict["goal_rate"]
     train_dict["coin_ci"] = train_dict["goal_ci"]
@@ -579,17 +589,20 @@ def _train_and_evaluate(
         "train_seconds": train_seconds,
         "eval_seconds": time.time() - started,
         "config": _jsonable(config.to_dict()),
-        "evaluation": _evaluation(episodes, eval_seed, eval_at, eval_backends),
+        "evaluation": evaluation,
         **budgets,
         **transfer,
     }
 
 
-def _transfer(policy, backends, own, ref_policy, common, run_dir: Path) -> dict[str, Any]:
+def _transfer(policy, backends, own, ref, common, run_dir: Path) -> dict[str, Any]:
     """The run's test on each of ``backends`` (same level seeds, goal moved on every
     level): its own backend's is ``own`` (test, test_all, filtered); another backend's is
-    evaluated there, with the reference agent run on that backend too, and its episodes
-    go to ``test_episodes_<backend>.csv``."""
+    evaluated there on the good levels the reference run recorded there, else with the
+    reference agent run on that backend too; its episodes go to
+    ``test_episodes_<backend>.csv``.  ``ref``: (reference policy or None, reference
+    checkpoint or None, the run's evaluation settings, the run's fraction)."""
+    from coinrun_mg.agents import load_policy
     from coinrun_mg.eval import FilteredEvalReport
     from coinrun_mg.games import NATIVE_ALIAS, backend_env_id, game_of_env
 
@@ -602,7 +615,7 @@ def _transfer(policy, backends, own, ref_policy, common, run_dir: Path) -> dict[
         if env_id == own_id:
             test, test_all, filtered = own
         else:
-            report = evaluate(policy, env_id=env_id, **common, reference_policy=ref_policy)
+            report = _backend_test(policy, env_id, backend, ref, common, load_policy)
             if isinstance(report, FilteredEvalReport):
                 test, test_all, filtered = report.filtered, report.all, True
             else:
@@ -615,6 +628,45 @@ def _transfer(policy, backends, own, ref_policy, common, run_dir: Path) -> dict[
             "test_all": test_all.to_dict(),
         }
     return out
+
+
+def _backend_test(policy, env_id: str, backend: str, ref, common, load_policy):
+    """The run's test on another backend, filtered as :func:`_transfer` says."""
+    ref_policy, reference, evaluation, fraction = ref
+    if reference is None:
+        return evaluate(policy, env_id=env_id, **common)
+    csv_name = transfer_csv_name(backend)
+    recorded = recorded_good_levels(reference.parent, evaluation, fraction, csv_name)
+    if recorded is not None:
+        return evaluate(policy, env_id=env_id, **common, good_levels=recorded)
+    if ref_policy is None:
+        ref_policy = load_policy(reference, device=common["device"])
+    return evaluate(policy, env_id=env_id, **common, reference_policy=ref_policy)
+
+
+def recorded_good_levels(
+    reference_run: Path, evaluation: dict[str, Any], fraction: float, csv_name: str = EPISODES_CSV
+) -> list[int] | None:
+    """The good levels that a seed's finished fraction-0 run recorded in its episodes
+    (``good_level`` column of ``csv_name``), for the other runs of that seed: the same
+    levels its agent would give again, without its checkpoint (a sweep whose checkpoints
+    were not kept resumes from its ``result.json`` and CSV files).  None where there is
+    no such record: the run is the reference itself, the reference has not finished with
+    these evaluation settings, or the file is missing or incomplete."""
+    if fraction == 0:
+        return None
+    done = _read_json(reference_run / RESULT_NAME)
+    if done is None or not done.get("filtered") or done.get("evaluation") != evaluation:
+        return None
+    try:
+        with open(reference_run / csv_name, newline="") as f:
+            rows = list(csv.DictReader(f))
+        levels = {int(row["level_seed"]): row["good_level"] in ("1", "True") for row in rows}
+    except (OSError, KeyError, ValueError):
+        return None
+    if len(levels) != evaluation["episodes"]:
+        return None
+    return sorted(seed for seed, good in levels.items() if good)
 
 
 def transfer_csv_name(backend: str) -> str:

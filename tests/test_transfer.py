@@ -142,6 +142,17 @@ def test_sweep_eval_backends_adds_a_transfer_section(tmp_path, capsys, monkeypat
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert again["transfer"] == transfer
 
+    # Without the reference's checkpoint (a sweep resumed from its committed results), a
+    # run evaluated again takes the good levels its reference run recorded on each
+    # backend: the same levels, the same rates.
+    (tmp_path / "runs" / "f0_s0" / "checkpoint.pt").unlink()
+    (tmp_path / "runs" / "f0.5_s0" / "result.json").unlink()
+    redone = run_sweep(
+        [0.0, 0.5], [0], "quick", tmp_path, eval_backends=("native", "procgen"), **settings
+    )
+    assert redone["runs"][1]["transfer"] == report["runs"][1]["transfer"]
+    assert redone["runs"][1]["test"] == report["runs"][1]["test"]
+
     # The command prints the transfer table after the main one.
     monkeypatch.setattr("coinrun_mg.sweep.run_sweep", lambda *args, **kwargs: again)
     argv = ["sweep", "--eval-backends", "native,procgen", "--out", str(tmp_path)]
