@@ -21,6 +21,30 @@ def int_at_least(name: str, value, minimum: int) -> None:
         raise ValueError(f"{name}={value!r} is invalid; it must be an int >= {minimum}")
 
 
+def true_or_false(name: str, value) -> None:
+    """Refuse anything but True or False."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}={value!r} is invalid; use True or False")
+
+
+def unit_fraction(name: str, value, example: str) -> float:
+    """``value`` as a float, refusing anything but an int or float (not a bool) in
+    [0, 1]; the error ends with ``example`` (what a value means for the game)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}={value!r} is invalid; it must be a float in [0, 1] ({example})")
+    return float(value)
+
+
+def level_seeds_below_2_31(start_level: int, num_levels: int) -> None:
+    """Refuse a level range ``[start_level, start_level + num_levels)`` (0 levels:
+    unlimited) that reaches 2**31: level seeds are procgen's 31-bit ints."""
+    if num_levels and start_level + num_levels > 2**31:
+        raise ValueError(
+            f"start_level + num_levels = {start_level + num_levels} is invalid; "
+            "level seeds must stay below 2**31"
+        )
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """Map ``"auto"`` to CUDA when available, else the CPU; refuse unusable devices."""
     if isinstance(device, torch.device):

@@ -39,6 +39,40 @@ def observation_space(core) -> spaces.Box:
     return spaces.Box(0, 255, shape=core.observation_shape, dtype=np.uint8)
 
 
+def first_env(obs, reward, terminated, truncated, info) -> tuple:
+    """Environment 0 of a batched step (numpy observations), as a single env returns it."""
+    return (
+        obs[0],
+        float(reward[0]),
+        bool(terminated[0]),
+        bool(truncated[0]),
+        {k: v[0].item() for k, v in info.items()},
+    )
+
+
+def checked_actions(actions, num_envs: int, num_actions: int) -> np.ndarray:
+    """``actions`` as a numpy array, refusing anything but ``num_envs`` integers (each
+    core checks their range)."""
+    actions = np.asarray(actions)
+    if actions.shape != (num_envs,) or not np.issubdtype(actions.dtype, np.integer):
+        raise ValueError(
+            f"actions of shape {actions.shape} and dtype {actions.dtype} are invalid; "
+            f"expected ({num_envs},) integers in [0, {num_actions})"
+        )
+    return actions
+
+
+def with_masks(info: dict[str, np.ndarray], keys, num_envs: int) -> dict[str, np.ndarray]:
+    """A vector env's infos: ``info``'s ``keys``, each with Gymnasium's ``_key`` mask
+    (every environment reports every key)."""
+    everywhere = np.ones(num_envs, dtype=bool)
+    out: dict[str, np.ndarray] = {}
+    for key in keys:
+        out[key] = info[key]
+        out["_" + key] = everywhere
+    return out
+
+
 def check_render_mode(render_mode: str | None) -> None:
     if render_mode not in (None, "rgb_array"):
         raise ValueError(
@@ -87,13 +121,7 @@ class CoreEnv(gym.Env):
             )
         actions = torch.tensor([int(action)], device=self.core.device)
         obs, reward, terminated, truncated, info = self.core.step(actions)
-        return (
-            obs[0].cpu().numpy(),
-            float(reward[0]),
-            bool(terminated[0]),
-            bool(truncated[0]),
-            {k: v[0].item() for k, v in info.items()},
-        )
+        return first_env(obs.cpu().numpy(), reward, terminated, truncated, info)
 
     def render(self):
         if self.render_mode == "rgb_array" and self.core.state is not None:
@@ -145,12 +173,7 @@ class CoreVectorEnv(VectorEnv):
         return obs.cpu().numpy(), self._numpy_info(info)
 
     def step(self, actions):
-        actions = np.asarray(actions)
-        if actions.shape != (self.num_envs,) or not np.issubdtype(actions.dtype, np.integer):
-            raise ValueError(
-                f"actions of shape {actions.shape} and dtype {actions.dtype} are invalid; "
-                f"expected ({self.num_envs},) integers in [0, {self.core.num_actions})"
-            )
+        actions = checked_actions(actions, self.num_envs, self.core.num_actions)
         obs, reward, terminated, truncated, info = self.core.step(torch.from_numpy(actions))
         return (
             obs.cpu().numpy(),
@@ -161,12 +184,8 @@ class CoreVectorEnv(VectorEnv):
         )
 
     def _numpy_info(self, info: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
-        everywhere = np.ones(self.num_envs, dtype=bool)
-        for key in self.core.info_keys:
-            out[key] = info[key].cpu().numpy()
-            out["_" + key] = everywhere
-        return out
+        as_numpy = {k: info[k].cpu().numpy() for k in self.core.info_keys}
+        return with_masks(as_numpy, self.core.info_keys, self.num_envs)
 
     def render(self):
         if self.render_mode == "rgb_array" and self.core.state is not None:

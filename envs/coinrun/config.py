@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from ..checks import int_at_least, one_of
+from ..checks import int_at_least, level_seeds_below_2_31, one_of, true_or_false, unit_fraction
 from .levels import COIN_PLACEMENTS
 from .state import DEFAULT_MAX_EPISODE_STEPS
 
@@ -44,18 +44,11 @@ class CoinRunConfig:
         int_at_least("view_size", self.view_size, 3)
         if self.view_size % 2 == 0:
             raise ValueError(f"view_size={self.view_size!r} is invalid; it must be an odd int >= 3")
-        if self.num_levels and self.start_level + self.num_levels > 2**31:
-            raise ValueError(
-                f"start_level + num_levels = {self.start_level + self.num_levels} is invalid; "
-                "level seeds must stay below 2**31"
-            )
-        f = self.rand_fraction
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0:
-            raise ValueError(
-                f"rand_fraction={f!r} is invalid; it must be a float in [0, 1] "
-                "(e.g. 0.02 moves the coin in 2% of levels)"
-            )
-        object.__setattr__(self, "rand_fraction", float(f))
+        level_seeds_below_2_31(self.start_level, self.num_levels)
+        fraction = unit_fraction(
+            "rand_fraction", self.rand_fraction, "e.g. 0.02 moves the coin in 2% of levels"
+        )
+        object.__setattr__(self, "rand_fraction", fraction)
         region = self.coin_region
         try:
             lo, hi = (float(v) for v in region)
@@ -70,10 +63,7 @@ class CoinRunConfig:
                 "(e.g. (0.8, 1.0) for the right 20% of the level)"
             )
         object.__setattr__(self, "coin_region", (lo, hi))
-        if not isinstance(self.end_terminates, bool):
-            raise ValueError(
-                f"end_terminates={self.end_terminates!r} is invalid; use True or False"
-            )
+        true_or_false("end_terminates", self.end_terminates)
 
     @property
     def hard(self) -> bool:

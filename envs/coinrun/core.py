@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from .. import malloc
-from ..checks import AUTORESET_MODES, resolve_device
-from ..compile import CompiledOrEager, resolve_compile
+from ..compile import CompiledOrEager
+from ..native_core import NativeCore
 from ..rng import level_seeds_for
 from . import observation
 from .config import CoinRunConfig
@@ -97,7 +97,7 @@ INFO_KEYS = (
 )
 
 
-class CoinRunCore:
+class CoinRunCore(NativeCore):
     """``num_envs`` CoinRun environments as tensors on one device.
 
     ``reset(seed)`` and ``step(actions)`` take and return torch tensors on ``device``
@@ -122,8 +122,12 @@ class CoinRunCore:
     own: same seed, same device, same result.
     """
 
+    config_class = CoinRunConfig
     num_actions = NUM_ACTIONS
-    info_keys = INFO_KEYS  # what the infos of reset and step hold
+    info_keys = INFO_KEYS
+    _start_states = staticmethod(start_states)
+    _restart_zeroed = ("reward", "terminated", "truncated", "coin_collected", "died")
+    _wanted_dtype = "integers in [0, {num_actions})"
 
     def __init__(
         self,
@@ -135,16 +139,7 @@ class CoinRunCore:
         prefetch: int | None = None,
         compile: bool | str = "auto",
     ):
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs={num_envs!r} is invalid; it must be an int >= 1")
-        if autoreset not in AUTORESET_MODES:
-            raise ValueError(
-                f"autoreset={autoreset!r} is invalid; accepted values are {AUTORESET_MODES}"
-            )
-        self.num_envs = num_envs
-        self.config = config if config is not None else CoinRunConfig()
-        self.device = resolve_device(device)
-        self.compiled = resolve_compile(compile, self.device)
+        super().__init__(num_envs, config, device, autoreset, check_actions, prefetch, compile)
         # On the CPU the core keeps the list of alive enemies (self._enemy_slots, updated
         # when levels change) and the physics walks only those; compiled, the agent's part
         # and that walk (its size symbolic) are two graphs.  A second graph call costs
@@ -186,11 +181,6 @@ class CoinRunCore:
         self._plan = None
         if self.compiled and not compile_obs and self.config.obs_mode == "symbolic":
             self._plan = CompiledOrEager(observation.symbolic_plan, self.device)
-        self.autoreset = autoreset
-        self.check_actions = check_actions
-        # A batch of levels costs a fixed number of small tensor ops whatever its size, so
-        # fewer, larger batches are cheaper (docs/design-notes-envs.md, "Level bank").
-        self.prefetch = max(1, num_envs // 4) if prefetch is None else prefetch
         self._state: EnvState | None = None
         # Symbolic observations crop the levels from a padded copy of their grids
         # (observation.padded_classes), rebuilt only for environments whose level changes.
@@ -210,7 +200,6 @@ class CoinRunCore:
         self._bank: EnvState | None = None
         self._bank_next: torch.Tensor | None = None
         self._bank_count: torch.Tensor | None = None
-        self._pending_reset = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
         if self.device.type == "cpu":
             malloc.warn_if_mapped_afresh(num_envs * math.prod(self.observation_shape))
 
@@ -262,16 +251,6 @@ class CoinRunCore:
             )
 
     # -- episode starts ----------------------------------------------------------------
-    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Start every environment afresh; environment ``i`` gets the seed key ``seed + i``."""
-        if seed is None:
-            seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint32)[0])
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed={seed!r} is invalid; it must be an int >= 0 or None")
-        keys = int(seed) + torch.arange(self.num_envs, device=self.device)
-        self.reset_keys(keys)
-        return self.observe(), self._info(None)
-
     def reset_keys(self, keys: torch.Tensor, index: torch.Tensor | None = None) -> None:
         """(Re)start environments ``index`` (all if None) at episode 0 of the given keys."""
         if index is not None:
@@ -291,30 +270,6 @@ class CoinRunCore:
             self._pending_reset.zero_()
         else:
             self._pending_reset[index] = False
-
-    def start_levels(self, level_seeds: torch.Tensor, index: torch.Tensor) -> None:
-        """Start a new episode on the given level seeds in environments ``index`` (a level
-        curriculum's choice, e.g. a replayed level).  Each environment keeps its key and
-        episode number, so its own sequence of levels goes on unchanged afterwards."""
-        index = as_index(index, self.device)
-        fresh = start_states(level_seeds.to(self.device, torch.int64), self.config)
-        fresh.env_key = self.state.env_key.index_select(0, index)
-        fresh.episode = self.state.episode.index_select(0, index)
-        self.state.assign(index, fresh)
-        self._levels_changed(index)
-        self._pending_reset[index] = False
-
-    def start_next_episodes(self, done: torch.Tensor | None = None) -> None:
-        """Move environments on to the next level of their sequence (no new seed).
-
-        ``done`` (bool ``[N]``) picks the environments, all of them when None; with
-        ``autoreset="disabled"`` this is how a caller restarts ended episodes itself
-        (the SB3 adapter does, to return each terminal observation before the reset).
-        """
-        if done is None:
-            done = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
-        self._pending_reset = self._pending_reset & ~done  # not in place: may be shared
-        self._start_next_episode(done)
 
     def _start_next_episode(self, done: torch.Tensor) -> None:
         """Move the environments flagged in ``done`` on to their next level."""
@@ -394,56 +349,8 @@ class CoinRunCore:
             self._move_agent_step, s, actions, config, self._enemy_slots, self._step_alive_enemies
         )
 
-    def step(self, actions: torch.Tensor):
-        """Step all environments; returns ``obs, reward, terminated, truncated, info``."""
-        if self.state is None:
-            raise RuntimeError("step() was called before reset(); call reset(seed=...) first")
-        actions = self._validate_actions(actions)
-        if self.autoreset == "disabled" and bool(self._pending_reset.any()):
-            raise RuntimeError(
-                "step() was called on an environment whose episode has ended; call reset() first"
-            )
-        restarting = self._pending_reset if self.autoreset == "next_step" else None
-
-        events = self._physics(self.state, actions, self.config)
-        if restarting is not None:
-            # Gymnasium's NEXT_STEP: this call only starts the new episode.
-            for name in ("reward", "terminated", "truncated", "coin_collected", "died"):
-                value = getattr(events, name)
-                setattr(events, name, torch.where(restarting, torch.zeros_like(value), value))
-        done = events.terminated | events.truncated
-        info = self._info(events)
-
-        if self.autoreset == "same_step":
-            self._start_next_episode(done)
-        elif self.autoreset == "next_step":
-            self._start_next_episode(restarting)
-            self._pending_reset = done
-            if bool(restarting.any()):
-                info = self._merge_restart_info(info, restarting)
-        else:
-            self._pending_reset = done
-        return self.observe(), events.reward, events.terminated, events.truncated, info
-
-    def _validate_actions(self, actions) -> torch.Tensor:
-        if not isinstance(actions, torch.Tensor):
-            actions = torch.as_tensor(np.asarray(actions), device=self.device)
-        if actions.shape != (self.num_envs,):
-            raise ValueError(
-                f"actions have shape {tuple(actions.shape)}; expected ({self.num_envs},) "
-                f"integers in [0, {NUM_ACTIONS})"
-            )
-        if actions.dtype.is_floating_point or actions.dtype == torch.bool:
-            raise ValueError(
-                f"actions have dtype {actions.dtype}; expected integers in [0, {NUM_ACTIONS})"
-            )
-        actions = actions.to(device=self.device, dtype=torch.int64)
-        if self.check_actions and bool(((actions < 0) | (actions >= NUM_ACTIONS)).any()):
-            bad = actions[(actions < 0) | (actions >= NUM_ACTIONS)][0].item()
-            raise ValueError(
-                f"action {bad} is out of range; actions must be integers in [0, {NUM_ACTIONS})"
-            )
-        return actions
+    def _step_events(self, actions: torch.Tensor) -> StepEvents:
+        return self._physics(self.state, actions, self.config)
 
     # -- observations and infos ---------------------------------------------------------------
     def observe(self, index: torch.Tensor | None = None) -> torch.Tensor:
@@ -475,11 +382,6 @@ class CoinRunCore:
             return (v, v, observation.SYMBOLIC_CHANNELS)
         return (64, 64, 3)
 
-    def current_info(self) -> dict[str, torch.Tensor]:
-        """The infos of the current episodes as they stand, with no step's events (what
-        ``reset`` returns)."""
-        return self._info(None)
-
     def _info(self, events: StepEvents | None) -> dict[str, torch.Tensor]:
         s = self.state
         false = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
@@ -494,11 +396,6 @@ class CoinRunCore:
             "coin_x": s.coin_x.clone(),
             "end_x": s.end_x.clone(),
         }
-
-    def _merge_restart_info(self, info, restarting) -> dict[str, torch.Tensor]:
-        """Infos of restarted environments describe their new episode's first state."""
-        fresh = self._info(None)
-        return {k: torch.where(restarting, fresh[k], v) for k, v in info.items()}
 
     def render_frame(self, index: int = 0) -> np.ndarray:
         """A large RGB view of environment ``index`` for people (``render_mode='rgb_array'``)."""

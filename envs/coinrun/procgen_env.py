@@ -38,19 +38,25 @@ procgen is imported only when an environment is created; installing it:
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium import spaces
-from gymnasium.vector import VectorEnv
-from gymnasium.vector.utils import batch_space
 
-from ..gym_env import VECTOR_METADATA, check_render_mode
+from ..checks import true_or_false
+from ..gym_env import check_render_mode
+from ..procgen_env import (  # noqa: F401  (some names re-exported)
+    INSTALL_COMMAND,
+    NOOP_ACTION,
+    OBSERVATION_SHAPE,
+    VECTOR_RESET_DOC,
+    ProcgenCore,
+    ProcgenEnv,
+    ProcgenVectorEnv,
+    check_device,
+    import_procgen,
+)
 from . import procgen_state as ps
 from .config import OBS_MODES, CoinRunConfig
 from .core import INFO_KEYS
@@ -58,28 +64,17 @@ from .levels import coin_choice
 from .levels import coin_moved as _coin_moved_tensor
 from .observation import SYMBOLIC_CHANNELS
 from .procgen_native import SymbolicView, native_dynamics, native_level
-from .state import AGENT_RX, AGENT_RY, COLLISION_EPS, MAX_SPEED, NUM_ACTIONS
+from .state import AGENT_RX, AGENT_RY, COLLISION_EPS, MAX_SPEED
 
-INSTALL_COMMAND = 'pip install "coinrun-mg[procgen]"'
-OBSERVATION_SHAPE = (64, 64, 3)
-NOOP_ACTION = 4  # (none, none): used for the ignored step of a forced reset
-_STATE_BUFFER_BYTES = 1 << 20  # procgen's own MAX_STATE_SIZE
+ENV_ID = "coinrun_mg/ProcgenCoinRun-v0"
 # Upper bound on the player's horizontal displacement per step, with a margin over the
 # physics' MAX_SPEED so that float rounding can never make a read come too late.
 _MAX_DX_PER_STEP = MAX_SPEED * 1.05
 
 
 def _import_procgen():
-    """``procgen``, imported quietly (its old ``gym`` dependency prints a banner)."""
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            import procgen
-    except ImportError as exc:
-        raise ImportError(
-            f"coinrun_mg/ProcgenCoinRun-v0 needs stock procgen, which is not installed "
-            f"({exc}). Install it with: {INSTALL_COMMAND}"
-        ) from exc
-    return procgen
+    """``procgen``, imported quietly; the error when it is missing names this env."""
+    return import_procgen(ENV_ID)
 
 
 # --------------------------------------------------------------------------------------
@@ -128,11 +123,6 @@ def _overlaps_cell(x: float, y: float, cx: int, cy: int) -> bool:
     )
 
 
-def _level_range(st: ps.CoinRunState) -> tuple[int, int]:
-    """procgen's level-seed range of a state: ``[low, high)``, drawn from at every reset."""
-    return int(st.options["level_seed_low"]), int(st.options["level_seed_high"])
-
-
 def _steps_before_end_reachable(x: float, end_x: int) -> int:
     """How many steps from now the player could first overlap the end column (>= 1)."""
     gap = (end_x - AGENT_RX - 0.5 + COLLISION_EPS) - x  # x must exceed end_x - 0.5
@@ -144,7 +134,7 @@ def _steps_before_end_reachable(x: float, end_x: int) -> int:
 # --------------------------------------------------------------------------------------
 
 
-class ProcgenCoinRunCore:
+class ProcgenCoinRunCore(ProcgenCore):
     """``num_envs`` procgen CoinRun environments with moved coins and end tracking.
 
     ``start(seed)`` creates procgen's env; ``step(actions)`` follows Gymnasium's NEXT_STEP
@@ -156,6 +146,11 @@ class ProcgenCoinRunCore:
     in each environment's level.
     """
 
+    env_name = "coinrun"
+    env_id = ENV_ID
+    state_class = ps.CoinRunState
+    info_keys = INFO_KEYS
+
     def __init__(
         self,
         num_envs: int,
@@ -165,38 +160,18 @@ class ProcgenCoinRunCore:
         autoreset: str = "next_step",
         render_mode: str | None = None,
     ):
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs={num_envs!r} is invalid; it must be an int >= 1")
-        if not isinstance(track_agent, bool):
-            raise ValueError(f"track_agent={track_agent!r} is invalid; use True or False")
-        self._procgen = _import_procgen()
-        self.num_envs = num_envs
-        self.config = config
+        true_or_false("track_agent", track_agent)
+        super().__init__(num_envs, config, autoreset=autoreset, render_mode=render_mode)
         self.track_agent = track_agent
-        self.autoreset = autoreset
-        self.render_mode = render_mode
-        self.env = None  # procgen.ProcgenGym3Env once started
         n = num_envs
-        self.steps = np.zeros(n, dtype=np.int64)
-        self.level_seed = np.zeros(n, dtype=np.int64)
-        self.moved = np.zeros(n, dtype=bool)
         self.coin_x = np.zeros(n, dtype=np.int64)
         self.coin_y = np.zeros(n, dtype=np.int64)
         self.end_x = np.zeros(n, dtype=np.int64)
         self.end_y = np.zeros(n, dtype=np.int64)
-        self.reached = np.zeros(n, dtype=bool)
         self.agent_x = np.full(n, np.nan, dtype=np.float32)
         self.agent_y = np.full(n, np.nan, dtype=np.float32)
         self._layouts: list[ps.LevelLayout | None] = [None] * n  # each episode's level
         self.next_read = np.zeros(n, dtype=np.int64)  # episode step of the next position read
-        self.pending = np.zeros(n, dtype=bool)  # episode over: the next step restarts it
-        self.forced = np.zeros(n, dtype=bool)  # ... by a forced procgen timeout
-        self._restore: list[bytes | None] = [None] * n  # next episode's state to load
-        self._upcoming: list[tuple | None] = [None] * n  # and its level facts
-        self._last_obs: np.ndarray | None = None
-        self._level_range: tuple[int, int] | None = None  # procgen's, as configured
-        self.state_reads = 0  # get_state calls (for benchmarks)
-        self.state_writes = 0
         # obs_mode="symbolic": the native view, drawn from procgen's state after each step.
         self.symbolic = config.obs_mode == "symbolic"
         self._view = SymbolicView(n, config.view_size) if self.symbolic else None
@@ -209,61 +184,37 @@ class ProcgenCoinRunCore:
         return OBSERVATION_SHAPE
 
     # -- procgen access -------------------------------------------------------------------
-    def _get_state(self, i: int) -> bytes:
-        n = self.env.call_c_func("get_state", i, self._buf, _STATE_BUFFER_BYTES)
-        self.state_reads += 1
-        return bytes(self.env._ffi.buffer(self._buf, n))
-
     def _read_player(self, i: int) -> tuple[float, float]:
         """The player's position, read without copying the state out of the buffer."""
-        n = self.env.call_c_func("get_state", i, self._buf, _STATE_BUFFER_BYTES)
-        self.state_reads += 1
-        self._buf_len = n
-        return ps.player_position(self.env._ffi.buffer(self._buf, n), n)
+        return ps.player_position(self._read_into_buffer(i), self._buf_len)
 
     def _read_dynamics(self, i: int) -> tuple[float, float]:
         """Symbolic mode: read the agent and the enemies into the view; the player's
         position.  The state stays in the buffer, as after :meth:`_read_player`."""
-        n = self.env.call_c_func("get_state", i, self._buf, _STATE_BUFFER_BYTES)
-        self.state_reads += 1
-        self._buf_len = n
-        moving = native_dynamics(ps.entity_records(self.env._ffi.buffer(self._buf, n), n))
+        moving = native_dynamics(ps.entity_records(self._read_into_buffer(i), self._buf_len))
         self._view.set_dynamics(i, moving)
         return moving.agent[0], moving.agent[1]
 
-    def _set_state(self, i: int, data: bytes) -> None:
-        self.env.call_c_func("set_state", i, data, len(data))
-        self.state_writes += 1
-
-    def _observe(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rew, obs, first = self.env.observe()
-        return rew.astype(np.float32), obs["rgb"], first
-
     # -- episode starts -------------------------------------------------------------------
     def _prepare(self, raw: bytes) -> tuple[bytes | None, tuple]:
-        """Edit a fresh episode's state (coin, timeout); returns new bytes or None."""
+        """Edit a fresh episode's state (coin, timeout, level range); returns new bytes or
+        None, and the level's facts."""
         st = ps.CoinRunState.parse(raw)
         layout = ps.read_layout(st)
         seed = st.level_seed
         x, y, moved = place_coin(layout, seed, self.config)
-        edited = False
         if moved:
             st.grid[layout.end_x, layout.end_y] = ps.EMPTY
             st.grid[x, y] = ps.COIN
-            edited = True
-        if int(st.game["timeout"]) != self.config.max_episode_steps:
-            st.game["timeout"] = self.config.max_episode_steps
-            edited = True
-        if self._level_range is not None and self._level_range != _level_range(st):
-            # A level chosen by start_levels lasts one episode: draw from the range again.
-            st.options["level_seed_low"], st.options["level_seed_high"] = self._level_range
-            edited = True
+        edited = self._set_episode_options(st) or moved
         level = native_level(st) if self.symbolic else None
         player = (float(st.player["x"]), float(st.player["y"]))
         facts = (seed, moved, x, y, layout, player, level)
         return (st.serialize() if edited else None), facts
 
     def _install(self, i: int, facts: tuple) -> None:
+        """Make ``facts`` environment ``i``'s episode; a symbolic view also reads its
+        level, agent and enemies from procgen's (already loaded) state."""
         seed, moved, x, y, layout, (agent_x, agent_y), level = facts
         if level is not None:
             self._view.set_level(i, level)
@@ -275,189 +226,28 @@ class ProcgenCoinRunCore:
         self.reached[i] = False
         self.agent_x[i], self.agent_y[i] = agent_x, agent_y
         self.next_read[i] = _steps_before_end_reachable(agent_x, layout.end_x)
-
-    def start(self, seed: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(Re)create procgen's env with ``rand_seed=seed`` and start every episode."""
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed={seed!r} is invalid; it must be an int in [0, 2**31)")
-        if not 0 <= seed < 2**31:
-            raise ValueError(
-                f"seed={seed!r} is invalid; procgen's rand_seed must be an int in [0, 2**31)"
-            )
-        if self.env is not None:
-            self.env.close()
-        cfg = self.config
-        self.env = self._procgen.ProcgenGym3Env(
-            num=self.num_envs,
-            env_name="coinrun",
-            distribution_mode=cfg.distribution_mode,
-            num_levels=cfg.num_levels,
-            start_level=cfg.start_level,
-            rand_seed=int(seed),
-            render_mode=self.render_mode,
-        )
-        # One reusable buffer for get_state (procgen's own wrapper allocates 1 MiB a call).
-        self._buf = self.env._ffi.new("char[]", _STATE_BUFFER_BYTES)
-        self._buf_len = 0
-        self._level_range = None
-        self._level_range = _level_range(ps.CoinRunState.parse(self._get_state(0)))
-        for i in range(self.num_envs):
-            data, facts = self._prepare(self._get_state(i))
-            if data is not None:
-                self._set_state(i, data)
-            self._install(i, facts)
-        self.pending[:] = False
-        self.forced[:] = False
-        self._restore = [None] * self.num_envs
-        self._upcoming = [None] * self.num_envs
-        _, obs, _ = self._observe()
         if self.symbolic:
-            for i in range(self.num_envs):
-                self._read_dynamics(i)
-            obs = self._view.observe()
-        self._last_obs = obs
-        return obs, self._info()
+            self._read_dynamics(i)
 
-    def _force_end(self, i: int, raw: bytes) -> None:
-        """Make procgen end environment ``i``'s episode (a timeout) on its next step."""
-        st = ps.CoinRunState.parse(raw)
-        st.game["cur_time"] = int(st.game["timeout"]) - 1
-        self._set_state(i, st.serialize())
-        self.pending[i] = True
-        self.forced[i] = True
+    # -- observations: symbolic views draw their own --------------------------------------
+    def _started_obs(self, frames: np.ndarray) -> np.ndarray:
+        return self._view.observe() if self.symbolic else frames
 
-    def start_levels(self, level_seeds) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Start every environment's next episode on the given procgen level seed (one
-        int in ``[0, 2**31)`` per environment); the episodes after it draw from the
-        configured levels again.
-
-        Each environment's level-seed range is narrowed to that one seed and its episode
-        ended (a forced timeout, as in ``restart_all``): procgen draws the next level from
-        the range, so the level is the one a fresh procgen env would make of that seed,
-        whatever the environment played before.  Needs a started env (``start``).
-        """
-        if self.env is None:
-            raise RuntimeError("start_levels() was called before start(); call start(seed) first")
-        seeds = np.asarray(level_seeds)
-        if (
-            seeds.shape != (self.num_envs,)
-            or not np.issubdtype(seeds.dtype, np.integer)
-            or ((seeds < 0) | (seeds >= 2**31)).any()
-        ):
-            raise ValueError(
-                f"level_seeds={level_seeds!r} is invalid; it must be {self.num_envs} ints "
-                "in [0, 2**31), one per environment"
-            )
-        for i, level in enumerate(seeds.tolist()):
-            st = ps.CoinRunState.parse(self._get_state(i))
-            # procgen draws low + bits % (high - low), in 32-bit unsigned arithmetic: for
-            # the largest seed, high wraps to -2**31 and the range is still one seed wide.
-            high = level + 1 if level < 2**31 - 1 else -(2**31)
-            st.options["level_seed_low"], st.options["level_seed_high"] = level, high
-            st.game["cur_time"] = int(st.game["timeout"]) - 1
-            self._set_state(i, st.serialize())
-        self.pending[:] = True
-        self.forced[:] = True  # every state is read afresh after the step below
-        self._restore = [None] * self.num_envs
-        self._upcoming = [None] * self.num_envs
-        obs, _, _, _, info = self._advance(np.full(self.num_envs, NOOP_ACTION, dtype=np.int32))
-        return obs, info
-
-    def restart_all(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Move every environment on to the next level of its own sequence."""
-        for i in range(self.num_envs):
-            if not self.pending[i]:  # mid-episode (or never stepped): end it now
-                self._force_end(i, self._get_state(i))
-        obs, _, _, _, info = self._advance(np.full(self.num_envs, NOOP_ACTION, dtype=np.int32))
-        return obs, info
-
-    def start_pending_episodes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Start now the next episode of environments whose episode procgen ended on the
-        last step, instead of on the next ``step`` call (a same-step autoreset, as
-        Stable-Baselines3 expects).
-
-        Returns ``(obs, restarted)``: every environment's current observation (the first
-        frame of the new episode where restarted) and the bool mask of the restarted
-        environments.  Episodes ended early at the original end (``end_terminates``)
-        stay pending: procgen only draws their next level on its next step.
-        """
-        restarted = self.pending & ~self.forced
-        for i in np.flatnonzero(restarted).tolist():
-            # procgen has already drawn the next level; load the captured (edited) start.
-            self._set_state(i, self._restore[i])
-            self._install(i, self._upcoming[i])
-            self._restore[i] = self._upcoming[i] = None
-        if not restarted.any():
-            return self._last_obs, restarted
-        self.pending &= ~restarted
+    def _restarted_obs(self, restarted: np.ndarray) -> np.ndarray:
         # Other environments show what the step returned; the restarted ones their new
         # first frame, which is also the last frame shown if their next step ends.
-        if self.symbolic:
-            for i in np.flatnonzero(restarted).tolist():
-                self._read_dynamics(i)
-            obs = self._last_obs.copy()
-            obs[restarted] = self._view.observe()[restarted]
-            self._last_obs = obs
-        else:
-            _, self._last_obs, _ = self._observe()
-        return self._last_obs, restarted
+        if not self.symbolic:
+            return super()._restarted_obs(restarted)
+        obs = self._last_obs.copy()
+        obs[restarted] = self._view.observe()[restarted]
+        return obs
 
     # -- stepping -------------------------------------------------------------------------
-    def step(self, actions) -> tuple[np.ndarray, ...]:
-        """Step every environment; returns ``obs, reward, terminated, truncated, info``."""
-        if self.env is None:
-            raise RuntimeError("step() was called before reset(); call reset(seed=...) first")
-        if self.autoreset == "disabled" and self.pending.any():
-            raise RuntimeError(
-                "step() was called on an environment whose episode has ended; call reset() first"
-            )
-        return self._advance(self._validate_actions(actions))
-
-    def _validate_actions(self, actions) -> np.ndarray:
-        a = np.asarray(actions)
-        if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(
-                f"actions of shape {a.shape} and dtype {a.dtype} are invalid; "
-                f"expected ({self.num_envs},) integers in [0, {NUM_ACTIONS})"
-            )
-        if ((a < 0) | (a >= NUM_ACTIONS)).any():
-            bad = a[(a < 0) | (a >= NUM_ACTIONS)][0]
-            raise ValueError(
-                f"action {bad} is out of range; actions must be integers in [0, {NUM_ACTIONS})"
-            )
-        return a.astype(np.int32)
-
     def _advance(self, actions: np.ndarray):
-        restarting = self.pending.copy()
-        self.env.act(actions)
-        reward, obs, first = self._observe()
-        self.agent_x[:] = np.nan
+        self.agent_x[:] = np.nan  # until read this step: at an episode start or in part 3
         self.agent_y[:] = np.nan
-
         # 1. Environments whose episode ended on the previous step start the next one.
-        reloaded = False
-        for i in np.flatnonzero(restarting).tolist():
-            if self.forced[i]:
-                if not first[i]:
-                    raise RuntimeError(
-                        f"procgen did not reset environment {i} after its forced timeout; "
-                        "this procgen build behaves differently from procgen 0.10.7"
-                    )
-                data, facts = self._prepare(self._get_state(i))
-            else:  # loading the captured state also undoes the step just taken there
-                data, facts = self._restore[i], self._upcoming[i]
-            if data is not None:
-                self._set_state(i, data)
-                reloaded = True
-            self._install(i, facts)
-            self._restore[i] = self._upcoming[i] = None
-            if self.symbolic:
-                self._read_dynamics(i)
-        if reloaded:
-            _, obs, _ = self._observe()
-        reward[restarting] = 0.0
-        self.pending[:] = False
-        self.forced[:] = False
+        restarting, reward, obs, first = self._act(actions)
 
         # 2. Episodes procgen ended itself on this step (coin, death or timeout).
         live = ~restarting
@@ -471,13 +261,7 @@ class ProcgenCoinRunCore:
         self.reached |= coin & ~self.moved  # an unmoved coin sits on the end cell
         if self.symbolic:  # every other observation is drawn at the end
             obs = np.empty_like(self._last_obs)
-        for i in np.flatnonzero(ended).tolist():
-            obs[i] = self._last_obs[i]  # procgen already shows the next level
-            raw = self._get_state(i)
-            data, facts = self._prepare(raw)
-            self._restore[i] = raw if data is None else data
-            self._upcoming[i] = facts
-            self.pending[i] = True
+        self._capture_next_episodes(ended, obs)
 
         # 3. Where the original end matters (moved coin), read the player when it could
         #    be there; with track_agent, read every live environment.  Symbolic views
@@ -492,7 +276,7 @@ class ProcgenCoinRunCore:
                 self.reached[i] = True
                 if self.config.end_terminates and self.moved[i]:
                     terminated[i] = True
-                    self._force_end(i, bytes(self.env._ffi.buffer(self._buf, self._buf_len)))
+                    self._force_end(i, self._buffered_state())
             self.next_read[i] = self.steps[i] + _steps_before_end_reachable(x, int(self.end_x[i]))
 
         if self.symbolic:
@@ -526,15 +310,6 @@ class ProcgenCoinRunCore:
             "coin_x": self.coin_x.copy(),
             "end_x": self.end_x.copy(),
         }
-
-    def render_frames(self) -> list[np.ndarray]:
-        """procgen's large RGB frames (``render_mode="rgb_array"``)."""
-        return [info["rgb"] for info in self.env.get_info()]
-
-    def close(self) -> None:
-        if self.env is not None:
-            self.env.close()
-            self.env = None
 
 
 # --------------------------------------------------------------------------------------
@@ -611,21 +386,13 @@ def _make_config(obs_mode: str, view_size, device, kwargs: dict) -> CoinRunConfi
             "observations, and procgen's pixels are always 64x64; leave it out or use "
             "obs_mode='symbolic'"
         )
-    if device not in (None, "cpu"):
-        raise ValueError(
-            f"device={device!r} is invalid for the procgen backend: procgen runs on the CPU "
-            "and returns numpy arrays; leave it out or pass 'cpu'"
-        )
+    check_device(device)
     if view_size is not None:
         kwargs = dict(kwargs, view_size=view_size)
     return CoinRunConfig(obs_mode=obs_mode, **kwargs)
 
 
-def _observation_space(core: ProcgenCoinRunCore) -> spaces.Box:
-    return spaces.Box(0, 255, shape=core.observation_shape, dtype=np.uint8)
-
-
-class ProcgenCoinRunEnv(gym.Env):
+class ProcgenCoinRunEnv(ProcgenEnv):
     __doc__ = (
         "A single stock-procgen CoinRun environment (numpy in and out).\n\n"
         "    ``reset(seed=s)`` recreates procgen's env with ``rand_seed=s``; ``reset()``\n"
@@ -633,7 +400,7 @@ class ProcgenCoinRunEnv(gym.Env):
         "    ``agent_x`` every step).\n" + _DOC_COMMON
     )
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
+    core_class = ProcgenCoinRunCore
 
     def __init__(
         self,
@@ -645,57 +412,18 @@ class ProcgenCoinRunEnv(gym.Env):
         **kwargs: Any,
     ):
         check_render_mode(render_mode)
-        self.config = _make_config(obs_mode, view_size, device, kwargs)
-        self.core = ProcgenCoinRunCore(
-            1, self.config, track_agent=track_agent, autoreset="disabled", render_mode=render_mode
-        )
-        self.render_mode = render_mode
-        self.observation_space = _observation_space(self.core)
-        self.action_space = spaces.Discrete(NUM_ACTIONS)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        if seed is not None:
-            obs, info = self.core.start(seed)
-        elif self.core.env is None:
-            obs, info = self.core.start(int(self.np_random.integers(2**31)))
-        else:
-            obs, info = self.core.restart_all()
-        return obs[0], {k: v[0].item() for k, v in info.items()}
-
-    def step(self, action):
-        if not self.action_space.contains(action):
-            raise ValueError(f"action={action!r} is invalid; expected an int in [0, {NUM_ACTIONS})")
-        obs, reward, terminated, truncated, info = self.core.step(np.array([int(action)]))
-        return (
-            obs[0],
-            float(reward[0]),
-            bool(terminated[0]),
-            bool(truncated[0]),
-            {k: v[0].item() for k, v in info.items()},
-        )
-
-    def render(self):
-        if self.render_mode == "rgb_array" and self.core.env is not None:
-            return self.core.render_frames()[0]
-        return None
-
-    def close(self):
-        self.core.close()
+        config = _make_config(obs_mode, view_size, device, kwargs)
+        super().__init__(config, render_mode, track_agent=track_agent)
 
 
-class ProcgenCoinRunVectorEnv(VectorEnv):
+class ProcgenCoinRunVectorEnv(ProcgenVectorEnv):
     __doc__ = (
         "``num_envs`` stock-procgen CoinRun environments in one ``ProcgenGym3Env``.\n\n"
-        "    Autoreset follows Gymnasium's NEXT_STEP convention.  ``reset(seed=s)``\n"
-        "    recreates procgen's env with ``rand_seed=s`` (procgen derives each env's\n"
-        "    level sequence from it, so the levels depend on ``num_envs``); ``reset()``\n"
-        "    moves every env on to its next level; ``reset(options={'level_seeds': seeds})``\n"
-        "    starts env ``i`` on procgen level ``seeds[i]`` (its later episodes draw from\n"
-        "    the configured levels again).  The core is ``self.core``.\n" + _DOC_COMMON
+        + VECTOR_RESET_DOC
+        + _DOC_COMMON
     )
 
-    metadata = VECTOR_METADATA
+    core_class = ProcgenCoinRunCore
 
     def __init__(
         self,
@@ -708,61 +436,5 @@ class ProcgenCoinRunVectorEnv(VectorEnv):
         **kwargs: Any,
     ):
         check_render_mode(render_mode)
-        self.config = _make_config(obs_mode, view_size, device, kwargs)
-        self.core = ProcgenCoinRunCore(
-            num_envs,
-            self.config,
-            track_agent=track_agent,
-            autoreset="next_step",
-            render_mode=render_mode,
-        )
-        self.num_envs = num_envs
-        self.render_mode = render_mode
-        self.single_observation_space = _observation_space(self.core)
-        self.single_action_space = spaces.Discrete(NUM_ACTIONS)
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self._np_random = None
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        options = dict(options or {})
-        level_seeds = options.pop("level_seeds", None)
-        if options:
-            raise ValueError(
-                f"options={options!r} is invalid; the procgen backend accepts only "
-                "{'level_seeds': one level seed per environment}"
-            )
-        if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-                raise ValueError(
-                    f"seed={seed!r} is invalid; the procgen backend takes one int >= 0 (procgen "
-                    "seeds all its environments from a single rand_seed) or None"
-                )
-            obs, info = self.core.start(int(seed))
-        elif self.core.env is None:
-            obs, info = self.core.start(int(np.random.SeedSequence().generate_state(1)[0] >> 1))
-        elif level_seeds is None:
-            obs, info = self.core.restart_all()
-        if level_seeds is not None:
-            obs, info = self.core.start_levels(level_seeds)
-        return obs, self._with_masks(info)
-
-    def step(self, actions):
-        obs, reward, terminated, truncated, info = self.core.step(actions)
-        return obs, reward, terminated, truncated, self._with_masks(info)
-
-    def _with_masks(self, info: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        everywhere = np.ones(self.num_envs, dtype=bool)
-        out: dict[str, np.ndarray] = {}
-        for key in INFO_KEYS:
-            out[key] = info[key]
-            out["_" + key] = everywhere
-        return out
-
-    def render(self):
-        if self.render_mode == "rgb_array" and self.core.env is not None:
-            return tuple(self.core.render_frames())
-        return None
-
-    def close_extras(self, **kwargs):
-        self.core.close()
+        config = _make_config(obs_mode, view_size, device, kwargs)
+        super().__init__(num_envs, config, render_mode, track_agent=track_agent)

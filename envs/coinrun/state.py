@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import torch
 
+from ..native_core import as_index
+
 # --- Grid geometry --------------------------------------------------------------------
 # Levels live on a 64 x 64 tile grid as in procgen.  Grids are stored x-major,
 # ``grid[n, x, y]`` with ``y = 0`` the bottom row, because the generator builds
@@ -197,13 +199,6 @@ class EnvState:
         idx = as_index(idx, self.device)
         for f in fields(self):
             getattr(self, f.name).index_copy_(0, idx, getattr(other, f.name))
-
-
-def as_index(idx, device: torch.device | str) -> torch.Tensor:
-    """Environment indices (a sequence, an integer tensor or a bool mask) as int64 on
-    ``device``, the form ``index_select`` and ``index_copy_`` take."""
-    idx = torch.as_tensor(idx, device=device)
-    return idx.nonzero().squeeze(1) if idx.dtype == torch.bool else idx.long()
 
 
 def column_bits(mask: torch.Tensor) -> torch.Tensor:

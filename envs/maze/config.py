@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..checks import int_at_least, one_of
+from ..checks import int_at_least, level_seeds_below_2_31, one_of, true_or_false, unit_fraction
 
 OBS_MODES = ("symbolic", "pixels")
 DISTRIBUTION_MODES = ("easy", "hard")
@@ -63,22 +63,14 @@ class MazeConfig:
                 f"view_size={self.view_size!r} is invalid with obs_mode={self.obs_mode!r}: "
                 "it sizes the symbolic view; leave it at 0 or use obs_mode='symbolic'"
             )
-        if self.num_levels and self.start_level + self.num_levels > 2**31:
-            raise ValueError(
-                f"start_level + num_levels = {self.start_level + self.num_levels} is invalid; "
-                "level seeds must stay below 2**31"
-            )
-        f = self.rand_fraction
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0:
-            raise ValueError(
-                f"rand_fraction={f!r} is invalid; it must be a float in [0, 1] "
-                "(e.g. 0.02 places the cheese anywhere in 2% of levels)"
-            )
-        object.__setattr__(self, "rand_fraction", float(f))
-        if not isinstance(self.corner_terminates, bool):
-            raise ValueError(
-                f"corner_terminates={self.corner_terminates!r} is invalid; use True or False"
-            )
+        level_seeds_below_2_31(self.start_level, self.num_levels)
+        fraction = unit_fraction(
+            "rand_fraction",
+            self.rand_fraction,
+            "e.g. 0.02 places the cheese anywhere in 2% of levels",
+        )
+        object.__setattr__(self, "rand_fraction", fraction)
+        true_or_false("corner_terminates", self.corner_terminates)
 
     @property
     def world_dim(self) -> int:

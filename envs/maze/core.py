@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checks import AUTORESET_MODES, int_at_least, one_of, resolve_device
-from ..compile import CompiledOrEager, resolve_compile
+from ..compile import CompiledOrEager
+from ..native_core import NativeCore, as_index
 from ..rng import level_seeds_for
 from . import observation
 from .config import MazeConfig
@@ -74,7 +74,7 @@ INFO_KEYS = (
 )
 
 
-class MazeCore:
+class MazeCore(NativeCore):
     """``num_envs`` Maze environments as tensors on one device.
 
     ``reset(seed)`` and ``step(actions)`` take and return torch tensors on ``device``
@@ -95,8 +95,11 @@ class MazeCore:
     arithmetic, so compiled and eager steps agree exactly.
     """
 
+    config_class = MazeConfig
     num_actions = NUM_ACTIONS
     info_keys = INFO_KEYS
+    _start_states = staticmethod(start_states)
+    _restart_zeroed = ("reward", "terminated", "truncated", "cheese_collected")
 
     def __init__(
         self,
@@ -108,12 +111,7 @@ class MazeCore:
         prefetch: int | None = None,
         compile: bool | str = "auto",
     ):
-        int_at_least("num_envs", num_envs, 1)
-        one_of("autoreset", autoreset, AUTORESET_MODES)
-        self.num_envs = num_envs
-        self.config = config if config is not None else MazeConfig()
-        self.device = resolve_device(device)
-        self.compiled = resolve_compile(compile, self.device)
+        super().__init__(num_envs, config, device, autoreset, check_actions, prefetch, compile)
         render = observation.symbolic_obs
         # Agent-centred symbolic views keep their wall image with this margin of wall.
         self._margin = self.config.view_size // 2
@@ -126,16 +124,12 @@ class MazeCore:
         self._moves = CompiledOrEager(maze_step, self.device) if self.compiled else maze_step
         self._render = CompiledOrEager(render, self.device) if self.compiled else render
         self._render_eager = render
-        self.autoreset = autoreset
-        self.check_actions = check_actions
-        self.prefetch = max(1, num_envs // 4) if prefetch is None else prefetch
         # Symbolic views start from an image of the walls (observation.symbolic_walls),
         # kept between steps and redrawn only for environments whose level changes.
         self._walls: torch.Tensor | None = None
         self.state: MazeState | None = None
         self._bank: MazeState | None = None  # row i: env i's next level
         self._bank_ready: torch.Tensor | None = None
-        self._pending_reset = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
 
     @property
     def state(self) -> MazeState | None:
@@ -166,16 +160,6 @@ class MazeCore:
             self._walls.index_copy_(0, index, walls)
 
     # -- episode starts ----------------------------------------------------------------
-    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Start every environment afresh; environment ``i`` gets the seed key ``seed + i``."""
-        if seed is None:
-            seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint32)[0])
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed={seed!r} is invalid; it must be an int >= 0 or None")
-        keys = int(seed) + torch.arange(self.num_envs, device=self.device)
-        self.reset_keys(keys)
-        return self.observe(), self._info(None)
-
     def reset_keys(self, keys: torch.Tensor, index: torch.Tensor | None = None) -> None:
         """(Re)start environments ``index`` (all if None) at episode 0 of the given keys."""
         keys = torch.as_tensor(keys, device=self.device).to(torch.int64)
@@ -186,34 +170,11 @@ class MazeCore:
             self._bank_ready = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
             self._pending_reset.zero_()
             return
-        index = _as_index(index, self.device)
+        index = as_index(index, self.device)
         self.state.assign(index, fresh)
         self._levels_changed(index)
         self._bank_ready[index] = False
         self._pending_reset[index] = False
-
-    def start_levels(self, level_seeds: torch.Tensor, index: torch.Tensor) -> None:
-        """Start a new episode on the given level seeds in environments ``index`` (a level
-        curriculum's choice, e.g. a replayed level).  Each environment keeps its key and
-        episode number, so its own sequence of levels goes on unchanged afterwards."""
-        index = _as_index(index, self.device)
-        fresh = start_states(level_seeds.to(self.device, torch.int64), self.config)
-        fresh.env_key = self.state.env_key.index_select(0, index)
-        fresh.episode = self.state.episode.index_select(0, index)
-        self.state.assign(index, fresh)
-        self._levels_changed(index)
-        self._pending_reset[index] = False
-
-    def start_next_episodes(self, done: torch.Tensor | None = None) -> None:
-        """Move environments on to the next level of their sequence (no new seed).
-
-        ``done`` (bool ``[N]``) picks the environments, all of them when None; with
-        ``autoreset="disabled"`` this is how a caller restarts ended episodes itself.
-        """
-        if done is None:
-            done = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
-        self._pending_reset = self._pending_reset & ~done
-        self._start_next_episode(done)
 
     def _start_next_episode(self, done: torch.Tensor) -> None:
         index = done.nonzero().squeeze(1)
@@ -270,54 +231,8 @@ class MazeCore:
         self._pending_reset = saved["pending_reset"].to(self.device, copy=True)
 
     # -- stepping ------------------------------------------------------------------------
-    def step(self, actions: torch.Tensor):
-        """Step all environments; returns ``obs, reward, terminated, truncated, info``."""
-        if self.state is None:
-            raise RuntimeError("step() was called before reset(); call reset(seed=...) first")
-        actions = self._validate_actions(actions)
-        if self.autoreset == "disabled" and bool(self._pending_reset.any()):
-            raise RuntimeError(
-                "step() was called on an environment whose episode has ended; call reset() first"
-            )
-        restarting = self._pending_reset if self.autoreset == "next_step" else None
-
-        events = self._moves(self.state, actions, self.config)
-        if restarting is not None:
-            # Gymnasium's NEXT_STEP: this call only starts the new episode.
-            for name in ("reward", "terminated", "truncated", "cheese_collected"):
-                value = getattr(events, name)
-                setattr(events, name, torch.where(restarting, torch.zeros_like(value), value))
-        done = events.terminated | events.truncated
-        info = self._info(events)
-
-        if self.autoreset == "same_step":
-            self._start_next_episode(done)
-        elif self.autoreset == "next_step":
-            self._start_next_episode(restarting)
-            self._pending_reset = done
-            if bool(restarting.any()):
-                fresh = self._info(None)
-                info = {k: torch.where(restarting, fresh[k], v) for k, v in info.items()}
-        else:
-            self._pending_reset = done
-        return self.observe(), events.reward, events.terminated, events.truncated, info
-
-    def _validate_actions(self, actions) -> torch.Tensor:
-        if not isinstance(actions, torch.Tensor):
-            actions = torch.as_tensor(np.asarray(actions), device=self.device)
-        expected = f"expected ({self.num_envs},) integers in [0, {NUM_ACTIONS})"
-        if actions.shape != (self.num_envs,):
-            raise ValueError(f"actions have shape {tuple(actions.shape)}; {expected}")
-        if actions.dtype.is_floating_point or actions.dtype == torch.bool:
-            raise ValueError(f"actions have dtype {actions.dtype}; {expected}")
-        actions = actions.to(device=self.device, dtype=torch.int64)
-        bad = (actions < 0) | (actions >= NUM_ACTIONS)
-        if self.check_actions and bool(bad.any()):
-            raise ValueError(
-                f"action {actions[bad][0].item()} is out of range; actions must be integers "
-                f"in [0, {NUM_ACTIONS})"
-            )
-        return actions
+    def _step_events(self, actions: torch.Tensor) -> StepEvents:
+        return self._moves(self.state, actions, self.config)
 
     # -- observations and infos ---------------------------------------------------------------
     def observe(self, index: torch.Tensor | None = None) -> torch.Tensor:
@@ -326,7 +241,7 @@ class MazeCore:
         if index is None:
             # the fixed-shape call, compiled where enabled
             return self._render(self.state, **kept, **self._view)
-        index = _as_index(index, self.device)
+        index = as_index(index, self.device)
         kept = {k: v.index_select(0, index) for k, v in kept.items()}
         return self._render_eager(self.state.index(index), **kept, **self._view)
 
@@ -336,11 +251,6 @@ class MazeCore:
             d = self.config.symbolic_side
             return (d, d, observation.SYMBOLIC_CHANNELS)
         return (observation.PIXEL_SIZE, observation.PIXEL_SIZE, 3)
-
-    def current_info(self) -> dict[str, torch.Tensor]:
-        """The infos of the current episodes as they stand, with no step's events (what
-        ``reset`` returns)."""
-        return self._info(None)
 
     def _info(self, events: StepEvents | None) -> dict[str, torch.Tensor]:
         s = self.state
@@ -362,9 +272,3 @@ class MazeCore:
     def render_frame(self, index: int = 0) -> np.ndarray:
         """A large RGB view of environment ``index`` for people (``render_mode='rgb_array'``)."""
         return observation.human_frame(self.state, index)
-
-
-def _as_index(idx, device: torch.device) -> torch.Tensor:
-    """Environment indices (a sequence, an integer tensor or a bool mask) as int64."""
-    idx = torch.as_tensor(idx, device=device)
-    return idx.nonzero().squeeze(1) if idx.dtype == torch.bool else idx.long()

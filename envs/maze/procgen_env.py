@@ -31,29 +31,29 @@ procgen is imported only when an environment is created; installing it:
 
 from __future__ import annotations
 
-import contextlib
-import io
 from typing import Any, NamedTuple
 
-import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium import spaces
-from gymnasium.vector import VectorEnv
-from gymnasium.vector.utils import batch_space
 
-from ..gym_env import VECTOR_METADATA, check_render_mode
+from ..gym_env import check_render_mode
+from ..procgen_env import (  # noqa: F401  (some names re-exported)
+    INSTALL_COMMAND,
+    NOOP_ACTION,
+    NUM_ACTIONS,
+    OBSERVATION_SHAPE,
+    VECTOR_RESET_DOC,
+    ProcgenCore,
+    ProcgenEnv,
+    ProcgenVectorEnv,
+    check_device,
+)
 from . import levels
 from . import procgen_state as ps
 from .config import MazeConfig
 from .paths import decision_levels
 
-INSTALL_COMMAND = 'pip install "coinrun-mg[procgen]"'
-OBSERVATION_SHAPE = (64, 64, 3)  # pixels; symbolic: (world_dim, world_dim, 3)
-SYMBOLIC_PLANES = ("wall", "cheese", "agent")
-NUM_ACTIONS = 15
-NOOP_ACTION = 4
-_STATE_BUFFER_BYTES = 1 << 20  # procgen's own MAX_STATE_SIZE
+SYMBOLIC_PLANES = ("wall", "cheese", "agent")  # the symbolic channels
 
 # procgen's moves: action a < 9 is (dx, dy) = (a // 3 - 1, a % 3 - 1), Maze drops dy when
 # dx != 0; 9..14 stand still.  So 0-2 left, 3 down, 5 up, 6-8 right, the rest no-ops.
@@ -73,19 +73,6 @@ INFO_KEYS = (
     "cheese_y",
     "decision_level",
 )
-
-
-def _import_procgen():
-    """``procgen``, imported quietly (its old ``gym`` dependency prints a banner)."""
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            import procgen
-    except ImportError as exc:
-        raise ImportError(
-            f"coinrun_mg/ProcgenMaze-v0 needs stock procgen, which is not installed "
-            f"({exc}). Install it with: {INSTALL_COMMAND}"
-        ) from exc
-    return procgen
 
 
 # --------------------------------------------------------------------------------------
@@ -149,17 +136,12 @@ def _decision_level(open_world: np.ndarray, maze_dim: int, margin: int, x: int, 
     return bool(decision_levels(maze, cheese_x, cheese_y)[0])
 
 
-def _level_range(st: ps.MazeState) -> tuple[int, int]:
-    """procgen's level-seed range of a state: ``[low, high)``, drawn from at every reset."""
-    return int(st.options["level_seed_low"]), int(st.options["level_seed_high"])
-
-
 # --------------------------------------------------------------------------------------
 # The batched core over ProcgenGym3Env
 # --------------------------------------------------------------------------------------
 
 
-class ProcgenMazeCore:
+class ProcgenMazeCore(ProcgenCore):
     """``num_envs`` procgen Maze environments with placed cheese and corner tracking.
 
     ``start(seed)`` creates procgen's env; ``step(actions)`` follows Gymnasium's NEXT_STEP
@@ -171,6 +153,11 @@ class ProcgenMazeCore:
     with ``config.obs_mode == "symbolic"`` the planes of :meth:`symbolic_obs`.
     """
 
+    env_name = "maze"
+    env_id = "coinrun_mg/ProcgenMaze-v0"
+    state_class = ps.MazeState
+    info_keys = INFO_KEYS
+
     def __init__(
         self,
         num_envs: int,
@@ -179,18 +166,8 @@ class ProcgenMazeCore:
         autoreset: str = "next_step",
         render_mode: str | None = None,
     ):
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs={num_envs!r} is invalid; it must be an int >= 1")
-        self._procgen = _import_procgen()
-        self.num_envs = num_envs
-        self.config = config
-        self.autoreset = autoreset
-        self.render_mode = render_mode
-        self.env = None  # procgen.ProcgenGym3Env once started
+        super().__init__(num_envs, config, autoreset=autoreset, render_mode=render_mode)
         n, wd = num_envs, config.world_dim
-        self.steps = np.zeros(n, dtype=np.int64)
-        self.level_seed = np.zeros(n, dtype=np.int64)
-        self.moved = np.zeros(n, dtype=bool)
         self.maze_dim = np.zeros(n, dtype=np.int64)
         self.margin = np.zeros(n, dtype=np.int64)
         self.cheese_x = np.zeros(n, dtype=np.int64)
@@ -199,30 +176,7 @@ class ProcgenMazeCore:
         self.agent_x = np.zeros(n, dtype=np.int64)  # maze coordinates
         self.agent_y = np.zeros(n, dtype=np.int64)
         self.open_world = np.zeros((n, wd, wd), dtype=bool)
-        self.reached = np.zeros(n, dtype=bool)
         self.decision = np.zeros(n, dtype=bool)
-        self.pending = np.zeros(n, dtype=bool)  # episode over: the next step restarts it
-        self.forced = np.zeros(n, dtype=bool)  # ... by a forced procgen timeout
-        self._restore: list[bytes | None] = [None] * n  # next episode's state to load
-        self._upcoming: list[_Level | None] = [None] * n  # and its level facts
-        self._last_obs: np.ndarray | None = None
-        self._level_range: tuple[int, int] | None = None
-        self.state_reads = 0  # get_state calls (for benchmarks)
-        self.state_writes = 0
-
-    # -- procgen access -------------------------------------------------------------------
-    def _get_state(self, i: int) -> bytes:
-        n = self.env.call_c_func("get_state", i, self._buf, _STATE_BUFFER_BYTES)
-        self.state_reads += 1
-        return bytes(self.env._ffi.buffer(self._buf, n))
-
-    def _set_state(self, i: int, data: bytes) -> None:
-        self.env.call_c_func("set_state", i, data, len(data))
-        self.state_writes += 1
-
-    def _observe(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rew, obs, first = self.env.observe()
-        return rew.astype(np.float32), obs["rgb"], first
 
     @property
     def observation_shape(self) -> tuple[int, int, int]:
@@ -280,17 +234,9 @@ class ProcgenMazeCore:
         if st.agent_cell() != (0, 0):
             raise RuntimeError(f"a fresh maze level has its agent at {st.agent_cell()}, not (0, 0)")
         x, y, moved = place_cheese(st, self.config)
-        edited = False
         if not moved:
             st.move_cheese(x, y)
-            edited = True
-        if int(st.game["timeout"]) != self.config.max_episode_steps:
-            st.game["timeout"] = self.config.max_episode_steps
-            edited = True
-        if self._level_range is not None and self._level_range != _level_range(st):
-            # A level chosen by start_levels lasts one episode: draw from the range again.
-            st.options["level_seed_low"], st.options["level_seed_high"] = self._level_range
-            edited = True
+        edited = self._set_episode_options(st) or not moved
         open_world = st.grid != ps.WALL
         level = _Level(
             seed=st.level_seed,
@@ -315,134 +261,7 @@ class ProcgenMazeCore:
         self.steps[i] = 0
         self.reached[i] = self.corner_lo[i] == 0  # a region covering the whole maze
 
-    def start(self, seed: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(Re)create procgen's env with ``rand_seed=seed`` and start every episode."""
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed={seed!r} is invalid; it must be an int in [0, 2**31)")
-        if not 0 <= seed < 2**31:
-            raise ValueError(
-                f"seed={seed!r} is invalid; procgen's rand_seed must be an int in [0, 2**31)"
-            )
-        if self.env is not None:
-            self.env.close()
-        cfg = self.config
-        self.env = self._procgen.ProcgenGym3Env(
-            num=self.num_envs,
-            env_name="maze",
-            distribution_mode=cfg.distribution_mode,
-            num_levels=cfg.num_levels,
-            start_level=cfg.start_level,
-            rand_seed=int(seed),
-            render_mode=self.render_mode,
-        )
-        # One reusable buffer for get_state (procgen's own wrapper allocates 1 MiB a call).
-        self._buf = self.env._ffi.new("char[]", _STATE_BUFFER_BYTES)
-        self._level_range = None
-        self._level_range = _level_range(ps.MazeState.parse(self._get_state(0)))
-        for i in range(self.num_envs):
-            data, level = self._prepare(self._get_state(i))
-            if data is not None:
-                self._set_state(i, data)
-            self._install(i, level)
-        self.pending[:] = False
-        self.forced[:] = False
-        self._restore = [None] * self.num_envs
-        self._upcoming = [None] * self.num_envs
-        _, obs, _ = self._observe()
-        self._last_obs = obs
-        return self._output(obs), self._info()
-
-    def _force_end(self, i: int) -> None:
-        """Make procgen end environment ``i``'s episode (a timeout) on its next step."""
-        st = ps.MazeState.parse(self._get_state(i))
-        st.game["cur_time"] = int(st.game["timeout"]) - 1
-        self._set_state(i, st.serialize())
-        self.pending[i] = True
-        self.forced[i] = True
-
-    def start_levels(self, level_seeds) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Start every environment's next episode on the given procgen level seed (one
-        int in ``[0, 2**31)`` per environment); the episodes after it draw from the
-        configured levels again.  Needs a started env (``start``)."""
-        if self.env is None:
-            raise RuntimeError("start_levels() was called before start(); call start(seed) first")
-        seeds = np.asarray(level_seeds)
-        if (
-            seeds.shape != (self.num_envs,)
-            or not np.issubdtype(seeds.dtype, np.integer)
-            or ((seeds < 0) | (seeds >= 2**31)).any()
-        ):
-            raise ValueError(
-                f"level_seeds={level_seeds!r} is invalid; it must be {self.num_envs} ints "
-                "in [0, 2**31), one per environment"
-            )
-        for i, level in enumerate(seeds.tolist()):
-            st = ps.MazeState.parse(self._get_state(i))
-            # procgen draws low + bits % (high - low) in 32-bit unsigned arithmetic: for the
-            # largest seed, high wraps to -2**31 and the range is still one seed wide.
-            high = level + 1 if level < 2**31 - 1 else -(2**31)
-            st.options["level_seed_low"], st.options["level_seed_high"] = level, high
-            st.game["cur_time"] = int(st.game["timeout"]) - 1
-            self._set_state(i, st.serialize())
-        self.pending[:] = True
-        self.forced[:] = True  # every state is read afresh after the step below
-        self._restore = [None] * self.num_envs
-        self._upcoming = [None] * self.num_envs
-        obs, _, _, _, info = self._advance(np.full(self.num_envs, NOOP_ACTION, dtype=np.int32))
-        return obs, info
-
-    def restart_all(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Move every environment on to the next level of its own sequence."""
-        for i in range(self.num_envs):
-            if not self.pending[i]:  # mid-episode (or never stepped): end it now
-                self._force_end(i)
-        obs, _, _, _, info = self._advance(np.full(self.num_envs, NOOP_ACTION, dtype=np.int32))
-        return obs, info
-
-    def start_pending_episodes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Start now the next episode of environments whose episode procgen ended on the
-        last step, instead of on the next ``step`` call (a same-step autoreset).
-
-        Returns ``(obs, restarted)``: every environment's current observation and the bool
-        mask of the restarted environments.  Episodes ended early (``corner_terminates``)
-        stay pending: procgen only draws their next level on its next step.
-        """
-        restarted = self.pending & ~self.forced
-        for i in np.flatnonzero(restarted).tolist():
-            self._set_state(i, self._restore[i])
-            self._install(i, self._upcoming[i])
-            self._restore[i] = self._upcoming[i] = None
-        if not restarted.any():
-            return self._output(self._last_obs), restarted
-        self.pending &= ~restarted
-        _, self._last_obs, _ = self._observe()
-        return self._output(self._last_obs), restarted
-
     # -- stepping -------------------------------------------------------------------------
-    def step(self, actions) -> tuple[np.ndarray, ...]:
-        """Step every environment; returns ``obs, reward, terminated, truncated, info``."""
-        if self.env is None:
-            raise RuntimeError("step() was called before reset(); call reset(seed=...) first")
-        if self.autoreset == "disabled" and self.pending.any():
-            raise RuntimeError(
-                "step() was called on an environment whose episode has ended; call reset() first"
-            )
-        return self._advance(self._validate_actions(actions))
-
-    def _validate_actions(self, actions) -> np.ndarray:
-        a = np.asarray(actions)
-        if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(
-                f"actions of shape {a.shape} and dtype {a.dtype} are invalid; "
-                f"expected ({self.num_envs},) integers in [0, {NUM_ACTIONS})"
-            )
-        if ((a < 0) | (a >= NUM_ACTIONS)).any():
-            bad = a[(a < 0) | (a >= NUM_ACTIONS)][0]
-            raise ValueError(
-                f"action {bad} is out of range; actions must be integers in [0, {NUM_ACTIONS})"
-            )
-        return a.astype(np.int32)
-
     def _move_agents(self, actions: np.ndarray, live: np.ndarray) -> None:
         """Follow procgen's grid step: one cell in the action's direction unless that cell
         is a wall or outside the world (procgen's out-of-bounds object is a wall)."""
@@ -457,32 +276,8 @@ class ProcgenMazeCore:
         self.agent_y[go] = wy[go] - self.margin[go]
 
     def _advance(self, actions: np.ndarray):
-        restarting = self.pending.copy()
-        self.env.act(actions)
-        reward, obs, first = self._observe()
-
         # 1. Environments whose episode ended on the previous step start the next one.
-        reloaded = False
-        for i in np.flatnonzero(restarting).tolist():
-            if self.forced[i]:
-                if not first[i]:
-                    raise RuntimeError(
-                        f"procgen did not reset environment {i} after its forced timeout; "
-                        "this procgen build behaves differently from procgen 0.10.7"
-                    )
-                data, level = self._prepare(self._get_state(i))
-            else:  # loading the captured state also undoes the step just taken there
-                data, level = self._restore[i], self._upcoming[i]
-            if data is not None:
-                self._set_state(i, data)
-                reloaded = True
-            self._install(i, level)
-            self._restore[i] = self._upcoming[i] = None
-        if reloaded:
-            _, obs, _ = self._observe()
-        reward[restarting] = 0.0
-        self.pending[:] = False
-        self.forced[:] = False
+        restarting, reward, obs, first = self._act(actions)
 
         # 2. The agents' moves, then the episodes procgen ended itself (cheese or timeout).
         live = ~restarting
@@ -506,13 +301,7 @@ class ProcgenMazeCore:
         self.reached |= live & in_corner
         terminated = cheese.copy()
         truncated = timed_out.copy()
-        for i in np.flatnonzero(ended).tolist():
-            obs[i] = self._last_obs[i]  # procgen already shows the next level
-            raw = self._get_state(i)
-            data, level = self._prepare(raw)
-            self._restore[i] = raw if data is None else data
-            self._upcoming[i] = level
-            self.pending[i] = True
+        self._capture_next_episodes(ended, obs)
 
         # 3. corner_terminates: the corner region ends the episode while the cheese lies
         # outside it (the same rule as Maze-v0).
@@ -521,7 +310,7 @@ class ProcgenMazeCore:
             early = live & ~ended & self.reached & ~cheese_in_corner
             terminated |= early
             for i in np.flatnonzero(early).tolist():
-                self._force_end(i)
+                self._force_end(i, self._get_state(i))
 
         self._last_obs = obs
         info = self._info(cheese=cheese, timed_out=timed_out)
@@ -542,15 +331,6 @@ class ProcgenMazeCore:
             "cheese_y": self.cheese_y.copy(),
             "decision_level": self.decision.copy(),
         }
-
-    def render_frames(self) -> list[np.ndarray]:
-        """procgen's large RGB frames (``render_mode="rgb_array"``)."""
-        return [info["rgb"] for info in self.env.get_info()]
-
-    def close(self) -> None:
-        if self.env is not None:
-            self.env.close()
-            self.env = None
 
 
 # --------------------------------------------------------------------------------------
@@ -614,26 +394,18 @@ _DOC_COMMON = """
 
 
 def _make_config(obs_mode: str, device, kwargs: dict) -> MazeConfig:
-    if device not in (None, "cpu"):
-        raise ValueError(
-            f"device={device!r} is invalid for the procgen backend: procgen runs on the CPU "
-            "and returns numpy arrays; leave it out or pass 'cpu'"
-        )
+    check_device(device)
     return MazeConfig(obs_mode=obs_mode, **kwargs)
 
 
-def _observation_space(core: ProcgenMazeCore) -> spaces.Box:
-    return spaces.Box(0, 255, shape=core.observation_shape, dtype=np.uint8)
-
-
-class ProcgenMazeEnv(gym.Env):
+class ProcgenMazeEnv(ProcgenEnv):
     __doc__ = (
         "A single stock-procgen Maze environment (numpy in and out).\n\n"
         "    ``reset(seed=s)`` recreates procgen's env with ``rand_seed=s``; ``reset()``\n"
         "    moves on to the next level.\n" + _DOC_COMMON
     )
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
+    core_class = ProcgenMazeCore
 
     def __init__(
         self,
@@ -643,55 +415,17 @@ class ProcgenMazeEnv(gym.Env):
         **kwargs: Any,
     ):
         check_render_mode(render_mode)
-        self.config = _make_config(obs_mode, device, kwargs)
-        self.core = ProcgenMazeCore(1, self.config, autoreset="disabled", render_mode=render_mode)
-        self.render_mode = render_mode
-        self.observation_space = _observation_space(self.core)
-        self.action_space = spaces.Discrete(NUM_ACTIONS)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        if seed is not None:
-            obs, info = self.core.start(seed)
-        elif self.core.env is None:
-            obs, info = self.core.start(int(self.np_random.integers(2**31)))
-        else:
-            obs, info = self.core.restart_all()
-        return obs[0], {k: v[0].item() for k, v in info.items()}
-
-    def step(self, action):
-        if not self.action_space.contains(action):
-            raise ValueError(f"action={action!r} is invalid; expected an int in [0, {NUM_ACTIONS})")
-        obs, reward, terminated, truncated, info = self.core.step(np.array([int(action)]))
-        return (
-            obs[0],
-            float(reward[0]),
-            bool(terminated[0]),
-            bool(truncated[0]),
-            {k: v[0].item() for k, v in info.items()},
-        )
-
-    def render(self):
-        if self.render_mode == "rgb_array" and self.core.env is not None:
-            return self.core.render_frames()[0]
-        return None
-
-    def close(self):
-        self.core.close()
+        super().__init__(_make_config(obs_mode, device, kwargs), render_mode)
 
 
-class ProcgenMazeVectorEnv(VectorEnv):
+class ProcgenMazeVectorEnv(ProcgenVectorEnv):
     __doc__ = (
         "``num_envs`` stock-procgen Maze environments in one ``ProcgenGym3Env``.\n\n"
-        "    Autoreset follows Gymnasium's NEXT_STEP convention.  ``reset(seed=s)``\n"
-        "    recreates procgen's env with ``rand_seed=s`` (procgen derives each env's\n"
-        "    level sequence from it, so the levels depend on ``num_envs``); ``reset()``\n"
-        "    moves every env on to its next level; ``reset(options={'level_seeds': seeds})``\n"
-        "    starts env ``i`` on procgen level ``seeds[i]`` (its later episodes draw from\n"
-        "    the configured levels again).  The core is ``self.core``.\n" + _DOC_COMMON
+        + VECTOR_RESET_DOC
+        + _DOC_COMMON
     )
 
-    metadata = VECTOR_METADATA
+    core_class = ProcgenMazeCore
 
     def __init__(
         self,
@@ -702,57 +436,4 @@ class ProcgenMazeVectorEnv(VectorEnv):
         **kwargs: Any,
     ):
         check_render_mode(render_mode)
-        self.config = _make_config(obs_mode, device, kwargs)
-        self.core = ProcgenMazeCore(
-            num_envs, self.config, autoreset="next_step", render_mode=render_mode
-        )
-        self.num_envs = num_envs
-        self.render_mode = render_mode
-        self.single_observation_space = _observation_space(self.core)
-        self.single_action_space = spaces.Discrete(NUM_ACTIONS)
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self._np_random = None
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        options = dict(options or {})
-        level_seeds = options.pop("level_seeds", None)
-        if options:
-            raise ValueError(
-                f"options={options!r} is invalid; the procgen backend accepts only "
-                "{'level_seeds': one level seed per environment}"
-            )
-        if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-                raise ValueError(
-                    f"seed={seed!r} is invalid; the procgen backend takes one int >= 0 (procgen "
-                    "seeds all its environments from a single rand_seed) or None"
-                )
-            obs, info = self.core.start(int(seed))
-        elif self.core.env is None:
-            obs, info = self.core.start(int(np.random.SeedSequence().generate_state(1)[0] >> 1))
-        elif level_seeds is None:
-            obs, info = self.core.restart_all()
-        if level_seeds is not None:
-            obs, info = self.core.start_levels(level_seeds)
-        return obs, self._with_masks(info)
-
-    def step(self, actions):
-        obs, reward, terminated, truncated, info = self.core.step(actions)
-        return obs, reward, terminated, truncated, self._with_masks(info)
-
-    def _with_masks(self, info: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        everywhere = np.ones(self.num_envs, dtype=bool)
-        out: dict[str, np.ndarray] = {}
-        for key in INFO_KEYS:
-            out[key] = info[key]
-            out["_" + key] = everywhere
-        return out
-
-    def render(self):
-        if self.render_mode == "rgb_array" and self.core.env is not None:
-            return tuple(self.core.render_frames())
-        return None
-
-    def close_extras(self, **kwargs):
-        self.core.close()
+        super().__init__(num_envs, _make_config(obs_mode, device, kwargs), render_mode)
