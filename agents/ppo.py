@@ -306,6 +306,8 @@ class TrainResult:
     global_step: int
     checkpoint: Path
     stats: dict[str, float]  # the scalars logged at the last iteration
+    #: training seconds of the whole run, over every process that trained it (resumes)
+    train_seconds: float = 0.0
 
 
 # ======================================================================================
@@ -582,9 +584,11 @@ def train(
         writer.close()
         if not run.is_core:
             run.env.close()
-    if run.iteration == start_iteration and saved is not None:
+    trained_now = run.iteration > start_iteration
+    if not trained_now and saved is not None:
         print(f"{run_dir}: already trained for {run.global_step} steps (total_steps reached)")
-    return TrainResult(run.agent, config, run.global_step, checkpoint_path, stats)
+    seconds = run.elapsed_before + (time.time() - run.started if trained_now else 0.0)
+    return TrainResult(run.agent, config, run.global_step, checkpoint_path, stats, seconds)
 
 
 def budget_step(budget: int, batch_size: int) -> int:

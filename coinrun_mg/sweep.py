@@ -526,10 +526,9 @@ def _train_and_evaluate(
     from coinrun_mg.agents import load_policy, train
     from coinrun_mg.games import GAMES
 
-    started = time.time()
     hooks = [hook] if hook is not None else []
     result = train(config, run_dir, resume=True, hooks=hooks, checkpoint_at=eval_at)
-    train_seconds = time.time() - started
+    train_seconds = result.train_seconds  # the whole run's, over resumes and re-evaluations
 
     started = time.time()
     game = GAMES[config.game]
@@ -948,7 +947,6 @@ class _Scheduler:
         self.reference: dict[int, Any] = {}
         self.final: dict[tuple[int, float], dict[str, Any]] = {}  # the report's entries
         self.waiting: dict[int, list[float]] = {}  # fractions waiting for their reference
-        self.carried: dict[str, float] = {}  # training seconds of runs evaluated again
         self.eager = False
 
     def run(self, fractions: list[float], seeds: list[int]) -> list[dict[str, Any]]:
@@ -978,7 +976,7 @@ class _Scheduler:
     ) -> list[dict[str, Any]]:
         """The runs of one curriculum; ``references``: each seed's reference checkpoint
         from DR's runs, or None to make them from this curriculum's fraction-0 runs."""
-        self.plan, self.final, self.waiting, self.carried = plan, {}, {}, {}
+        self.plan, self.final, self.waiting = plan, {}, {}
         self.fixed_references = references is not None
         for seed in seeds:
             self.waiting[seed] = []
@@ -1009,7 +1007,6 @@ class _Scheduler:
             return done
         if done is not None:
             action = f"evaluating again, on the good levels of {ref}"
-            self.carried[name] = float(done.get("train_seconds") or 0.0)
         else:
             changed = (self.plan.run_dir(fraction, seed) / RESULT_NAME).exists()
             action = "training and evaluating" + (", settings changed" if changed else "")
@@ -1056,7 +1053,6 @@ class _Scheduler:
         if entry.get("status") != "done":
             if self._retry(job, entry):
                 return
-            self.carried.pop(job.name, None)
             self.final[(job.seed, job.fraction)] = entry
         else:
             self._record_done(job, entry)
@@ -1085,7 +1081,6 @@ class _Scheduler:
 
     def _record_done(self, job: RunJob, entry: dict[str, Any]) -> None:
         seed, fraction = job.seed, job.fraction
-        entry["train_seconds"] += self.carried.pop(job.name, 0.0)
         _atomic_write_json(entry, Path(job.run_dir) / RESULT_NAME)
         test = entry["test"]
         self.say(

@@ -261,6 +261,13 @@ def test_resumed_run_ends_with_bit_identical_weights(tmp_path):
     # Atomic writes leave no temporary files behind.
     assert not [p for p in (tmp_path / "b").iterdir() if p.name.endswith(".tmp")]
 
+    # Training seconds add up over the processes that trained the kept run; a run resumed
+    # with nothing left to train reports the seconds its checkpoint holds.
+    assert resumed.train_seconds > killed["elapsed_s"] > 0
+    assert last["elapsed_s"] == pytest.approx(resumed.train_seconds, abs=0.5)
+    again = train(config, tmp_path / "b", resume=True)
+    assert again.train_seconds == last["elapsed_s"]
+
 
 def test_checkpoint_round_trip_policy_and_mismatch_errors(tmp_path):
     config = tiny_config(total_steps=256)
