@@ -38,7 +38,8 @@ def tiny_maze(**overrides) -> PPOConfig:
 
 def test_maze_profile_and_env_kwargs():
     config = PPOConfig.from_profile("quick", game="maze")
-    assert (config.game, config.obs_mode, config.network) == ("maze", "symbolic", "mlp")
+    assert (config.game, config.obs_mode, config.network) == ("maze", "symbolic", "grid")
+    assert config.maze_view_size == 29  # the easy world, centred on the agent
     assert config.max_episode_steps == 500  # procgen Maze's limit, not CoinRun's 1000
     assert tuple(config.env_kwargs()) == tuple(MAZE_ENV_NAMES.get(f, f) for f in MAZE_ENV_FIELDS)
     assert PPOConfig.from_profile("quick").max_episode_steps == 1000
@@ -51,7 +52,10 @@ def test_maze_profile_and_env_kwargs():
     [
         ({"game": "pong"}, "game='pong'"),
         ({"corner_size": 0}, "corner_size=0"),
-        ({"obs_mode": "pixels"}, "network='mlp' is invalid with obs_mode='pixels'"),
+        (
+            {"obs_mode": "pixels", "network": "mlp"},
+            "network='mlp' is invalid with obs_mode='pixels'",
+        ),
         ({"coin_placement": "anywhere"}, "coin_placement='anywhere' is invalid with game='maze'"),
         ({"view_size": 9}, "view_size=9 is invalid with game='maze': maze has no view_size"),
         ({"maze_view_size": 8}, "view_size=8 is invalid; it must be 0"),
@@ -91,7 +95,7 @@ def test_maze_run_checkpoint_policy_and_evaluation(tmp_path):
     config = tiny_maze(total_steps=256, distribution_mode="easy")
     result = train(config, tmp_path / "run")
     data = read_checkpoint(result.checkpoint)
-    assert data["env_spec"]["obs_shape"] == [15, 15, 3]
+    assert data["env_spec"]["obs_shape"] == [29, 29, 3]  # the quick profile's agent-centred view
     assert data["config"]["game"] == "maze"
     policy = load_policy(result.checkpoint, device="cpu", game="maze")
     assert policy.env_id == MAZE_ENV_ID
