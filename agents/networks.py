@@ -100,7 +100,16 @@ class ImpalaCNN(nn.Module):
         return torch.relu(self.fc(torch.relu(x.flatten(1))))
 
 
-class CompactCNN(nn.Module):
+class _TwoConvTrunk(nn.Module):
+    """Two ReLU convolutions (``conv0``, ``conv1``), then ``fc``: the small symbolic CNNs."""
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv0(_to_float_chw(obs)))
+        x = torch.relu(self.conv1(x))
+        return torch.relu(self.fc(x.flatten(1)))
+
+
+class CompactCNN(_TwoConvTrunk):
     """Small trunk for the symbolic view: conv 3x3, conv 3x3 stride 2, fc ``hidden``."""
 
     def __init__(
@@ -117,13 +126,8 @@ class CompactCNN(nn.Module):
         self.fc = layer_init(nn.Linear(channels[1] * h * w, hidden))
         self.output_dim = hidden
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv0(_to_float_chw(obs)))
-        x = torch.relu(self.conv1(x))
-        return torch.relu(self.fc(x.flatten(1)))
 
-
-class GridCNN(nn.Module):
+class GridCNN(_TwoConvTrunk):
     """Small strided trunk for symbolic grids: conv 3x3 stride 2, conv 3x3 stride 2 (both
     padded), fc ``hidden``.  On Maze's agent-centred view the first layer's windows are
     centred on the maze's cells (two grid steps apart, the agent's cell among them), each
@@ -143,11 +147,6 @@ class GridCNN(nn.Module):
             h, w = (h + 1) // 2, (w + 1) // 2
         self.fc = layer_init(nn.Linear(channels[1] * h * w, hidden))
         self.output_dim = hidden
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv0(_to_float_chw(obs)))
-        x = torch.relu(self.conv1(x))
-        return torch.relu(self.fc(x.flatten(1)))
 
 
 class SymbolicMLP(nn.Module):
