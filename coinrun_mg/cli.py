@@ -754,6 +754,12 @@ def _add_sweep_arguments(
         "(robust prioritized level replay); default dr",
     )
     parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing and write nothing: print the tables of the runs finished so far "
+        "in OUT with these settings and name the others (safe while the sweep runs)",
+    )
+    parser.add_argument(
         "--set",
         dest="settings",
         action="append",
@@ -781,12 +787,16 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
         workers = args.workers
         if workers is None and name == "reproduce" and args.executor == "local":
             workers = _reproduce_workers(args)
-        executor = make_executor(
-            args.executor,
-            workers=workers,
-            address=args.address,
-            cpus_per_run=args.cpus_per_run,
-            gpus_per_run=args.gpus_per_run,
+        executor = (
+            "local"
+            if args.report_only
+            else make_executor(
+                args.executor,
+                workers=workers,
+                address=args.address,
+                cpus_per_run=args.cpus_per_run,
+                gpus_per_run=args.gpus_per_run,
+            )
         )
         report = run_sweep(
             args.fractions,
@@ -804,6 +814,7 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
             eval_backends=args.eval_backends,
             curricula=args.curricula,
             overrides={**_config_settings(args.settings), **_game_overrides(args)},
+            report_only=args.report_only,
         )
     # ImportError: --executor ray without Ray; SweepError: OUT locked or unwritable;
     # OSError: writing the outputs at the end failed.
@@ -817,6 +828,9 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
             file=sys.stderr,
         )
         return 130
+    if args.report_only and not report["runs"]:
+        print(f"no run in {out} has finished with these settings")
+        return 0
     print()
     print(format_table(report["aggregate"], report["runs"]))
     print(table_note(report["aggregate"]))
@@ -827,7 +841,7 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
             f"FAILED {which}f={failed['rand_fraction']:g} seed={failed['seed']}: "
             f"{failed['error']}{why}"
         )
-    outputs = f"{out}/report.json, {out}/episodes.csv, {out}/curve.png"
+    outputs = f"wrote {out}/report.json, {out}/episodes.csv, {out}/curve.png"
     if report.get("budget_aggregate") is not None:
         from coinrun_mg.budgets import format_budget_table
         from coinrun_mg.sweep import levels_label
@@ -843,7 +857,12 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
         print()
         print(format_transfer_table(report["transfer"]))
         outputs += f", {out}/{TRANSFER_CSV}"
-    print(f"wrote {outputs}")
+    if args.report_only:
+        pending = report["pending"]
+        outputs = f"{len(report['runs'])} of {len(report['runs']) + len(pending)} runs finished"
+        outputs += f"; pending: {', '.join(pending)}" if pending else ""
+        outputs += "; nothing written (--report-only)"
+    print(outputs)
     print(f"wall time {time.time() - started:.1f} s")
     return 1 if report["failed"] else 0
 

@@ -1117,6 +1117,7 @@ def run_sweep(
     eval_at: Iterable[int] = (),
     eval_backends: Iterable[str] = (),
     curricula: Iterable[str] = ("dr",),
+    report_only: bool = False,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """Train and evaluate every ``(fraction, seed)`` run, then write the sweep's outputs.
@@ -1159,6 +1160,11 @@ def run_sweep(
     still going are stopped and the exception goes on; the finished runs stay on disk for
     the next call.  Returns the report written to ``out_dir/report.json``; see the module
     docstring for the outputs.
+
+    ``report_only``: train nothing and write nothing (safe beside the sweep that is
+    running into ``out_dir``); return the report of the runs finished so far with these
+    settings, and under ``"pending"`` the names of the others.  A run of fraction > 0
+    counts as finished once it is tested on its seed's good levels.
     """
     from coinrun_mg.agents import PPOConfig
 
@@ -1237,6 +1243,8 @@ def run_sweep(
 
         torch.set_num_threads(torch_threads)
 
+    if report_only:  # what has finished so far: no lock, no runs, nothing written
+        return _partial_report(plans, fractions, seeds, settings)
     say = log or (lambda _msg: None)
     _check_writable(out_dir)
     with _locked(out_dir, say):
@@ -1245,10 +1253,32 @@ def run_sweep(
         return _write_outputs(runs, settings, out_dir, time.time() - sweep_start)
 
 
-def _write_outputs(
-    runs: list[dict[str, Any]], settings: dict[str, Any], out_dir: Path, wall_seconds: float
+def _partial_report(
+    plans: list[_Plan], fractions: list[float], seeds: list[int], settings: dict[str, Any]
 ) -> dict[str, Any]:
-    """``report.json``, ``episodes.csv`` and ``curve.png``; returns the report."""
+    """The report of the finished runs (read from their ``result.json``), not written."""
+    runs, pending = [], []
+    for plan in plans:
+        for seed in seeds:
+            for fraction in fractions:
+                done = plan.finished_entry(fraction, seed, plan.config(fraction, seed))
+                # Tested on all levels while a good-levels test is due: not finished yet.
+                if done is None or not (done.get("filtered") or 0.0 not in fractions):
+                    pending.append(run_name(fraction, seed, plan.curriculum))
+                    continue
+                if len(plans) > 1:
+                    done["curriculum"] = plan.curriculum
+                runs.append(done)
+    report = _report(runs, settings, wall_seconds=None)
+    report["pending"] = pending
+    return report
+
+
+def _report(
+    runs: list[dict[str, Any]], settings: dict[str, Any], wall_seconds: float | None
+) -> dict[str, Any]:
+    """The report of ``runs``: aggregates, failures, settings and, when swept, the budget
+    and transfer sections."""
     aggregates = aggregate(runs)
     report = {
         "runs": runs,
@@ -1270,13 +1300,33 @@ def _write_outputs(
         "outputs": {"csv": CSV_NAME, "plot": PLOT_NAME},
         "wall_seconds": wall_seconds,
     }
-    _write_episodes_csv(runs, out_dir)
-    plot_curve(aggregates, out_dir / PLOT_NAME)
     if settings.get("eval_at"):
-        _write_budget_outputs(runs, report, out_dir)
+        from coinrun_mg import budgets
+
+        report["budget_aggregate"] = budgets.aggregate_budgets(runs)
+        report["budget_levels"] = budgets.BUDGET_LEVELS
+        report["budget_interval"] = interval_label(report["budget_aggregate"])
+        report["outputs"].update(budget_csv=budgets.BUDGET_CSV, budget_plot=budgets.BUDGET_PLOT)
     if settings.get("eval_backends"):
         report["transfer"] = aggregate_transfer(runs, settings["eval_backends"])
         report["outputs"]["transfer_csv"] = TRANSFER_CSV
+    return report
+
+
+def _write_outputs(
+    runs: list[dict[str, Any]], settings: dict[str, Any], out_dir: Path, wall_seconds: float
+) -> dict[str, Any]:
+    """``report.json``, ``episodes.csv`` and ``curve.png`` (and the budget and transfer
+    files when swept); returns the report."""
+    report = _report(runs, settings, wall_seconds)
+    _write_episodes_csv(runs, out_dir)
+    plot_curve(report["aggregate"], out_dir / PLOT_NAME)
+    if settings.get("eval_at"):
+        from coinrun_mg import budgets
+
+        budgets.write_budget_episodes(runs, out_dir)
+        budgets.plot_budget_curve(report["budget_aggregate"], out_dir / budgets.BUDGET_PLOT)
+    if settings.get("eval_backends"):
         _write_transfer_episodes(runs, settings["eval_backends"], out_dir)
     _atomic_write_json(report, out_dir / REPORT_NAME)
     return report
@@ -1404,19 +1454,6 @@ def _write_transfer_episodes(runs, backends: Sequence[str], out_dir: Path) -> Pa
 
     atomic_write(path, write_rows, text=True)
     return path
-
-
-def _write_budget_outputs(runs: list[dict[str, Any]], report: dict[str, Any], out_dir: Path):
-    """The budget axis (:mod:`coinrun_mg.budgets`): ``budget_aggregate`` and
-    ``budget_levels`` in the report, ``budget_episodes.csv`` and ``budget_curve.png``."""
-    from coinrun_mg import budgets
-
-    report["budget_aggregate"] = budgets.aggregate_budgets(runs)
-    report["budget_levels"] = budgets.BUDGET_LEVELS
-    report["budget_interval"] = interval_label(report["budget_aggregate"])
-    report["outputs"].update(budget_csv=budgets.BUDGET_CSV, budget_plot=budgets.BUDGET_PLOT)
-    budgets.write_budget_episodes(runs, out_dir)
-    budgets.plot_budget_curve(report["budget_aggregate"], out_dir / budgets.BUDGET_PLOT)
 
 
 __all__ = [

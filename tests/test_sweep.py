@@ -117,6 +117,32 @@ def test_sweep_end_to_end_then_resume_without_retraining(tmp_path):
     assert longer["settings"]["total_steps"] == 768
 
 
+def test_report_only_reads_the_finished_runs_and_writes_nothing(tmp_path, capsys):
+    import fcntl
+
+    _sweep(tmp_path, fractions=(0.0,))  # the fraction-0 run finished, 0.5 not started
+    with open(tmp_path / ".sweep.lock", "a") as lock:  # a sweep is running into the folder
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+        partial = _sweep(tmp_path, report_only=True)
+        args = ["sweep", "--fractions", "0,0.5", "--seeds", "0,", "--total-steps", "512"]
+        args += ["--episodes", "16", "--device", "cpu", "--out", str(tmp_path)]
+        args += [f"--set={k}={v}" for k, v in TINY.items()]
+        assert cli.main([*args, "--report-only"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before  # nothing written
+    assert [(r["rand_fraction"], r["seed"]) for r in partial["runs"]] == [(0.0, 0)]
+    assert partial["pending"] == ["f0.5_s0"]
+    out = capsys.readouterr().out
+    assert "1 of 2 runs finished; pending: f0.5_s0; nothing written" in out
+
+    full = _sweep(tmp_path)
+    assert _sweep(tmp_path, report_only=True)["aggregate"] == full["aggregate"]
+    # A run tested on all levels while its good-levels test is due is not finished yet.
+    result = tmp_path / "runs" / "f0.5_s0" / "result.json"
+    result.write_text(json.dumps({**json.loads(result.read_text()), "filtered": False}))
+    assert _sweep(tmp_path, report_only=True)["pending"] == ["f0.5_s0"]
+
+
 def test_a_failing_run_is_reported_and_the_others_kept(tmp_path, monkeypatch):
     real_train = sweep._train_and_evaluate
 
