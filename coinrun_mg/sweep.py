@@ -359,12 +359,16 @@ def table_note(aggregates: Sequence[dict[str, Any]]) -> str:
     levels = levels_label(aggregates)
     seeds = any(len(a["seeds"]) > 1 for a in aggregates)
     rows = "; seed rows: that run's Wilson interval over episodes" if seeds else ""
-    goal = "cheese" if any(a.get("game") == "maze" for a in aggregates) else "coin"
+    goal = _goal_noun(aggregates)
     return f"(mean [{interval_label(aggregates)}]{rows}; test: {levels}, every {goal} moved)"
 
 
+def _goal_noun(aggregates: Sequence[dict[str, Any]]) -> str:
+    return "cheese" if any(a.get("game") == "maze" for a in aggregates) else "coin"
+
+
 def format_table(aggregates: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]] = ()) -> str:
-    """A printable table: fraction, training coin rate, test goal and proxy rates, each
+    """A printable table: fraction, training coin (cheese) rate, test goal and proxy rates, each
     as mean [95% interval], and the number of seeds; :func:`table_note` says which
     levels and intervals.  Given the ``runs``, a fraction with several finished seeds
     also gets one row per seed (that run's rates, Wilson intervals over its episodes)
@@ -381,7 +385,8 @@ def format_table(aggregates: Sequence[dict[str, Any]], runs: Sequence[dict[str, 
     by_curriculum = any("curriculum" in a for a in aggregates)
     label = f"{'':>6}  " if per_seed else ""
     head = (
-        f"{'fraction':>8}  {label}{'train coin rate':<21}  {'test goal rate':<21}  "
+        f"{'fraction':>8}  {label}{f'train {_goal_noun(aggregates)} rate':<21}  "
+        f"{'test goal rate':<21}  "
         f"{'test proxy rate':<21}  seeds"
     )
     lines = [f"{'curriculum':<10}  {head}" if by_curriculum else head]

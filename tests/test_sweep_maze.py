@@ -11,7 +11,7 @@ import pytest
 from coinrun_mg import cli
 from coinrun_mg.agents.config import GAME_PROFILES
 from coinrun_mg.eval import MAZE_COLUMNS
-from coinrun_mg.sweep import run_sweep, table_note
+from coinrun_mg.sweep import format_table, run_sweep, table_note
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -41,6 +41,7 @@ def test_maze_sweep_with_budgets_reports_decision_levels(tmp_path):
         assert run["budgets"][0]["filtered"]
     assert {a["test_levels"] for a in report["aggregate"]} == {"decision levels"}
     assert "every cheese moved" in table_note(report["aggregate"])
+    assert "train cheese rate" in format_table(report["aggregate"])
     with open(tmp_path / "episodes.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["rand_fraction", "seed", *MAZE_COLUMNS, "good_level"]
