@@ -54,12 +54,7 @@ from ..procgen_codec import (
     INT,
     MAX_ENTITIES,
     OPTIONS_DTYPE,
-    SCENE_DTYPE,
-    SERIALIZE_VERSION,
-    VIEW_DTYPE,
-    RandGenState,
-    Reader,
-    pack_rng,
+    BasicGameState,
     record_dtype,
     refusal,
 )
@@ -110,132 +105,25 @@ def _refuse(problem: str) -> ValueError:
     return refusal(GAME_NAME, problem)
 
 
-@dataclass(eq=False)
-class CoinRunState:
-    """One procgen CoinRun state as named, editable fields.
+class CoinRunState(BasicGameState):
+    """One procgen CoinRun state as named, editable fields (see :class:`BasicGameState`).
 
-    ``options``, ``game``, ``scene``, ``view`` and ``tail`` are 0-d numpy records (read
-    and write fields by name: ``state.game["cur_time"] = 999``); ``entities`` is a
-    record array with the player at index 0; ``cells`` holds the grid as procgen stores
-    it (index ``y * grid_w + x``) and ``grid`` is the same memory as ``[x, y]``.
+    ``entities`` has the player at index 0; ``grid`` is the 64 x 64 world as ``[x, y]``
+    (a view: writing into it edits the state).
     """
 
-    version: int
-    game_name: str
-    options: np.ndarray
-    level_seed_rng: RandGenState
-    rng: RandGenState
-    game: np.ndarray
-    grid_size: int
-    entities: np.ndarray
-    scene: np.ndarray
-    asset_rng: RandGenState
-    view: np.ndarray
-    grid_w: int
-    grid_h: int
-    cells: np.ndarray
-    tail: np.ndarray
+    GAME_NAME = GAME_NAME
+    TAIL_DTYPE = TAIL_DTYPE
 
-    # -- parsing and writing ---------------------------------------------------------
-    @classmethod
-    def parse(cls, data: bytes | bytearray | memoryview) -> CoinRunState:
-        """Parse the bytes of one state; ``ValueError`` if the layout does not match."""
-        data = bytearray(data)  # a private copy: the parsed fields are views into it
-        r = Reader(data, GAME_NAME)
-        version = r.int("version")
-        name_len = r.int("game name length")
-        if not 0 < name_len <= 64:
-            raise _refuse(f"game name length {name_len}")
-        name = r.take(name_len, "game name").decode("ascii", errors="replace")
-        if name != GAME_NAME:
-            raise _refuse(f"it is a state of procgen game {name!r}")
-        if version != SERIALIZE_VERSION:
-            raise _refuse(f"serialization version {version}, expected {SERIALIZE_VERSION}")
-        options = r.record(OPTIONS_DTYPE, "options")
-        level_seed_rng = r.rng("level seed generator")
-        rng = r.rng("game random generator")
-        game = r.record(GAME_DTYPE, "game fields")
-        grid_size = r.int("grid size")
-        count = r.int("entity count")
-        if not 1 <= count <= MAX_ENTITIES:
-            raise _refuse(f"entity count {count}, expected 1..{MAX_ENTITIES}")
-        entities = r.record(ENTITY_DTYPE, "entities", count)
-        if entities["type"][0] != PLAYER:
-            raise _refuse(f"the first entity has type {entities['type'][0]}, not the player")
-        scene = r.record(SCENE_DTYPE, "scene fields")
-        asset_rng = r.rng("asset random generator")
-        view = r.record(VIEW_DTYPE, "view fields")
-        if (view["main_width"], view["main_height"]) != (GRID_SIZE, GRID_SIZE):
+    def _check(self) -> None:
+        if self.entities["type"][0] != PLAYER:
+            raise _refuse(f"the first entity has type {self.entities['type'][0]}, not the player")
+        world = (int(self.view["main_width"]), int(self.view["main_height"]))
+        if world != (GRID_SIZE, GRID_SIZE) or (self.grid_w, self.grid_h) != world:
             raise _refuse(
-                f"world size {int(view['main_width'])} x {int(view['main_height'])}, "
-                f"expected {GRID_SIZE} x {GRID_SIZE}"
+                f"world size {world[0]} x {world[1]} with a {self.grid_w} x {self.grid_h} "
+                f"grid, expected {GRID_SIZE} x {GRID_SIZE}"
             )
-        w, h, n = r.int("grid width"), r.int("grid height"), r.int("grid cell count")
-        if (w, h) != (GRID_SIZE, GRID_SIZE) or n != w * h or grid_size != n:
-            raise _refuse(
-                f"grid {w} x {h} with {n} cells (header says {grid_size}), "
-                f"expected {GRID_SIZE} x {GRID_SIZE} = {GRID_SIZE * GRID_SIZE}"
-            )
-        cells = r.record(np.dtype(INT), "grid cells", n)
-        tail = r.record(TAIL_DTYPE, "CoinRun fields")
-        marker = struct.unpack("<I", r.take(4, "end marker"))[0]
-        if marker != END_MARKER:
-            raise _refuse(f"end marker 0x{marker:08X}, expected 0x{END_MARKER:08X}")
-        if r.off != len(data):
-            raise _refuse(f"{len(data) - r.off} unexpected bytes after the end marker")
-        return cls(
-            version=version,
-            game_name=name,
-            options=options,
-            level_seed_rng=level_seed_rng,
-            rng=rng,
-            game=game,
-            grid_size=grid_size,
-            entities=entities,
-            scene=scene,
-            asset_rng=asset_rng,
-            view=view,
-            grid_w=w,
-            grid_h=h,
-            cells=cells,
-            tail=tail,
-        )
-
-    def serialize(self) -> bytes:
-        """The bytes ``set_state`` takes; a parsed, unedited state gives its input back."""
-        if self.cells.size != self.grid_w * self.grid_h:
-            raise ValueError(
-                f"cells has {self.cells.size} entries for a {self.grid_w} x {self.grid_h} grid"
-            )
-        name = self.game_name.encode("ascii")
-        parts = [
-            struct.pack("<ii", self.version, len(name)),
-            name,
-            self.options.tobytes(),
-            pack_rng(self.level_seed_rng),
-            pack_rng(self.rng),
-            self.game.tobytes(),
-            struct.pack("<ii", self.grid_size, len(self.entities)),
-            np.ascontiguousarray(self.entities, dtype=ENTITY_DTYPE).tobytes(),
-            self.scene.tobytes(),
-            pack_rng(self.asset_rng),
-            self.view.tobytes(),
-            struct.pack("<iii", self.grid_w, self.grid_h, self.cells.size),
-            np.ascontiguousarray(self.cells, dtype=INT).tobytes(),
-            self.tail.tobytes(),
-            struct.pack("<I", END_MARKER),
-        ]
-        return b"".join(parts)
-
-    # -- convenient views -------------------------------------------------------------
-    @property
-    def grid(self) -> np.ndarray:
-        """The cells as ``[x, y]`` (a view: writing into it edits the state)."""
-        return self.cells.reshape(self.grid_h, self.grid_w).T
-
-    @property
-    def level_seed(self) -> int:
-        return int(self.game["level_seed"])
 
     @property
     def player(self) -> np.ndarray:
