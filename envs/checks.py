@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import torch
 
+# The observation modes and procgen distribution modes every game of the family accepts.
+OBS_MODES = ("symbolic", "pixels")
+DISTRIBUTION_MODES = ("easy", "hard")
+
 
 def one_of(name: str, value, accepted: tuple) -> None:
     """Refuse ``value`` unless it is one of ``accepted``."""

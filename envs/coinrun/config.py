@@ -11,12 +11,17 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from ..checks import int_at_least, level_seeds_below_2_31, one_of, true_or_false, unit_fraction
+from ..checks import (
+    DISTRIBUTION_MODES,
+    OBS_MODES,
+    int_at_least,
+    level_seeds_below_2_31,
+    one_of,
+    true_or_false,
+    unit_fraction,
+)
 from .levels import COIN_PLACEMENTS
 from .state import DEFAULT_MAX_EPISODE_STEPS
-
-OBS_MODES = ("symbolic", "pixels")
-DISTRIBUTION_MODES = ("easy", "hard")
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..checks import int_at_least, level_seeds_below_2_31, one_of, true_or_false, unit_fraction
+from ..checks import (
+    DISTRIBUTION_MODES,
+    OBS_MODES,
+    int_at_least,
+    level_seeds_below_2_31,
+    one_of,
+    true_or_false,
+    unit_fraction,
+)
 
-OBS_MODES = ("symbolic", "pixels")
-DISTRIBUTION_MODES = ("easy", "hard")
 # procgen's world side per distribution mode; the maze sits centred in it.
 WORLD_DIM = {"easy": 15, "hard": 25}
 DEFAULT_MAX_EPISODE_STEPS = 500
