@@ -2,9 +2,9 @@
 
 ``ProcgenGym3Env.callmethod("get_state")`` returns one ``bytes`` per environment and
 ``callmethod("set_state", ...)`` loads them back.  This module is the only place in the
-package that knows CoinRun's layout (the part every procgen game shares, its records
-and checked reader, is in ``envs/procgen_codec.py``); ``procgen_env.py`` works with the
-named fields below.
+package that knows CoinRun's layout (the part every procgen game shares, its records,
+checked reader and the parse and write of the shared layout, ``BasicGameState``, is in
+``envs/procgen_codec.py``); ``procgen_env.py`` works with the named fields below.
 
 Layout (procgen 0.10.7, checked byte for byte on real states; native little-endian
 4-byte ints and floats, bools written as 4-byte ints, a string is an int length and
@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..procgen_codec import (
+    END_MARKER,  # noqa: F401 (kept importable from here, as before)
     ENTITY_DTYPE,
     FLOAT,
     GAME_DTYPE,
@@ -60,7 +61,6 @@ from ..procgen_codec import (
 )
 
 GAME_NAME = "coinrun"
-END_MARKER = 0xCAFECAFE
 GRID_SIZE = 64  # CoinRun's world is 64 x 64 tiles
 
 # --- Grid cell codes -----------------------------------------------------------------
@@ -116,13 +116,20 @@ class CoinRunState(BasicGameState):
     TAIL_DTYPE = TAIL_DTYPE
 
     def _check(self) -> None:
+        # The shared parse has checked the layout; these are CoinRun's fixed values.
         if self.entities["type"][0] != PLAYER:
             raise _refuse(f"the first entity has type {self.entities['type'][0]}, not the player")
-        world = (int(self.view["main_width"]), int(self.view["main_height"]))
-        if world != (GRID_SIZE, GRID_SIZE) or (self.grid_w, self.grid_h) != world:
+        view = self.view
+        if (view["main_width"], view["main_height"]) != (GRID_SIZE, GRID_SIZE):
             raise _refuse(
-                f"world size {world[0]} x {world[1]} with a {self.grid_w} x {self.grid_h} "
-                f"grid, expected {GRID_SIZE} x {GRID_SIZE}"
+                f"world size {int(view['main_width'])} x {int(view['main_height'])}, "
+                f"expected {GRID_SIZE} x {GRID_SIZE}"
+            )
+        w, h = self.grid_w, self.grid_h
+        if (w, h) != (GRID_SIZE, GRID_SIZE):
+            raise _refuse(
+                f"grid {w} x {h} with {self.cells.size} cells (header says {self.grid_size}), "
+                f"expected {GRID_SIZE} x {GRID_SIZE} = {GRID_SIZE * GRID_SIZE}"
             )
 
     @property
