@@ -1268,7 +1268,8 @@ def _partial_report(
             for fraction in fractions:
                 done = plan.finished_entry(fraction, seed, plan.config(fraction, seed))
                 # Tested on all levels while a good-levels test is due: not finished yet.
-                if done is None or not (done.get("filtered") or 0.0 not in fractions):
+                awaiting_good_levels = 0.0 in fractions and not (done or {}).get("filtered")
+                if done is None or awaiting_good_levels:
                     pending.append(run_name(fraction, seed, plan.curriculum))
                     continue
                 if len(plans) > 1:
