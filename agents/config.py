@@ -179,6 +179,7 @@ class PPOConfig:
         "impala", "IMPALA CNN (pixels), the compact or grid CNN or the MLP (symbolic view)"
     )
     impala_scale: int = _f(1, "channel multiplier of the IMPALA CNN (the paper also used 4)")
+    grid_scale: int = _f(1, "channel multiplier of the grid CNN (16 and 32 channels at 1)")
 
     # --- PPO ---------------------------------------------------------------------------
     num_envs: int = _f(64, "parallel environments")
@@ -261,6 +262,7 @@ class PPOConfig:
         for name in ("checkpoint_every", "eval_every", "torch_threads", "seed"):
             _int_at_least(name, getattr(self, name), 0)
         _int_at_least("impala_scale", self.impala_scale, 1)
+        _int_at_least("grid_scale", self.grid_scale, 1)
         for name, accepted in CHOICES.items():
             if getattr(self, name) not in accepted:
                 raise ValueError(
@@ -333,6 +335,11 @@ class PPOConfig:
     def batch_size(self) -> int:
         """Transitions per rollout (``num_envs * num_steps``)."""
         return self.num_envs * self.num_steps
+
+    @property
+    def network_scale(self) -> int:
+        """The channel multiplier of the chosen network (1 for those without one)."""
+        return {"impala": self.impala_scale, "grid": self.grid_scale}.get(self.network, 1)
 
     @property
     def num_minibatches(self) -> int:

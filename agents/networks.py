@@ -131,16 +131,12 @@ class GridCNN(_TwoConvTrunk):
     """Small strided trunk for symbolic grids: conv 3x3 stride 2, conv 3x3 stride 2 (both
     padded), fc ``hidden``.  On Maze's agent-centred view the first layer's windows are
     centred on the maze's cells (two grid steps apart, the agent's cell among them), each
-    seeing a cell and its four passages."""
+    seeing a cell and its four passages.  ``scale`` multiplies the channel counts."""
 
-    def __init__(
-        self,
-        obs_shape: tuple[int, int, int],
-        channels: tuple[int, int] = (16, 32),
-        hidden: int = 256,
-    ):
+    def __init__(self, obs_shape: tuple[int, int, int], scale: int = 1, hidden: int = 256):
         super().__init__()
         h, w, c = obs_shape
+        channels = (16 * scale, 32 * scale)
         self.conv0 = layer_init(nn.Conv2d(c, channels[0], 3, stride=2, padding=1))
         self.conv1 = layer_init(nn.Conv2d(channels[0], channels[1], 3, stride=2, padding=1))
         for _ in range(2):
@@ -192,8 +188,9 @@ class Agent(nn.Module):
     """Actor-critic: a CNN trunk with a policy head (logits) and a value head.
 
     ``network`` is ``"impala"``, ``"compact"``, ``"mlp"`` or ``"grid"``; ``scale``
-    multiplies the IMPALA channel counts (the paper also used 4).  The policy head starts
-    with gain 0.01 (near-uniform initial policy), the value head with gain 1.
+    multiplies the IMPALA or the grid CNN's channel counts (the paper also used 4 for
+    IMPALA).  The policy head starts with gain 0.01 (near-uniform initial policy), the value
+    head with gain 1.
     """
 
     def __init__(
@@ -211,7 +208,7 @@ class Agent(nn.Module):
         elif network == "mlp":
             self.trunk = SymbolicMLP(tuple(obs_shape))
         elif network == "grid":
-            self.trunk = GridCNN(tuple(obs_shape))
+            self.trunk = GridCNN(tuple(obs_shape), scale=scale)
         else:
             raise ValueError(f"network={network!r} is invalid; accepted values are {NETWORKS}")
         self.obs_shape = tuple(obs_shape)

@@ -391,7 +391,7 @@ def load_policy(
                 f"{name}={wanted!r} was asked for"
             )
     agent = Agent(
-        tuple(spec["obs_shape"]), spec["num_actions"], config.network, config.impala_scale
+        tuple(spec["obs_shape"]), spec["num_actions"], config.network, config.network_scale
     ).to(device)
     agent.load_state_dict(data["model"])
     agent.eval()
@@ -672,7 +672,7 @@ def _start_run(config: PPOConfig, device: torch.device, saved: dict | None) -> _
     sample_rng = torch.Generator(device).manual_seed(config.seed)
     shuffle_rng = torch.Generator(device).manual_seed(config.seed + 1)
     env = make_env(config, device)
-    agent = Agent(env.observation_shape, _num_actions(env), config.network, config.impala_scale)
+    agent = Agent(env.observation_shape, _num_actions(env), config.network, config.network_scale)
     agent = agent.to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=config.adam_eps)
     run = _Run(

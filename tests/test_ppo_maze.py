@@ -125,6 +125,17 @@ def test_maze_run_on_the_agent_centred_view(tmp_path, network):
     assert PPOConfig.from_dict(saved).env_kwargs()["view_size"] == 0
 
 
+def test_grid_scale_widens_the_grid_cnn_in_training_and_loading(tmp_path):
+    result = train(tiny_maze(total_steps=256, grid_scale=2), tmp_path / "run")
+    weights = read_checkpoint(result.checkpoint)["model"]
+    assert weights["trunk.conv0.weight"].shape[0] == 32  # 16 channels at scale 1
+    assert weights["trunk.conv1.weight"].shape[0] == 64
+    policy = load_policy(result.checkpoint, device="cpu", game="maze")
+    assert policy.agent.trunk.conv1.out_channels == 64
+    with pytest.raises(ValueError, match="grid_scale=0"):
+        tiny_maze(grid_scale=0)
+
+
 def test_resumed_maze_run_ends_with_bit_identical_weights(tmp_path):
     config = tiny_maze(checkpoint_every=512)
     uninterrupted = train(config, tmp_path / "a")
