@@ -214,8 +214,8 @@ def write_budget_episodes(runs: Sequence[dict[str, Any]], out_dir: Path) -> Path
 def aggregate_budgets(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per ``(rand_fraction, budget)``: the finished runs' seeds and the across-seed mean,
     std and 95% interval of the good-level test goal and proxy rates (``test_goal_rate``,
-    ``test_proxy_rate``), as :func:`coinrun_mg.sweep.aggregate` does it: mean +- 1.96
-    standard errors across two or more seeds (``"interval": "seeds"``), the run's Wilson
+    ``test_proxy_rate``), as :func:`coinrun_mg.sweep.aggregate` does it: mean +- Student's
+    t times the standard error across two or more seeds (``"interval": "seeds"``), the run's Wilson
     interval over episodes for one (``"interval": "episodes"``)."""
     from coinrun_mg.sweep import _levels_label, _summary, game_of_runs
 

@@ -54,7 +54,8 @@ the sweep's settings), ``episodes.csv`` (every test episode of every run, with i
 ``rand_fraction``, ``seed`` and ``good_level``) and ``curve.png`` (the misgeneralization
 curve: test goal and proxy rates and the training coin rate against the training
 fraction).  Aggregates: mean and standard deviation (``ddof=1``; 0 for one seed) across
-seeds, and a 95% interval: mean +- 1.96 standard errors for two or more seeds
+seeds, and a 95% interval: mean +- t standard errors for two or more seeds (t: Student's
+95% quantile with seeds - 1 degrees of freedom, 4.30 for three seeds)
 (``"interval": "seeds"``), the run's Wilson interval over its test episodes for one
 (``"interval": "episodes"``).  Each aggregate and the report say on which levels the
 test rates are (``"test_levels"``): the good levels, or all levels when there is no
@@ -90,7 +91,13 @@ from pathlib import Path
 from typing import Any
 
 from coinrun_mg.agents.ppo import CHECKPOINT_NAME, TrainingHook
-from coinrun_mg.eval import GOAL_PROXY_KEYS, all_levels, evaluate, goal_proxy_rates
+from coinrun_mg.eval import (
+    GOAL_PROXY_KEYS,
+    all_levels,
+    evaluate,
+    goal_proxy_rates,
+    student_t95,
+)
 from coinrun_mg.executors import Executor, RunJob, failed_entry, make_executor
 from coinrun_mg.files import atomic_write, atomic_write_text
 
@@ -268,7 +275,7 @@ def _summary(values: list[float], single_ci: list[float] | None) -> dict[str, An
     mean = sum(values) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
     if n > 1:
-        half = 1.96 * std / math.sqrt(n)
+        half = student_t95(n - 1) * std / math.sqrt(n)
         ci = [max(0.0, mean - half), min(1.0, mean + half)]
     else:
         ci = list(single_ci) if single_ci is not None else [mean, mean]

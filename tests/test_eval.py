@@ -29,6 +29,7 @@ from coinrun_mg.eval import (
     classify_episode,
     evaluate,
     step_outcome,
+    student_t95,
     wilson_interval,
 )
 
@@ -106,6 +107,31 @@ def test_wilson_interval_edge_cases():
     assert wilson_interval(0, 0) == (0.0, 1.0)
     with pytest.raises(ValueError):
         wilson_interval(3, 2)
+
+
+def _t_cdf(x: float, df: int, steps: int = 20_000) -> float:
+    """Student's t distribution function, by Simpson's rule over the density."""
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def density(t):
+        return math.exp(log_c - (df + 1) / 2 * math.log1p(t * t / df))
+
+    h = x / steps
+    odd = sum(density((2 * i - 1) * h) for i in range(1, steps // 2 + 1))
+    even = sum(density(2 * i * h) for i in range(1, steps // 2))
+    return 0.5 + h / 3 * (density(0) + 4 * odd + 2 * even + density(x))
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 4, 9, 30, 31, 60, 200])
+def test_student_t95_is_the_975_quantile(df):
+    # The table (df <= 30) and the expansion beyond it, against the integrated density.
+    assert _t_cdf(student_t95(df), df) == pytest.approx(0.975, abs=2e-5)
+
+
+def test_student_t95_refuses_bad_degrees_of_freedom():
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match=f"df={bad!r} is invalid"):
+            student_t95(bad)
 
 
 # --- reports ---------------------------------------------------------------------------

@@ -203,8 +203,8 @@ def test_aggregate_mean_std_and_interval_across_seeds():
     (entry,) = aggregate([run(0, 0.2), run(1, 0.4), run(2, 0.6)])
     goal = entry["test_goal_rate"]
     assert goal["mean"] == pytest.approx(0.4) and goal["std"] == pytest.approx(0.2)
-    half = 1.96 * 0.2 / 3**0.5
-    assert goal["ci"] == pytest.approx([0.4 - half, 0.4 + half])
+    half = 4.3027 * 0.2 / 3**0.5  # Student's t, 2 degrees of freedom
+    assert goal["ci"] == pytest.approx([0.0, 0.4 + half])  # 0.4 - half < 0: clipped to a rate
     assert entry["test_died_rate"]["n"] == 0  # a missing metric is reported as such
 
 

@@ -298,8 +298,8 @@ def _budget_run(fraction, seed, records, status="done"):
 
 def test_aggregate_budgets_across_seeds_matches_a_hand_computation():
     runs = [
-        _budget_run(0.5, 0, [(1000, 1024, 0.2, 0.7), (2000, 2048, 0.5, 0.4)]),
-        _budget_run(0.5, 1, [(1000, 1024, 0.4, 0.5), (2000, 2048, 0.5, 0.2)]),
+        _budget_run(0.5, 0, [(1000, 1024, 0.30, 0.70), (2000, 2048, 0.5, 0.4)]),
+        _budget_run(0.5, 1, [(1000, 1024, 0.32, 0.68), (2000, 2048, 0.5, 0.2)]),
         _budget_run(0.5, 2, [(1000, 1024, 0.9, 0.0)], status="failed"),  # left out
         _budget_run(0.0, 0, [(1000, 1024, 0.3, 0.6)]),
     ]
@@ -315,20 +315,20 @@ def test_aggregate_budgets_across_seeds_matches_a_hand_computation():
     assert one["test_goal_rate"]["mean"] == pytest.approx(0.3)
     assert one["test_goal_rate"]["ci"] == pytest.approx([0.2, 0.4])
     assert one["test_proxy_rate"]["ci"] == pytest.approx([0.55, 0.65])
-    # Two seeds: goal 0.2 and 0.4 -> mean 0.3, std sqrt(0.02) = 0.141421,
-    # half width 1.96 * 0.141421 / sqrt(2) = 0.196; proxy 0.7 and 0.5 -> 0.6 +- 0.196.
+    # Two seeds: goal 0.30 and 0.32 -> mean 0.31, std 0.0141421; half width Student's
+    # t(1 df) 12.7062 * 0.0141421 / sqrt(2) = 0.127062; proxy 0.70 and 0.68 -> 0.69 +- that.
     assert two["interval"] == "seeds" and two["seeds"] == [0, 1]
-    assert two["test_goal_rate"]["mean"] == pytest.approx(0.3)
-    assert two["test_goal_rate"]["std"] == pytest.approx(0.141421, abs=1e-6)
-    assert two["test_goal_rate"]["ci"] == pytest.approx([0.104, 0.496])
-    assert two["test_proxy_rate"]["ci"] == pytest.approx([0.404, 0.796])
+    assert two["test_goal_rate"]["mean"] == pytest.approx(0.31)
+    assert two["test_goal_rate"]["std"] == pytest.approx(0.0141421, abs=1e-6)
+    assert two["test_goal_rate"]["ci"] == pytest.approx([0.182938, 0.437062], abs=1e-6)
+    assert two["test_proxy_rate"]["ci"] == pytest.approx([0.562938, 0.817062], abs=1e-6)
     # Equal values: no spread, a zero-width interval.
     assert same["test_goal_rate"]["ci"] == pytest.approx([0.5, 0.5])
     assert same["test_proxy_rate"]["mean"] == pytest.approx(0.3)
     assert same["test_levels"] == "good levels"
 
     table = format_budget_table(agg)
-    assert "0.300 [0.104, 0.496]" in table and "2,048" in table
+    assert "0.310 [0.183, 0.437]" in table and "2,048" in table
 
 
 # --------------------------------------------------------------------------------------
