@@ -16,8 +16,8 @@ false``).  The report says so in ``"budget_levels"``.
 
 Outputs (only with ``eval_at``): per run ``budgets`` in ``result.json`` and the report,
 ``budget_episodes.csv`` in the run's folder; in the sweep's folder ``budget_episodes.csv``
-(one row per fraction, seed, budget and episode), ``budget_aggregate`` in the report and
-``budget_curve.png``.
+(one row per fraction, seed, budget and episode), ``budget_aggregate`` and
+``budget_halving`` (:func:`halving_budgets`) in the report and ``budget_curve.png``.
 """
 
 from __future__ import annotations
@@ -249,6 +249,45 @@ def aggregate_budgets(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def halving_budgets(budget_aggregate: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per training fraction above 0: at each budget that fraction 0 has too, the ratio of
+    the fraction's across-seed mean good-level proxy rate to fraction 0's (``ratios``), and
+    ``halved_at``, the first budget where the ratio is at most 1/2 (None: at none of them).
+    The question a budget sweep answers: at what budget does a fraction halve the proxy?"""
+    by_key = {(a["rand_fraction"], a["budget"]): a for a in budget_aggregate}
+    out = []
+    for fraction in sorted({f for f, _ in by_key if f > 0}):
+        ratios = []
+        for (f, budget), entry in sorted(by_key.items()):
+            control = by_key.get((0.0, budget))
+            if f != fraction or control is None:
+                continue
+            mine, theirs = entry["test_proxy_rate"]["mean"], control["test_proxy_rate"]["mean"]
+            if mine is not None and theirs:  # no ratio to a zero or missing control rate
+                ratios.append({"budget": budget, "step": entry["step"], "ratio": mine / theirs})
+        halved = next((r["budget"] for r in ratios if r["ratio"] <= 0.5), None)
+        out.append({"rand_fraction": fraction, "ratios": ratios, "halved_at": halved})
+    return out
+
+
+def format_halving(halving: Sequence[dict[str, Any]]) -> str:
+    """One line per fraction: its proxy rate over fraction 0's at each budget, and the
+    budget where it first halves it (or that it does not by the last budget)."""
+    lines = []
+    for h in halving:
+        if not h["ratios"]:
+            continue
+        ratios = ", ".join(f"{r['ratio']:.2f} ({_steps_text(r['budget'])})" for r in h["ratios"])
+        if h["halved_at"] is not None:
+            verdict = f"halves it first at {_steps_text(h['halved_at'])}"
+        else:
+            verdict = f"does not halve it by {_steps_text(h['ratios'][-1]['budget'])}"
+        lines.append(
+            f"fraction {h['rand_fraction']:g}: proxy rate / fraction 0's {ratios}; {verdict}"
+        )
+    return "\n".join(lines)
+
+
 # ======================================================================================
 # Table and plot
 # ======================================================================================
@@ -333,6 +372,8 @@ __all__ = [
     "check_eval_at",
     "evaluate_budgets",
     "format_budget_table",
+    "format_halving",
+    "halving_budgets",
     "parse_eval_at",
     "parse_steps",
     "plot_budget_curve",

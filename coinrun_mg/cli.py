@@ -843,13 +843,16 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
         )
     outputs = f"wrote {out}/report.json, {out}/episodes.csv, {out}/curve.png"
     if report.get("budget_aggregate") is not None:
-        from coinrun_mg.budgets import format_budget_table
+        from coinrun_mg.budgets import format_budget_table, format_halving
         from coinrun_mg.sweep import levels_label
 
         levels = levels_label(report["budget_aggregate"])
         print()
         print(format_budget_table(report["budget_aggregate"]))
         print(f"(mean [{report['budget_interval']}]; test: {levels}, the same at every budget)")
+        halving = format_halving(report.get("budget_halving", []))
+        if halving:
+            print(halving)
         outputs += f", {out}/budget_episodes.csv, {out}/budget_curve.png"
     if report.get("transfer") is not None:
         from coinrun_mg.sweep import TRANSFER_CSV, format_transfer_table

@@ -21,6 +21,8 @@ from coinrun_mg.budgets import (
     aggregate_budgets,
     check_eval_at,
     format_budget_table,
+    format_halving,
+    halving_budgets,
     parse_eval_at,
     parse_steps,
 )
@@ -329,6 +331,31 @@ def test_aggregate_budgets_across_seeds_matches_a_hand_computation():
 
     table = format_budget_table(agg)
     assert "0.310 [0.183, 0.437]" in table and "2,048" in table
+
+
+def test_halving_budget_is_the_first_budget_at_half_the_control_proxy_rate():
+    def run(fraction, proxy_rates):  # budgets 1000, 2000, 3000 (steps 1024, 2048, 3072)
+        records = [(1000 * k, 1024 * k, 0.1, p) for k, p in enumerate(proxy_rates, 1)]
+        return _budget_run(fraction, 0, records)
+
+    runs = [
+        run(0.0, [0.8, 0.8, 0.6]),
+        run(0.02, [0.6, 0.4, 0.2]),
+        run(0.2, [0.72, 0.52, 0.4]),
+        _budget_run(0.5, 0, [(4000, 4096, 0.9, 0.0)]),  # no control at 4000: no ratio
+    ]
+    two, twenty, half = halving_budgets(aggregate_budgets(runs))
+    assert [r["ratio"] for r in two["ratios"]] == pytest.approx([0.75, 0.5, 1 / 3])
+    assert two["halved_at"] == 2000  # exactly one half counts
+    assert [r["ratio"] for r in twenty["ratios"]] == pytest.approx([0.9, 0.65, 2 / 3])
+    assert twenty["halved_at"] is None  # it gets closer, then further: no halving
+    assert half == {"rand_fraction": 0.5, "ratios": [], "halved_at": None}
+    assert format_halving([two, twenty, half]).splitlines() == [
+        "fraction 0.02: proxy rate / fraction 0's 0.75 (1k), 0.50 (2k), 0.33 (3k); "
+        "halves it first at 2k",
+        "fraction 0.2: proxy rate / fraction 0's 0.90 (1k), 0.65 (2k), 0.67 (3k); "
+        "does not halve it by 3k",
+    ]
 
 
 # --------------------------------------------------------------------------------------
