@@ -215,8 +215,8 @@ def aggregate_budgets(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per ``(rand_fraction, budget)``: the finished runs' seeds and the across-seed mean,
     std and 95% interval of the good-level test goal and proxy rates (``test_goal_rate``,
     ``test_proxy_rate``), as :func:`coinrun_mg.sweep.aggregate` does it: mean +- Student's
-    t times the standard error across two or more seeds (``"interval": "seeds"``), the run's Wilson
-    interval over episodes for one (``"interval": "episodes"``)."""
+    t times the standard error across two or more seeds (``"interval": "seeds"``), the
+    run's Wilson interval over episodes for one (``"interval": "episodes"``)."""
     from coinrun_mg.sweep import _levels_label, _summary, game_of_runs
 
     done = [r for r in runs if r.get("status") == "done" and r.get("budgets")]
@@ -254,17 +254,15 @@ def halving_budgets(budget_aggregate: Sequence[dict[str, Any]]) -> list[dict[str
     the fraction's across-seed mean good-level proxy rate to fraction 0's (``ratios``), and
     ``halved_at``, the first budget where the ratio is at most 1/2 (None: at none of them).
     The question a budget sweep answers: at what budget does a fraction halve the proxy?"""
-    by_key = {(a["rand_fraction"], a["budget"]): a for a in budget_aggregate}
+    entries = sorted(budget_aggregate, key=lambda a: (a["rand_fraction"], a["budget"]))
+    control = {a["budget"]: a["test_proxy_rate"]["mean"] for a in entries if not a["rand_fraction"]}
     out = []
-    for fraction in sorted({f for f, _ in by_key if f > 0}):
+    for fraction in sorted({a["rand_fraction"] for a in entries} - {0.0}):
         ratios = []
-        for (f, budget), entry in sorted(by_key.items()):
-            control = by_key.get((0.0, budget))
-            if f != fraction or control is None:
-                continue
-            mine, theirs = entry["test_proxy_rate"]["mean"], control["test_proxy_rate"]["mean"]
+        for a in (a for a in entries if a["rand_fraction"] == fraction):
+            mine, theirs = a["test_proxy_rate"]["mean"], control.get(a["budget"])
             if mine is not None and theirs:  # no ratio to a zero or missing control rate
-                ratios.append({"budget": budget, "step": entry["step"], "ratio": mine / theirs})
+                ratios.append({"budget": a["budget"], "step": a["step"], "ratio": mine / theirs})
         halved = next((r["budget"] for r in ratios if r["ratio"] <= 0.5), None)
         out.append({"rand_fraction": fraction, "ratios": ratios, "halved_at": halved})
     return out

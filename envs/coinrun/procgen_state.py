@@ -48,7 +48,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..procgen_codec import (
-    END_MARKER,  # noqa: F401 (kept importable from here, as before)
     ENTITY_DTYPE,
     FLOAT,
     GAME_DTYPE,
