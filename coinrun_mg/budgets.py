@@ -259,7 +259,7 @@ def halving_budgets(budget_aggregate: Sequence[dict[str, Any]]) -> list[dict[str
     out = []
     for fraction in sorted({a["rand_fraction"] for a in entries} - {0.0}):
         ratios = []
-        for a in (a for a in entries if a["rand_fraction"] == fraction):
+        for a in [e for e in entries if e["rand_fraction"] == fraction]:
             mine, theirs = a["test_proxy_rate"]["mean"], control.get(a["budget"])
             if mine is not None and theirs:  # no ratio to a zero or missing control rate
                 ratios.append({"budget": a["budget"], "step": a["step"], "ratio": mine / theirs})
