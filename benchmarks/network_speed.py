@@ -9,11 +9,14 @@ symbolic view) it times, on ``--device``:
 * ``update``: forward + backward + Adam step over a ``--update-batch`` minibatch with a
   PPO-shaped loss (log-softmax of the logits plus the value).
 
+``--obs-shape H,W,C`` times every network on that observation shape instead (Maze's quick
+profile sees ``29,29,3``); ``--scale`` multiplies the IMPALA and grid CNNs' channels.
 Each figure is the median of ``--repeats`` timed calls after two warm-up calls.  Writes
 ``benchmarks/out/network_speed.json`` and prints a table.
 
     python benchmarks/network_speed.py
     python benchmarks/network_speed.py --device cuda --update-batch 8192
+    python benchmarks/network_speed.py --networks grid --obs-shape 29,29,3 --update-batch 2048
 """
 
 from __future__ import annotations
@@ -52,9 +55,11 @@ def median_ms(fn, repeats: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
-def measure(network: str, act_batch: int, update_batch: int, repeats: int, device) -> dict:
-    shape = OBS_SHAPES[network]
-    agent = Agent(shape, 15, network).to(device)
+def measure(
+    network: str, act_batch: int, update_batch: int, repeats: int, device, shape=None, scale=1
+) -> dict:
+    shape = shape or OBS_SHAPES[network]
+    agent = Agent(shape, 15, network, scale).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=1e-4)
     generator = torch.Generator(device).manual_seed(0)
     obs = torch.randint(0, 256, (update_batch, *shape), generator=generator, device=device)
@@ -76,6 +81,7 @@ def measure(network: str, act_batch: int, update_batch: int, repeats: int, devic
     return {
         "network": network,
         "obs_shape": list(shape),
+        "scale": scale,
         "parameters": sum(p.numel() for p in agent.parameters()),
         "act_ms": round(act_ms, 2),
         "update_ms": round(update_ms, 2),
@@ -95,12 +101,20 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--device", default="cpu")
     p.add_argument("--torch-threads", type=int, default=0)
+    p.add_argument("--obs-shape", default="", help="H,W,C for every network (default: its own)")
+    p.add_argument("--scale", type=int, default=1, help="channel multiplier (impala, grid)")
     args = p.parse_args(argv)
+    shape = None
+    if args.obs_shape:
+        parts = args.obs_shape.split(",")
+        if len(parts) != 3 or not all(part.strip().isdigit() for part in parts):
+            p.error(f"--obs-shape {args.obs_shape!r} is invalid; give three integers H,W,C")
+        shape = tuple(int(part) for part in parts)
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     device = resolve_device(args.device)
     rows = [
-        measure(n, args.act_batch, args.update_batch, args.repeats, device)
+        measure(n, args.act_batch, args.update_batch, args.repeats, device, shape, args.scale)
         for n in args.networks.split(",")
     ]
     print(f"{'network':8} {'params':>9} {'act ms':>8} {'update ms':>10} {'us/obs':>7}")
