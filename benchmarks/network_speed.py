@@ -10,7 +10,9 @@ symbolic view) it times, on ``--device``:
   PPO-shaped loss (log-softmax of the logits plus the value).
 
 ``--obs-shape H,W,C`` times every network on that observation shape instead (Maze's quick
-profile sees ``29,29,3``); ``--scale`` multiplies the IMPALA and grid CNNs' channels.
+profile sees ``29,29,3``); ``--scale`` multiplies the IMPALA and grid CNNs' channels;
+``--compile`` times the network under ``torch.compile`` (forward and backward; the first
+calls compile, and only the timed calls after them count).
 Each figure is the median of ``--repeats`` timed calls after two warm-up calls.  Writes
 ``benchmarks/out/network_speed.json`` and prints a table.
 
@@ -56,21 +58,29 @@ def median_ms(fn, repeats: int, device: torch.device) -> float:
 
 
 def measure(
-    network: str, act_batch: int, update_batch: int, repeats: int, device, shape=None, scale=1
+    network: str,
+    act_batch: int,
+    update_batch: int,
+    repeats: int,
+    device,
+    shape=None,
+    scale=1,
+    compile_=False,
 ) -> dict:
     shape = shape or OBS_SHAPES[network]
     agent = Agent(shape, 15, network, scale).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=1e-4)
+    model = torch.compile(agent) if compile_ else agent
     generator = torch.Generator(device).manual_seed(0)
     obs = torch.randint(0, 256, (update_batch, *shape), generator=generator, device=device)
     obs = obs.to(torch.uint8)
 
     def act():
         with torch.no_grad():
-            agent(obs[:act_batch])
+            model(obs[:act_batch])
 
     def update():
-        logits, value = agent(obs)
+        logits, value = model(obs)
         loss = torch.log_softmax(logits, -1)[:, 0].mean() + value.square().mean()
         optimizer.zero_grad()
         loss.backward()
@@ -82,6 +92,7 @@ def measure(
         "network": network,
         "obs_shape": list(shape),
         "scale": scale,
+        "compiled": compile_,
         "parameters": sum(p.numel() for p in agent.parameters()),
         "act_ms": round(act_ms, 2),
         "update_ms": round(update_ms, 2),
@@ -103,6 +114,7 @@ def main(argv=None) -> None:
     p.add_argument("--torch-threads", type=int, default=0)
     p.add_argument("--obs-shape", default="", help="H,W,C for every network (default: its own)")
     p.add_argument("--scale", type=int, default=1, help="channel multiplier (impala, grid)")
+    p.add_argument("--compile", action="store_true", help="time the networks compiled")
     args = p.parse_args(argv)
     shape = None
     if args.obs_shape:
@@ -114,7 +126,16 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.torch_threads)
     device = resolve_device(args.device)
     rows = [
-        measure(n, args.act_batch, args.update_batch, args.repeats, device, shape, args.scale)
+        measure(
+            n,
+            args.act_batch,
+            args.update_batch,
+            args.repeats,
+            device,
+            shape,
+            args.scale,
+            args.compile,
+        )
         for n in args.networks.split(",")
     ]
     print(f"{'network':8} {'params':>9} {'act ms':>8} {'update ms':>10} {'us/obs':>7}")

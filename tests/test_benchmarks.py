@@ -14,6 +14,7 @@ import torch
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import network_speed  # noqa: E402
 import paired_ratio  # noqa: E402
 import step_profile  # noqa: E402
 import throughput  # noqa: E402
@@ -258,3 +259,17 @@ def test_procgen_backend_compares_symbolic_pixels_and_raw_procgen(tmp_path, caps
         assert m["symbolic_steps_per_s"] > 0 and m["pixels_steps_per_s"] > 0
         assert m["raw_steps_per_s"] > 0 and m["symbolic_over_pixels_time"] > 0
     assert "| symbolic/pixels time |" in capsys.readouterr().out
+
+
+def test_network_speed_times_a_given_view_and_scale(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(network_speed, "OUT", tmp_path / "n.json")
+    args = ["--networks", "grid", "--obs-shape", "29,29,3", "--scale", "2", "--act-batch", "4"]
+    network_speed.main([*args, "--update-batch", "8", "--repeats", "1", "--torch-threads", "1"])
+    (row,) = json.loads((tmp_path / "n.json").read_text())["rows"]
+    assert row["obs_shape"] == [29, 29, 3] and row["scale"] == 2 and not row["compiled"]
+    assert row["update_ms"] > 0 and row["act_ms"] > 0
+    one = network_speed.Agent((29, 29, 3), 15, "grid", 1)
+    assert row["parameters"] > sum(p.numel() for p in one.parameters())  # wider channels
+    with pytest.raises(SystemExit):
+        network_speed.main(["--obs-shape", "29,29"])
+    assert "--obs-shape '29,29' is invalid" in capsys.readouterr().err
