@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Forward and forward+backward time of the policy networks on their observations.
 
-For each network (``impala`` on 64x64x3 pixels; ``compact`` and ``mlp`` on the 13x13
-symbolic view) it times, on ``--device``:
+For each network (``impala`` on 64x64x3 pixels; ``compact``, ``grid`` and ``mlp`` on the
+13x13 symbolic view) it times, on ``--device``:
 
 * ``act``: a no-grad forward pass over ``--act-batch`` observations (one rollout step of
   that many envs);
@@ -12,8 +12,8 @@ symbolic view) it times, on ``--device``:
 ``--obs-shape H,W,C`` times every network on that observation shape instead (Maze's quick
 profile sees ``29,29,3``); ``--scale`` multiplies the IMPALA and grid CNNs' channels;
 ``--compile`` times the network under ``torch.compile`` (forward and backward; the first
-calls compile, and only the timed calls after them count).
-Each figure is the median of ``--repeats`` timed calls after two warm-up calls.  Writes
+calls compile, and only the timed calls after them count).  Each figure is the median of
+``--repeats`` timed calls after two warm-up calls.  Writes
 ``benchmarks/out/network_speed.json`` and prints a table.
 
     python benchmarks/network_speed.py
@@ -63,9 +63,9 @@ def measure(
     update_batch: int,
     repeats: int,
     device,
-    shape=None,
-    scale=1,
-    compile_=False,
+    shape: tuple[int, int, int] | None = None,
+    scale: int = 1,
+    compile_: bool = False,
 ) -> dict:
     shape = shape or OBS_SHAPES[network]
     agent = Agent(shape, 15, network, scale).to(device)
