@@ -434,17 +434,19 @@ GAME_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "paper": {"game": "maze", "obs_mode": "pixels"},
         # What a CPU trains in minutes: the easy world as symbolic planes in a window centred
         # on the agent (2 x 15 - 1 cells: all of it, from anywhere), the small grid CNN.
+        # 128 envs and 16 minibatches: four times the gradient steps per environment step of
+        # 256 envs and 8, for about the same cost per step; it learns faster per step.
         "quick": {
             "game": "maze",
             "obs_mode": "symbolic",
             "distribution_mode": "easy",
             "maze_view_size": 29,
             "network": "grid",
-            "num_envs": 256,
+            "num_envs": 128,
             "num_steps": 64,
-            "minibatch_size": 2048,  # 8 minibatches
+            "minibatch_size": 512,  # 16 minibatches
             "gamma": 0.99,
-            "total_steps": 2_000_000,
+            "total_steps": 5_000_000,
             "checkpoint_every": 500_000,
         },
     },

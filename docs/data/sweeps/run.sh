@@ -37,8 +37,8 @@ coinrun() {
 
 maze() {
   $coinrun_mg --env maze --fractions 0,0.01,0.02,0.05,0.1,0.2 --seeds 0,1,2 --workers 1 \
-    --out $here/maze
-  reuse_runs maze maze_plr f0_s{0,1,2} f0.01_s{0,1,2} f0.02_s{0,1,2}
+    --out $here/maze5m
+  reuse_runs maze5m maze_plr f0_s{0,1,2} f0.01_s{0,1,2} f0.02_s{0,1,2}
   $coinrun_mg --env maze --fractions 0,0.001,0.01,0.02 --seeds 0,1,2 --workers 1 \
     --curricula dr,plr --set plr_buffer_size=1000 --out $here/maze_plr
 }
