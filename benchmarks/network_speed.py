@@ -132,9 +132,9 @@ def main(argv=None) -> None:
             args.update_batch,
             args.repeats,
             device,
-            shape,
-            args.scale,
-            args.compile,
+            shape=shape,
+            scale=args.scale,
+            compile_=args.compile,
         )
         for n in args.networks.split(",")
     ]

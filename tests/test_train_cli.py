@@ -104,17 +104,14 @@ def test_resume_without_a_checkpoint_moves_the_old_logs_aside(tmp_path):
 
 @pytest.fixture
 def ctrl_c_as_at_a_terminal():
-    """SIGINT raises KeyboardInterrupt, even where the runner ignores it (a background job)."""
+    """SIGINT raises KeyboardInterrupt, even where the runner ignores it (a background job);
+    a child started meanwhile gets the default SIGINT at exec, and Python's handler."""
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
 
 
-def _sigint_as_at_a_terminal():
-    """In a child before exec: the default SIGINT, so that Python installs its handler."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
+@pytest.mark.usefixtures("ctrl_c_as_at_a_terminal")
 def test_ctrl_c_saves_a_checkpoint_and_the_resumed_run_is_bit_identical(tmp_path):
     total = 16 * 128
     interrupted = tmp_path / "interrupted"
@@ -127,7 +124,6 @@ def test_ctrl_c_saves_a_checkpoint_and_the_resumed_run_is_bit_identical(tmp_path
         text=True,
         env=env,
         cwd=tmp_path,
-        preexec_fn=_sigint_as_at_a_terminal,
     )
     deadline = time.time() + 120
     while not (interrupted / CHECKPOINT_NAME).exists():  # the first iteration is done
