@@ -545,7 +545,8 @@ def _parse_seeds(text: str) -> list[int]:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number of seeds >= 1 (e.g. 3) or a list of seeds (e.g. 1,2)"
+            f"{text!r} is not a number of seeds >= 1 (e.g. 3: seeds 0, 1, 2) or a list of "
+            "seeds (e.g. 1,2; one seed alone with a comma: 0,)"
         ) from None
     if not values or any(v < 0 for v in values):
         raise argparse.ArgumentTypeError(f"{text!r}: seeds must be ints >= 0")
@@ -635,7 +636,8 @@ def _add_sweep_arguments(
         type=_parse_seeds,
         default=_parse_seeds(seeds),
         metavar="N|S,S,...",
-        help=f"number of seeds (0..N-1) or a comma-separated list (default {seeds})",
+        help=f"number of seeds (0..N-1) or a comma-separated list, '5,' for seed 5 alone "
+        f"(default {seeds})",
     )
     parser.add_argument(
         "--profile",

@@ -249,6 +249,8 @@ def test_cli_sweep_and_reproduce(tmp_path, capsys, monkeypatch):
     assert (kwargs["total_steps"], kwargs["episodes"], kwargs["profile"]) == (1000, 50, "paper")
     assert cli.main(["sweep", "--seeds", "4,7"]) == 0
     assert calls[-1][1] == [4, 7]
+    assert cli.main(["sweep", "--seeds", "5,"]) == 0  # one seed alone
+    assert calls[-1][1] == [5]
     capsys.readouterr()
 
     def failing_run_sweep(fractions, seeds, **kwargs):
@@ -263,6 +265,9 @@ def test_cli_sweep_and_reproduce(tmp_path, capsys, monkeypatch):
         cli.main(["sweep", "--fractions", "0,2"])
     with pytest.raises(SystemExit):
         cli.main(["sweep", "--seeds", "x"])
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--seeds", "0"])  # zero seeds: the message says how to give seed 0
+    assert "one seed alone with a comma: 0," in capsys.readouterr().err
 
 
 def test_cli_reproduce_runs_end_to_end(tmp_path, capsys, monkeypatch):
