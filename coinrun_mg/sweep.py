@@ -228,6 +228,17 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def _why_redone(run_dir: Path) -> str:
+    """Why a run with no usable ``result.json`` is (re)done: nothing there, a marker that
+    does not parse (its checkpoint, if any, is resumed), or one from other settings."""
+    marker = run_dir / RESULT_NAME
+    if not marker.exists():
+        return ""
+    if _read_json(marker) is None:
+        return f"; {marker} is not readable JSON, so the run is done again"
+    return ", settings changed"
+
+
 def _jsonable(data: Any) -> Any:
     return json.loads(json.dumps(data))
 
@@ -1020,8 +1031,7 @@ class _Scheduler:
         if done is not None:
             action = f"evaluating again, on the good levels of {ref}"
         else:
-            changed = (self.plan.run_dir(fraction, seed) / RESULT_NAME).exists()
-            action = "training and evaluating" + (", settings changed" if changed else "")
+            action = "training and evaluating" + _why_redone(self.plan.run_dir(fraction, seed))
         self.say(f"[{name}] queued: {action}")
         return self.plan.job(fraction, seed, config, ref, action)
 

@@ -253,6 +253,26 @@ def test_one_seed_without_a_reference_labels_and_messages(tmp_path, monkeypatch)
     assert "over episodes" in ylabel
 
 
+def test_an_unreadable_result_marker_is_named_and_the_run_resumed(tmp_path):
+    _sweep(tmp_path)
+    run = tmp_path / "runs" / "f0.5_s0"
+    marker = run / "result.json"
+    done = json.loads(marker.read_text())
+    marker.write_text(marker.read_text()[:40])  # cut short, as by a full disk
+    trained = (run / "checkpoint.pt").stat().st_mtime_ns
+    messages = []
+    report = _sweep(tmp_path, log=messages.append)
+    assert f"[f0.5_s0] queued: training and evaluating; {marker} is not readable JSON" in (
+        " ".join(messages)
+    )
+    assert "settings changed" not in " ".join(messages)
+    # Its checkpoint had reached the budget: evaluated again, the same result, no retraining.
+    (entry,) = report["runs"]
+    assert entry["test"] == done["test"] and json.loads(marker.read_text())["test"] == done["test"]
+    assert (run / "checkpoint.pt").stat().st_mtime_ns == trained
+    assert not list(tmp_path.glob("runs/*.replaced-*"))
+
+
 def test_labels_across_seeds_and_with_mixed_references():
     def run(seed, filtered):
         section = {"goal_rate": 0.5, "goal_ci": [0.4, 0.6], "proxy_rate": 0.5}
