@@ -227,8 +227,10 @@ def _load(path: Path) -> Any:
                 "(it may be unsafe)"
             ) from None
         raise CheckpointError(f"{path} is damaged (its contents cannot be decoded)") from None
-    except OSError as exc:
-        raise CheckpointError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    except OSError as exc:  # the file opened above, so mostly a cut archive
+        raise CheckpointError(
+            f"{path} cannot be read ({exc.strerror or exc}): truncated or damaged"
+        ) from None
     except Exception:  # miniz, EOF, key and decoding errors: a cut or corrupted archive
         raise CheckpointError(
             f"{path} is truncated or damaged (not a readable torch file)"

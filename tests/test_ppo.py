@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import gymnasium
 import numpy as np
@@ -24,6 +25,7 @@ from coinrun_mg.agents import (
     load_policy,
     train,
 )
+from coinrun_mg.agents.checkpoint import CheckpointError
 from coinrun_mg.agents.ppo import CHECKPOINT_NAME, RewardNormalizer, read_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -267,6 +269,25 @@ def test_resumed_run_ends_with_bit_identical_weights(tmp_path):
     assert last["elapsed_s"] == pytest.approx(resumed.train_seconds, abs=0.5)
     again = train(config, tmp_path / "b", resume=True)
     assert again.train_seconds == last["elapsed_s"]
+
+
+def test_a_damaged_checkpoint_is_replaced_by_a_kept_one_and_resumed_exactly(tmp_path):
+    # The recovery docs/usage.md gives for a damaged checkpoint.pt of a run that keeps its
+    # periodic checkpoints: copy an earlier one over it and resume.
+    config = tiny_config(checkpoint_every=256, keep_checkpoints=True)
+    uninterrupted = train(config, tmp_path / "run")
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert kept == [f"step_{n:012d}.pt" for n in (256, 512, 768)]  # periodic ones
+    latest = tmp_path / "run" / CHECKPOINT_NAME
+    latest.write_bytes(latest.read_bytes()[:5000])  # cut short
+    with pytest.raises(CheckpointError, match=f"{latest}.*(truncated|damaged)"):
+        train(config, tmp_path / "run", resume=True)
+
+    shutil.copyfile(tmp_path / "run" / "checkpoints" / kept[1], latest)  # step 512
+    resumed = train(config, tmp_path / "run", resume=True)
+    assert resumed.global_step == 1024
+    a, b = uninterrupted.agent.state_dict(), resumed.agent.state_dict()
+    assert all(torch.equal(a[name], b[name]) for name in a)
 
 
 def test_checkpoint_round_trip_policy_and_mismatch_errors(tmp_path):
