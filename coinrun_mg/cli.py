@@ -16,6 +16,7 @@ import io
 import os
 import platform
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -412,10 +413,36 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _make_output_folders(
+    command: str, outputs: dict[str, str | None], folders: tuple[str, ...] = ()
+) -> bool:
+    """Create the folder of every output file (option -> path; for the options in
+    ``folders`` the path is the folder) and try writing there before any work, so that a
+    bad path fails at once, in one line naming the option, not after the work is done."""
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        folder = os.path.abspath(path)
+        folder = folder if option in folders else os.path.dirname(folder)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            tempfile.TemporaryFile(dir=folder).close()  # can files be written there?
+        except OSError as exc:
+            print(
+                f"coinrun-mg {command}: error: {option} {path}: cannot write into {folder} "
+                f"({exc.strerror or exc})",
+                file=sys.stderr,
+            )
+            return False
+    return True
+
+
 def _run_eval(args: argparse.Namespace) -> int:
     from coinrun_mg.eval import evaluate, resolve_policy, write_json
     from coinrun_mg.games import backend_env_id
 
+    if not _make_output_folders("eval", {"--csv": args.csv, "--json": args.json}):
+        return 2
     if args.torch_threads > 0:
         import torch
 
@@ -439,10 +466,18 @@ def _run_eval(args: argparse.Namespace) -> int:
         print(f"coinrun-mg eval: error: {exc}", file=sys.stderr)
         return 2
     print(report.table())
-    if args.csv:
-        report.write_csv(args.csv)
-    if args.json:
-        write_json(report, args.json)
+    for option, path, write in (
+        ("--csv", args.csv, report.write_csv),
+        ("--json", args.json, lambda p: write_json(report, p)),
+    ):
+        try:
+            if path:
+                write(path)
+        except OSError as exc:  # e.g. a full disk; the table above is the evaluation
+            print(
+                f"coinrun-mg eval: error: {option} {path}: {exc.strerror or exc}", file=sys.stderr
+            )
+            return 2
     return 0
 
 
@@ -1073,6 +1108,8 @@ def _run_video(args: argparse.Namespace) -> int:
             "note: MP4 needs PyAV (pip install 'coinrun-mg[video]'); writing GIF files",
             file=sys.stderr,
         )
+    if not _make_output_folders("video", {"--out": args.out}, folders=("--out",)):
+        return 2
     try:
         videos = record_videos(
             args.checkpoint,
@@ -1130,6 +1167,8 @@ def _add_levels_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_levels(args: argparse.Namespace) -> int:
     from coinrun_mg.pictures import save_level_grid
 
+    if not _make_output_folders("levels", {"--out": args.out}):
+        return 2
     try:
         common = dict(
             columns=args.columns,

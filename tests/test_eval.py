@@ -6,6 +6,7 @@ minute on two busy CPU cores."""
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
 
@@ -411,7 +412,7 @@ def test_procgen_rows_do_not_depend_on_episodes_or_num_envs():
 # --- CLI ----------------------------------------------------------------------------------------
 
 
-def test_eval_cli_on_a_tiny_checkpoint(tmp_path, capsys):
+def test_eval_cli_on_a_tiny_checkpoint(tmp_path, capsys, monkeypatch):
     from coinrun_mg.agents import PPOConfig, train
 
     config = PPOConfig.from_profile(
@@ -426,7 +427,7 @@ def test_eval_cli_on_a_tiny_checkpoint(tmp_path, capsys):
         progress_bar=False,
     )
     result = train(config, tmp_path / "run")
-    out_csv, out_json = tmp_path / "rows.csv", tmp_path / "summary.json"
+    out_csv, out_json = tmp_path / "rows.csv", tmp_path / "new" / "folder" / "summary.json"
     argv = ["eval", str(result.checkpoint), "--episodes", "12", "--device", "cpu"]
     argv += ["--csv", str(out_csv), "--json", str(out_json), "--no-progress"]
     assert cli.main(argv) == 0
@@ -441,7 +442,32 @@ def test_eval_cli_on_a_tiny_checkpoint(tmp_path, capsys):
     assert report.meta["env_kwargs"]["max_episode_steps"] == 50
     assert report.meta["env_kwargs"]["rand_fraction"] == 1.0
 
+    def full_disk(self, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(EvalReport, "write_csv", full_disk)
+    assert cli.main(argv) == 2  # the table is printed, then the write fails in one line
+    out, err = capsys.readouterr()
+    assert "episodes 12" in out
+    assert err == f"coinrun-mg eval: error: --csv {out_csv}: No space left on device\n"
+
     assert cli.main(["eval", str(tmp_path / "missing.pt"), "--device", "cpu"]) == 2
     with pytest.raises(SystemExit):
         cli.main(["eval", "--help"])
     assert "examples:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "command, option",
+    [("eval", "--csv"), ("eval", "--json"), ("video", "--out"), ("levels", "--out")],
+)
+def test_an_unwritable_output_fails_before_any_work(command, option, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    bad = blocker / "out" / "x"  # a folder cannot be made inside a file, not even as root
+    argv = [command] if command == "levels" else [command, str(tmp_path / "missing.pt")]
+    assert cli.main([*argv, option, str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    # One line naming the option and the path; before the checkpoint is even looked for.
+    assert err.startswith(f"coinrun-mg {command}: error: {option} {bad}: cannot write into")
+    assert "\n" not in err and "checkpoint" not in err
