@@ -237,7 +237,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif kind in (int, float, str):
-            kwargs["type"] = kind
+            kwargs["type"] = _step_count if name in STEP_FIELDS else kind
             kwargs["metavar"] = {int: "INT", float: "FLOAT", str: "STR"}[kind]
             if name in CHOICES:
                 kwargs["choices"] = CHOICES[name]
@@ -633,15 +633,35 @@ def _config_settings(items: Sequence[str]) -> dict:
                 if text.lower() not in ("true", "false", "1", "0"):
                     raise ValueError
                 out[name] = text.lower() in ("true", "1")
+            elif name in STEP_FIELDS:
+                out[name] = _step_count(text)
             elif kind in (int, float, str):
                 out[name] = kind(text)
             else:  # tuple[float, float]: LO,HI
                 out[name] = tuple(float(v) for v in text.split(","))
-        except ValueError:
+        except (ValueError, argparse.ArgumentTypeError):
             raise ValueError(
                 f"--set {item!r} is invalid; {name} takes {getattr(kind, '__name__', kind)} values"
             ) from None
     return out
+
+
+# PPOConfig fields that count environment steps: they take 10M or 500k as --eval-at does.
+STEP_FIELDS = ("total_steps", "checkpoint_every", "eval_every")
+
+
+def _step_count(text: str) -> int:
+    """An int (0 included, where a field allows it), or a count such as 2.5M or 500k."""
+    from coinrun_mg.budgets import parse_steps
+
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return parse_steps(text, name="steps")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parse_eval_at(text: str) -> list[int]:
@@ -696,10 +716,10 @@ def _add_sweep_arguments(
     )
     parser.add_argument(
         "--total-steps",
-        type=int,
+        type=_step_count,
         default=None,
         metavar="INT",
-        help="training steps per run (default: the profile's)",
+        help="training steps per run, e.g. 20000000 or 20M (default: the profile's)",
     )
     parser.add_argument(
         "--episodes", type=int, default=1000, help="test episodes per evaluation (default 1000)"

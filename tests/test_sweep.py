@@ -251,6 +251,10 @@ def test_cli_sweep_and_reproduce(tmp_path, capsys, monkeypatch):
     assert calls[-1][1] == [4, 7]
     assert cli.main(["sweep", "--seeds", "5,"]) == 0  # one seed alone
     assert calls[-1][1] == [5]
+    # Step counts read as --eval-at reads them, in --total-steps and in --set.
+    assert cli.main(["sweep", "--total-steps", "2.5M", "--set", "checkpoint_every=500k"]) == 0
+    assert calls[-1][2]["total_steps"] == 2_500_000
+    assert calls[-1][2]["overrides"]["checkpoint_every"] == 500_000
     capsys.readouterr()
 
     def failing_run_sweep(fractions, seeds, **kwargs):
@@ -265,6 +269,9 @@ def test_cli_sweep_and_reproduce(tmp_path, capsys, monkeypatch):
         cli.main(["sweep", "--fractions", "0,2"])
     with pytest.raises(SystemExit):
         cli.main(["sweep", "--seeds", "x"])
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--total-steps", "10X"])
+    assert "--total-steps: steps value '10X' is invalid" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["sweep", "--seeds", "0"])  # zero seeds: the message says how to give seed 0
     assert "one seed alone with a comma: 0," in capsys.readouterr().err

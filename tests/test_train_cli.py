@@ -280,6 +280,17 @@ def test_train_without_profile_on_a_cpu_uses_quick_and_says_so(tmp_path, capsys,
     assert (saved["obs_mode"], saved["network"]) == ("symbolic", "mlp")
 
 
+def test_step_counts_take_k_and_m_as_eval_at_does(capsys):
+    parse = cli.build_parser().parse_args
+    args = parse(
+        ["train", "--total-steps", "2.5M", "--checkpoint-every", "500k", "--eval-every", "0"]
+    )
+    assert (args.total_steps, args.checkpoint_every, args.eval_every) == (2_500_000, 500_000, 0)
+    with pytest.raises(SystemExit):
+        parse(["train", "--checkpoint-every", "1.5"])  # not a whole count
+    assert "--checkpoint-every: steps value '1.5' is invalid" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", ["train", "eval", "video"])
 def test_commands_spell_shared_options_alike(command, capsys):
     with pytest.raises(SystemExit):
