@@ -7,10 +7,11 @@ result = train(config, "runs/quick_f0.02_s1")           # resume=True continues 
 policy = load_policy("runs/quick_f0.02_s1/checkpoint.pt", device="cpu")
 actions = policy(obs)                                    # uint8 [N, H, W, C] -> int64 [N]
 
-A damaged, foreign or unsafe checkpoint file raises ``CheckpointError`` (a ValueError).
+A damaged, foreign or unsafe checkpoint file raises ``CheckpointError`` (a ValueError); a
+checkpoint that cannot be written (a full disk) ``CheckpointWriteError`` (an OSError).
 """
 
-from .checkpoint import CheckpointError, read_run_config
+from .checkpoint import CheckpointError, CheckpointWriteError, read_run_config
 from .config import PROFILES, PPOConfig
 from .networks import Agent, CompactCNN, ImpalaCNN
 from .ppo import (
@@ -29,6 +30,7 @@ __all__ = [
     "PROFILES",
     "Agent",
     "CheckpointError",
+    "CheckpointWriteError",
     "CompactCNN",
     "ImpalaCNN",
     "PPOConfig",

@@ -25,6 +25,7 @@ verified.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import pickle
 import re
@@ -36,7 +37,7 @@ from typing import Any
 
 import torch
 
-from coinrun_mg.files import atomic_write
+from coinrun_mg.files import atomic_write_bytes
 
 from .config import PPOConfig
 
@@ -46,6 +47,7 @@ __all__ = [
     "CHECKPOINT_VERSION",
     "CheckpointError",
     "CheckpointWarning",
+    "CheckpointWriteError",
     "payload_digest",
     "read_checkpoint",
     "read_run_config",
@@ -69,6 +71,14 @@ _UNSAFE = re.compile(r"GLOBAL|allowlist|add_safe_globals|must be imported to loa
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used; the message is one line naming the file."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint that could not be written (a full disk, no permission); the file it
+    would have replaced is untouched.  ``errno`` is the system's; the message is one line."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class CheckpointWarning(UserWarning):
@@ -155,7 +165,18 @@ def write_checkpoint(payload: Mapping[str, Any], path: str | os.PathLike) -> Non
     ``format``, ``version`` and ``digest`` entries."""
     data = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}
     data["digest"] = payload_digest(data)
-    atomic_write(path, lambda f: torch.save(data, f))
+    # Serialized in memory first: torch's zip writer reports a failed file write as a
+    # RuntimeError, the plain write below as the OSError it is (ENOSPC, EACCES, ...).
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    try:
+        atomic_write_bytes(path, buffer.getbuffer())
+    except OSError as exc:
+        raise CheckpointWriteError(
+            exc.errno,
+            f"could not write the checkpoint {path}: {exc.strerror or exc}; the one before "
+            "it, if any, is kept",
+        ) from None
 
 
 def read_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:

@@ -250,6 +250,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from coinrun_mg.agents.checkpoint import CheckpointWriteError
     from coinrun_mg.agents.config import PPOConfig, field_names
     from coinrun_mg.agents.ppo import TrainingInterrupted, read_run_config, train
     from coinrun_mg.envs import resolve_device
@@ -286,6 +287,12 @@ def _run_train(args: argparse.Namespace) -> int:
         result = train(config, run_dir, resume=args.resume, overwrite=args.overwrite, hooks=hooks)
     except ValueError as exc:
         print(f"coinrun-mg train: error: {exc}", file=sys.stderr)
+        return 2
+    except CheckpointWriteError as exc:  # e.g. a full disk: the last checkpoint is kept
+        print(
+            f"coinrun-mg train: error: {exc}; resume with: {_resume_command(run_dir)}",
+            file=sys.stderr,
+        )
         return 2
     except TrainingInterrupted as stop:
         print(

@@ -3,6 +3,7 @@ line by the API and the CLI), version-1 files, and the atomic-write helper."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -18,7 +19,14 @@ import pytest
 import torch
 
 from coinrun_mg import cli
-from coinrun_mg.agents import CheckpointError, PPOConfig, load_policy, read_run_config, train
+from coinrun_mg.agents import (
+    CheckpointError,
+    CheckpointWriteError,
+    PPOConfig,
+    load_policy,
+    read_run_config,
+    train,
+)
 from coinrun_mg.agents.checkpoint import (
     CHECKPOINT_NAME,
     CHECKPOINT_VERSION,
@@ -314,3 +322,59 @@ def test_no_warning_for_a_good_checkpoint(trained):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_checkpoint(trained)
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_the_run_resumes(tmp_path, monkeypatch, capsys):
+    from coinrun_mg.agents import checkpoint
+    from coinrun_mg.executors import _retryable
+
+    real_write = checkpoint.atomic_write_bytes
+    writes = []
+
+    def fills_the_disk(path, data):  # the second checkpoint write finds the disk full
+        writes.append(path)
+        if len(writes) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, data)
+
+    config = PPOConfig.from_profile(
+        "quick",
+        device="cpu",
+        num_envs=16,
+        num_steps=16,
+        minibatch_size=64,
+        total_steps=1024,
+        max_episode_steps=20,
+        checkpoint_every=512,
+        progress_bar=False,
+    )
+    uninterrupted = train(config, tmp_path / "a")
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", fills_the_disk)
+    with pytest.raises(CheckpointWriteError) as caught:
+        train(config, tmp_path / "b")
+    assert caught.value.errno == errno.ENOSPC
+    assert _retryable(caught.value)[0] is False  # a sweep does not retry a full disk
+    assert str(caught.value) == (
+        f"could not write the checkpoint {tmp_path / 'b' / CHECKPOINT_NAME}: No space left on "
+        "device; the one before it, if any, is kept"
+    )
+    assert read_checkpoint(tmp_path / "b")["global_step"] == 512  # the first one, intact
+    assert not [p for p in (tmp_path / "b").iterdir() if p.name.endswith(".tmp")]
+
+    # The command says it in one line, with the command that resumes.
+    writes.clear()
+    args = ["train", "--run-dir", str(tmp_path / "c"), "--profile", "quick", "--no-progress"]
+    args += ["--device", "cpu", "--num-envs", "16", "--num-steps", "16", "--minibatch-size", "64"]
+    args += ["--total-steps", "1024", "--max-episode-steps", "20", "--checkpoint-every", "512"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err
+    assert err.rstrip().endswith(
+        f"resume with: coinrun-mg train --run-dir {tmp_path / 'c'} --resume"
+    )
+
+    # Space freed: the run resumes from step 512 and ends as if nothing happened.
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", real_write)
+    resumed = train(config, tmp_path / "b", resume=True)
+    a, b = uninterrupted.agent.state_dict(), resumed.agent.state_dict()
+    assert all(torch.equal(a[name], b[name]) for name in a)
