@@ -808,6 +808,9 @@ def evaluate(
             + (" (Maze's filter, decision levels, needs no reference)" if game is MAZE else "")
         )
     _check_obs_mode(policy, trained_kwargs, kwargs, env_id)
+    if reference_policy is not None:  # loaded once, here, and checked like the policy
+        reference_policy, _, reference_env_id = resolve_policy(reference_policy, dev)
+        _check_trained_game(reference_env_id, game, env_id, role="reference_policy")
 
     bar = None
     if progress:
@@ -877,14 +880,18 @@ def _check_obs_mode(policy, trained_kwargs: dict, kwargs: dict, env_id: str) -> 
         )
 
 
-def _check_trained_game(trained_env_id: str | None, game: Game, env_id: str) -> None:
+def _check_trained_game(
+    trained_env_id: str | None, game: Game, env_id: str, role: str = "the policy"
+) -> None:
     """Refuse to play a checkpoint of one game on another game's env."""
     trained = game_of_env(trained_env_id) if trained_env_id else None
     if trained is not None and trained is not game:
+        fix = f"evaluate it on {trained.native_id} or {trained.procgen_id}"
+        if role != "the policy":
+            fix = f"give a {game.name} agent"
         raise ValueError(
-            f"env_id={env_id!r} is a {game.name} env, but the policy was trained on "
-            f"{trained_env_id!r} ({trained.name}); evaluate it on {trained.native_id} or "
-            f"{trained.procgen_id}"
+            f"env_id={env_id!r} is a {game.name} env, but {role} was trained on "
+            f"{trained_env_id!r} ({trained.name}); {fix}"
         )
 
 

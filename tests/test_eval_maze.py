@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from coinrun_mg import MAZE_ENV_ID, PROCGEN_MAZE_ENV_ID, cli
+from coinrun_mg import COINRUN_ENV_ID, MAZE_ENV_ID, PROCGEN_MAZE_ENV_ID, cli
 from coinrun_mg.envs.maze.solver import ObservationWalker
 from coinrun_mg.eval import (
     MAZE_COLUMNS,
@@ -249,6 +249,18 @@ def test_cli_refuses_a_reference_for_a_maze_checkpoint(maze_checkpoint, tmp_path
     assert code == 2
     err = capsys.readouterr().err
     assert "reference_policy" in err and "decision levels" in err
+
+
+def test_a_maze_agent_as_a_coinrun_reference_is_refused_by_name(maze_checkpoint):
+    def coinrun_agent(obs):  # a CoinRun policy: any callable without a game of its own
+        return torch.zeros(len(obs), dtype=torch.int64)
+
+    with pytest.raises(ValueError) as caught:
+        evaluate(coinrun_agent, COINRUN_ENV_ID, episodes=2, reference_policy=maze_checkpoint)
+    assert str(caught.value) == (
+        f"env_id={COINRUN_ENV_ID!r} is a coinrun env, but reference_policy was trained on "
+        f"{MAZE_ENV_ID!r} (maze); give a coinrun agent"
+    )
 
 
 @pytest.mark.procgen
