@@ -42,13 +42,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SENTINEL_NAME = "pickle-code-ran"
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A run directory with the checkpoint of one tiny training iteration."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    config = PPOConfig.from_profile(
-        "quick",
+def tiny_config(**overrides) -> PPOConfig:
+    """One iteration of 16 envs x 16 steps by default, short episodes."""
+    settings = dict(
         device="cpu",
         num_envs=16,
         num_steps=16,
@@ -58,8 +54,16 @@ def trained(tmp_path_factory) -> Path:
         checkpoint_every=0,
         progress_bar=False,
     )
+    return PPOConfig.from_profile("quick", **{**settings, **overrides})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A run directory with the checkpoint of one tiny training iteration."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
     run_dir = tmp_path_factory.mktemp("trained") / "run"
-    train(config, run_dir)
+    train(tiny_config(), run_dir)
     torch.set_num_threads(before)
     return run_dir
 
@@ -337,17 +341,7 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_the_run_resumes(tmp_path, mon
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(path, data)
 
-    config = PPOConfig.from_profile(
-        "quick",
-        device="cpu",
-        num_envs=16,
-        num_steps=16,
-        minibatch_size=64,
-        total_steps=1024,
-        max_episode_steps=20,
-        checkpoint_every=512,
-        progress_bar=False,
-    )
+    config = tiny_config(total_steps=1024, checkpoint_every=512)
     uninterrupted = train(config, tmp_path / "a")
     monkeypatch.setattr(checkpoint, "atomic_write_bytes", fills_the_disk)
     with pytest.raises(CheckpointWriteError) as caught:
