@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -247,7 +248,8 @@ class PPOConfig:
         if self.max_episode_steps is None:
             object.__setattr__(self, "max_episode_steps", DEFAULT_EPISODE_STEPS[self.game])
         for f in dataclasses.fields(self):
-            _check_type(f.name, getattr(self, f.name), _field_types()[f.name])
+            value = _checked(f.name, getattr(self, f.name), _field_types()[f.name])
+            object.__setattr__(self, f.name, value)
         object.__setattr__(self, "coin_region", tuple(float(v) for v in self.coin_region))
         for name in ("learning_rate", "adam_eps", "gamma", "clip_coef", "max_grad_norm"):
             _positive(name, getattr(self, name))
@@ -473,30 +475,35 @@ def _check_names(values: dict[str, Any]) -> None:
         )
 
 
-def _check_type(name: str, value: Any, expected: Any) -> None:
+def _checked(name: str, value: Any, expected: Any) -> Any:
+    """``value`` if it has its field's type; numpy numbers (e.g. from a sweep grid) become
+    the Python int or float they stand for, so that configs serialize."""
+
+    def number(v: Any) -> bool:
+        return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
     if expected is bool:
         ok = isinstance(value, bool)
         what = "True or False"
     elif expected is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        value = int(value) if ok else value
         what = "an int"
     elif expected is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = number(value)
+        value = value if not ok or isinstance(value, (int, float)) else float(value)
         what = "a number"
     elif expected is str:
         ok = isinstance(value, str)
         what = "a string"
     else:  # tuple[float, float]
-        ok = (
-            isinstance(value, (tuple, list))
-            and len(value) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-        )
+        ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(map(number, value))
         what = "a pair of numbers"
     if not ok:
         raise ValueError(f"{name}={value!r} is invalid; it must be {what}")
     if expected is float and not math.isfinite(value):
         raise ValueError(f"{name}={value!r} is invalid; it must be a finite number")
+    return value
 
 
 def _positive(name: str, value: float) -> None:

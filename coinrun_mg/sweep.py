@@ -80,6 +80,7 @@ import csv
 import datetime
 import json
 import math
+import numbers
 import os
 import socket
 import sys
@@ -257,7 +258,7 @@ def _same_config(saved: Any, config) -> bool:
 def _check_fractions(fractions: Iterable[float]) -> list[float]:
     out = []
     for f in fractions:
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0:
+        if isinstance(f, bool) or not isinstance(f, numbers.Real) or not 0.0 <= f <= 1.0:
             raise ValueError(f"fraction {f!r} is invalid; fractions must be numbers in [0, 1]")
         if float(f) not in out:
             out.append(float(f))
@@ -269,10 +270,10 @@ def _check_fractions(fractions: Iterable[float]) -> list[float]:
 def _check_seeds(seeds: Iterable[int]) -> list[int]:
     out = []
     for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0:
             raise ValueError(f"seed {s!r} is invalid; seeds must be ints >= 0")
-        if s not in out:
-            out.append(s)
+        if int(s) not in out:
+            out.append(int(s))
     if not out:
         raise ValueError("seeds is empty; give at least one seed")
     return out

@@ -6,6 +6,8 @@ so the configs, cores and facades of all games word their errors alike.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 # The observation modes and procgen distribution modes every game of the family accepts.
@@ -19,10 +21,19 @@ def one_of(name: str, value, accepted: tuple) -> None:
         raise ValueError(f"{name}={value!r} is invalid; accepted values are {accepted}")
 
 
-def int_at_least(name: str, value, minimum: int) -> None:
-    """Refuse anything but an int (not a bool) of at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def int_at_least(name: str, value, minimum: int) -> int:
+    """``value`` as a Python int, refusing anything but an integer (a numpy one too, not a
+    bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name}={value!r} is invalid; it must be an int >= {minimum}")
+    return int(value)
+
+
+def ints_at_least(config, **minimums: int) -> None:
+    """Check the named int fields of a frozen config against their minimums and store
+    them as Python ints (so that numpy ints, e.g. from a sweep grid, serialize)."""
+    for name, minimum in minimums.items():
+        object.__setattr__(config, name, int_at_least(name, getattr(config, name), minimum))
 
 
 def true_or_false(name: str, value) -> None:
@@ -32,9 +43,10 @@ def true_or_false(name: str, value) -> None:
 
 
 def unit_fraction(name: str, value, example: str) -> float:
-    """``value`` as a float, refusing anything but an int or float (not a bool) in
-    [0, 1]; the error ends with ``example`` (what a value means for the game)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+    """``value`` as a Python float, refusing anything but a real number (a numpy one too,
+    not a bool) in [0, 1]; the error ends with ``example`` (what a value means for the
+    game)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{name}={value!r} is invalid; it must be a float in [0, 1] ({example})")
     return float(value)
 

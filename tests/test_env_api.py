@@ -232,6 +232,25 @@ def test_bad_arguments_name_the_parameter(kwargs, match):
         gym.make_vec(ENV_ID, num_envs=2, device="cpu", **kwargs)
 
 
+def test_numpy_numbers_are_taken_as_the_python_numbers_they_stand_for():
+    # A sweep grid from numpy (np.linspace, np.arange) must not be refused as "not a float".
+    from coinrun_mg.envs.maze import MazeConfig
+
+    config = CoinRunConfig(rand_fraction=np.float32(0.25), view_size=np.int64(9))
+    assert (config.rand_fraction, config.view_size) == (0.25, 9)
+    assert (type(config.rand_fraction), type(config.view_size)) == (float, int)
+    maze = MazeConfig(corner_size=np.int32(3), num_levels=np.uint16(10))
+    assert (type(maze.corner_size), type(maze.num_levels)) == (int, int)
+    env = gym.make(ENV_ID, rand_fraction=np.float64(0.5), view_size=np.int64(13))
+    env.reset(seed=0)
+    for bad, match in [
+        ({"view_size": np.float64(13.0)}, "view_size=13.0"),
+        ({"rand_fraction": np.bool_(True)}, "rand_fraction=True"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            CoinRunConfig(**bad)
+
+
 def test_bad_num_envs_and_device():
     with pytest.raises(ValueError, match="num_envs=0"):
         gym.make_vec(ENV_ID, num_envs=0, device="cpu")

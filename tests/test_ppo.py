@@ -121,6 +121,23 @@ def test_bad_config_values_raise_value_errors_naming_field_and_value(overrides, 
         assert word in str(excinfo.value)
 
 
+def test_numpy_numbers_in_a_config_serialize_as_python_numbers():
+    config = PPOConfig.from_profile(
+        "quick",
+        rand_fraction=np.float32(0.5),
+        num_envs=np.int64(64),
+        learning_rate=np.float32(0.25),
+        seed=np.uint8(3),
+        coin_region=(np.float32(0.5), 1),
+    )
+    saved = json.loads(json.dumps(config.to_dict()))  # numpy scalars would not serialize
+    assert (saved["rand_fraction"], saved["num_envs"], saved["learning_rate"]) == (0.5, 64, 0.25)
+    assert (saved["seed"], saved["coin_region"]) == (3, [0.5, 1.0])
+    assert PPOConfig.from_dict(saved) == config
+    with pytest.raises(ValueError, match="num_envs=64.0 is invalid; it must be an int"):
+        PPOConfig.from_profile("quick", num_envs=np.float64(64))
+
+
 def test_profiles_and_serialization():
     with pytest.raises(ValueError, match=r"profile='fast'.*\('paper', 'quick'\)"):
         PPOConfig.from_profile("fast")

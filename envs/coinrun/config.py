@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from ..checks import (
     DISTRIBUTION_MODES,
     OBS_MODES,
-    int_at_least,
+    ints_at_least,
     level_seeds_below_2_31,
     one_of,
     true_or_false,
@@ -43,10 +43,7 @@ class CoinRunConfig:
         one_of("obs_mode", self.obs_mode, OBS_MODES)
         one_of("distribution_mode", self.distribution_mode, DISTRIBUTION_MODES)
         one_of("coin_placement", self.coin_placement, COIN_PLACEMENTS)
-        int_at_least("num_levels", self.num_levels, 0)
-        int_at_least("start_level", self.start_level, 0)
-        int_at_least("max_episode_steps", self.max_episode_steps, 1)
-        int_at_least("view_size", self.view_size, 3)
+        ints_at_least(self, num_levels=0, start_level=0, max_episode_steps=1, view_size=3)
         if self.view_size % 2 == 0:
             raise ValueError(f"view_size={self.view_size!r} is invalid; it must be an odd int >= 3")
         level_seeds_below_2_31(self.start_level, self.num_levels)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from ..checks import (
     DISTRIBUTION_MODES,
     OBS_MODES,
-    int_at_least,
+    ints_at_least,
     level_seeds_below_2_31,
     one_of,
     true_or_false,
@@ -54,11 +54,9 @@ class MazeConfig:
     def __post_init__(self) -> None:
         one_of("obs_mode", self.obs_mode, OBS_MODES)
         one_of("distribution_mode", self.distribution_mode, DISTRIBUTION_MODES)
-        int_at_least("num_levels", self.num_levels, 0)
-        int_at_least("start_level", self.start_level, 0)
-        int_at_least("max_episode_steps", self.max_episode_steps, 1)
-        int_at_least("corner_size", self.corner_size, 1)
-        int_at_least("view_size", self.view_size, 0)
+        ints_at_least(
+            self, num_levels=0, start_level=0, max_episode_steps=1, corner_size=1, view_size=0
+        )
         if self.view_size and (self.view_size < 3 or self.view_size % 2 == 0):
             raise ValueError(
                 f"view_size={self.view_size!r} is invalid; it must be 0 (the whole world) "
