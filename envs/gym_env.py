@@ -161,9 +161,10 @@ class CoreVectorEnv(VectorEnv):
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         if isinstance(seed, (list, tuple, np.ndarray)):
             keys = [int(k) for k in seed]
-            if len(keys) != self.num_envs or min(keys) < 0:
+            if len(keys) != self.num_envs or min(keys) < 0 or max(keys) >= 2**63:
                 raise ValueError(
-                    f"seed={seed!r} is invalid; a list of seeds needs {self.num_envs} ints >= 0"
+                    f"seed={seed!r} is invalid; a list of seeds needs {self.num_envs} ints in "
+                    "[0, 2**63)"
                 )
             self.core.reset_keys(torch.tensor(keys, device=self.core.device))
             obs = self.core.observe()

@@ -68,6 +68,10 @@ class NativeCore:
             seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint32)[0])
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed={seed!r} is invalid; it must be an int >= 0 or None")
+        if int(seed) + self.num_envs > 2**63:  # the keys seed .. seed + N - 1 are int64
+            raise ValueError(
+                f"seed={seed!r} is invalid; seed + num_envs must not pass 2**63 (int64 seed keys)"
+            )
         keys = int(seed) + torch.arange(self.num_envs, device=self.device)
         self.reset_keys(keys)
         return self.observe(), self._info(None)

@@ -459,6 +459,12 @@ def test_bad_num_envs_device_actions_and_seeds():
         venv.step(np.array([1, 2]))
     with pytest.raises(ValueError, match="seed=-1"):
         venv.reset(seed=-1)
+    # Seed keys are int64: a key past it would wrap around or overflow, so it is refused.
+    with pytest.raises(ValueError, match=r"seed=9223372036854775807 .* must not pass 2\*\*63"):
+        venv.reset(seed=2**63 - 1)  # its second env's key would be 2**63
+    with pytest.raises(ValueError, match=r"seed=\[0, 18446744073709551616\] .*\[0, 2\*\*63\)"):
+        venv.reset(seed=[0, 2**64])
+    venv.reset(seed=2**63 - 2)  # the last keys that fit
     venv.reset(seed=0)
     with pytest.raises(ValueError, match="out of range"):
         venv.step(np.array([0, 15]))
