@@ -249,28 +249,75 @@ def aggregate_budgets(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def halving_budgets(budget_aggregate: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def halving_budgets(
+    budget_aggregate: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
     """Per training fraction above 0: at each budget that fraction 0 has too, the ratio of
     the fraction's across-seed mean good-level proxy rate to fraction 0's (``ratios``), and
     ``halved_at``, the first budget where the ratio is at most 1/2 (None: at none of them).
-    The question a budget sweep answers: at what budget does a fraction halve the proxy?"""
+    The question a budget sweep answers: at what budget does a fraction halve the proxy?
+
+    With the finished ``runs``, each ratio also has ``paired``: the ratio seed by seed
+    (the fraction's run over the same seed's fraction-0 run), its mean and a 95% interval
+    across seeds (:func:`paired_ratios`), the error bars of the answer."""
     entries = sorted(budget_aggregate, key=lambda a: (a["rand_fraction"], a["budget"]))
     control = {a["budget"]: a["test_proxy_rate"]["mean"] for a in entries if not a["rand_fraction"]}
+    paired = paired_ratios(runs)
     out = []
     for fraction in sorted({a["rand_fraction"] for a in entries} - {0.0}):
         ratios = []
         for a in [e for e in entries if e["rand_fraction"] == fraction]:
             mine, theirs = a["test_proxy_rate"]["mean"], control.get(a["budget"])
             if mine is not None and theirs:  # no ratio to a zero or missing control rate
-                ratios.append({"budget": a["budget"], "step": a["step"], "ratio": mine / theirs})
+                ratio = {"budget": a["budget"], "step": a["step"], "ratio": mine / theirs}
+                if (fraction, a["budget"]) in paired:
+                    ratio["paired"] = paired[(fraction, a["budget"])]
+                ratios.append(ratio)
         halved = next((r["budget"] for r in ratios if r["ratio"] <= 0.5), None)
         out.append({"rand_fraction": fraction, "ratios": ratios, "halved_at": halved})
     return out
 
 
+def paired_ratios(runs: Sequence[dict[str, Any]]) -> dict[tuple[float, int], dict[str, Any]]:
+    """Per ``(rand_fraction, budget)`` above fraction 0: each seed's good-level proxy rate
+    over its own fraction-0 run's at that budget (seeds whose control rate is 0 or missing
+    are left out), as ``seeds``, ``values``, ``mean``, ``std`` and ``ci``: mean +-
+    Student's t times the standard error for two or more seeds (not clipped at 1: a ratio
+    can pass it), None for one."""
+    from coinrun_mg.eval import student_t95
+
+    proxy = {
+        (run["rand_fraction"], run["seed"], record["budget"]): record["test"].get("proxy_rate")
+        for run in runs
+        if run.get("status") == "done"
+        for record in run.get("budgets") or []
+    }
+    groups: dict[tuple[float, int], list[tuple[int, float]]] = {}
+    for (fraction, seed, budget), rate in sorted(proxy.items()):
+        control = proxy.get((0.0, seed, budget))
+        if fraction and rate is not None and control:
+            groups.setdefault((fraction, budget), []).append((seed, rate / control))
+    out = {}
+    for key, pairs in groups.items():
+        values = [v for _, v in pairs]
+        n = len(values)
+        mean = sum(values) / n
+        std = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
+        half = student_t95(n - 1) * std / n**0.5 if n > 1 else None
+        out[key] = {
+            "seeds": [seed for seed, _ in pairs],
+            "values": values,
+            "mean": mean,
+            "std": std,
+            "ci": None if half is None else [max(0.0, mean - half), mean + half],
+        }
+    return out
+
+
 def format_halving(halving: Sequence[dict[str, Any]]) -> str:
     """One line per fraction: its proxy rate over fraction 0's at each budget, and the
-    budget where it first halves it (or that it does not by the last budget)."""
+    budget where it first halves it (or that it does not by the last budget); then, where
+    two or more seeds pair up, the ratio seed by seed with its 95% interval."""
     lines = []
     for h in halving:
         if not h["ratios"]:
@@ -283,6 +330,15 @@ def format_halving(halving: Sequence[dict[str, Any]]) -> str:
         lines.append(
             f"fraction {h['rand_fraction']:g}: proxy rate / fraction 0's {ratios}; {verdict}"
         )
+        paired = [r for r in h["ratios"] if (r.get("paired") or {}).get("ci") is not None]
+        if paired:
+            cells = ", ".join(
+                "{:.2f} [{:.2f}, {:.2f}] ({})".format(
+                    r["paired"]["mean"], *r["paired"]["ci"], _steps_text(r["budget"])
+                )
+                for r in paired
+            )
+            lines.append(f"  paired by seed, mean [95% interval]: {cells}")
     return "\n".join(lines)
 
 
@@ -372,6 +428,7 @@ __all__ = [
     "format_budget_table",
     "format_halving",
     "halving_budgets",
+    "paired_ratios",
     "parse_eval_at",
     "parse_steps",
     "plot_budget_curve",

@@ -1328,7 +1328,7 @@ def _report(
         from coinrun_mg import budgets
 
         report["budget_aggregate"] = budgets.aggregate_budgets(runs)
-        report["budget_halving"] = budgets.halving_budgets(report["budget_aggregate"])
+        report["budget_halving"] = budgets.halving_budgets(report["budget_aggregate"], runs)
         report["budget_levels"] = budgets.BUDGET_LEVELS
         report["budget_interval"] = interval_label(report["budget_aggregate"])
         report["outputs"].update(budget_csv=budgets.BUDGET_CSV, budget_plot=budgets.BUDGET_PLOT)

@@ -23,6 +23,7 @@ from coinrun_mg.budgets import (
     format_budget_table,
     format_halving,
     halving_budgets,
+    paired_ratios,
     parse_eval_at,
     parse_steps,
 )
@@ -356,6 +357,42 @@ def test_halving_budget_is_the_first_budget_at_half_the_control_proxy_rate():
         "fraction 0.2: proxy rate / fraction 0's 0.90 (1k), 0.65 (2k), 0.67 (3k); "
         "does not halve it by 3k",
     ]
+
+
+def test_paired_ratios_seed_by_seed_match_a_hand_computation():
+    def run(fraction, seed, proxy_rates):  # budgets 1000, 2000
+        records = [(1000 * k, 1024 * k, 0.1, p) for k, p in enumerate(proxy_rates, 1)]
+        return _budget_run(fraction, seed, records)
+
+    runs = [
+        run(0.0, 0, [0.8, 0.8]),
+        run(0.0, 1, [0.6, 0.0]),  # a zero control rate: seed 1 has no ratio at 2000
+        run(0.0, 2, [0.5, 0.5]),
+        run(0.02, 0, [0.4, 0.2]),
+        run(0.02, 1, [0.3, 0.1]),
+        run(0.02, 2, [0.6, 0.25]),  # its ratio passes 1 at 1000: the interval is not clipped
+        run(0.02, 3, [0.1, 0.1]),  # no fraction-0 run of seed 3: left out
+    ]
+    paired = paired_ratios(runs)
+    first = paired[(0.02, 1000)]
+    # Ratios 0.5, 0.5, 1.2: mean 0.733333, std 0.404145; half width t(2 df) 4.3027 (the
+    # package's table) * std / sqrt(3) = 1.003963.
+    assert first["seeds"] == [0, 1, 2] and first["values"] == pytest.approx([0.5, 0.5, 1.2])
+    assert first["mean"] == pytest.approx(0.733333, abs=1e-6)
+    assert first["std"] == pytest.approx(0.404145, abs=1e-6)
+    assert first["ci"] == pytest.approx([0.0, 1.737297], abs=1e-6)
+    second = paired[(0.02, 2000)]
+    assert second["seeds"] == [0, 2] and second["values"] == pytest.approx([0.25, 0.5])
+    # Two seeds: 0.375 +- 12.7062 * 0.176777 / sqrt(2) = 0.375 +- 1.588275.
+    assert second["ci"] == pytest.approx([0.0, 1.963275], abs=1e-6)
+    single = paired_ratios([run(0.0, 0, [0.8]), run(0.02, 0, [0.2])])[(0.02, 1000)]
+    assert (single["mean"], single["ci"]) == (pytest.approx(0.25), None)
+
+    halving = halving_budgets(aggregate_budgets(runs), runs)
+    assert halving[0]["ratios"][0]["paired"] == first  # beside the ratio of the means
+    assert format_halving(halving).splitlines()[1] == (
+        "  paired by seed, mean [95% interval]: 0.73 [0.00, 1.74] (1k), 0.38 [0.00, 1.96] (2k)"
+    )
 
 
 # --------------------------------------------------------------------------------------
