@@ -924,6 +924,12 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
         print()
         print(format_transfer_table(report["transfer"]))
         outputs += f", {out}/{TRANSFER_CSV}"
+    if report.get("level_replay"):
+        from coinrun_mg.replay_stats import REPLAY_PLOT, format_replay_table
+
+        print()
+        print(format_replay_table(report["level_replay"]))
+        outputs += f", {out}/{REPLAY_PLOT}"
     if args.report_only:
         pending = report["pending"]
         outputs = f"{len(report['runs'])} of {len(report['runs']) + len(pending)} runs finished"

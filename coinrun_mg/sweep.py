@@ -1293,16 +1293,19 @@ def _partial_report(
                 if len(plans) > 1:
                     done["curriculum"] = plan.curriculum
                 runs.append(done)
-    report = _report(runs, settings, wall_seconds=None)
+    report = _report(runs, settings, wall_seconds=None, out_dir=plans[0].out_dir)
     report["pending"] = pending
     return report
 
 
 def _report(
-    runs: list[dict[str, Any]], settings: dict[str, Any], wall_seconds: float | None
+    runs: list[dict[str, Any]],
+    settings: dict[str, Any],
+    wall_seconds: float | None,
+    out_dir: Path,
 ) -> dict[str, Any]:
-    """The report of ``runs``: aggregates, failures, settings and, when swept, the budget
-    and transfer sections."""
+    """The report of ``runs``: aggregates, failures, settings and, when swept, the budget,
+    transfer and level-replay sections."""
     aggregates = aggregate(runs)
     report = {
         "runs": runs,
@@ -1335,6 +1338,11 @@ def _report(
     if settings.get("eval_backends"):
         report["transfer"] = aggregate_transfer(runs, settings["eval_backends"])
         report["outputs"]["transfer_csv"] = TRANSFER_CSV
+    if "plr" in settings.get("curricula", ()):
+        from coinrun_mg import replay_stats
+
+        report["level_replay"] = replay_stats.aggregate_replay(runs, out_dir)
+        report["outputs"]["replay_plot"] = replay_stats.REPLAY_PLOT
     return report
 
 
@@ -1343,7 +1351,7 @@ def _write_outputs(
 ) -> dict[str, Any]:
     """``report.json``, ``episodes.csv`` and ``curve.png`` (and the budget and transfer
     files when swept); returns the report."""
-    report = _report(runs, settings, wall_seconds)
+    report = _report(runs, settings, wall_seconds, out_dir)
     _write_episodes_csv(runs, out_dir)
     plot_curve(report["aggregate"], out_dir / PLOT_NAME)
     if settings.get("eval_at"):
@@ -1353,6 +1361,10 @@ def _write_outputs(
         budgets.plot_budget_curve(report["budget_aggregate"], out_dir / budgets.BUDGET_PLOT)
     if settings.get("eval_backends"):
         _write_transfer_episodes(runs, settings["eval_backends"], out_dir)
+    if "level_replay" in report:
+        from coinrun_mg.replay_stats import plot_replay
+
+        plot_replay(runs, out_dir)
     _atomic_write_json(report, out_dir / REPORT_NAME)
     return report
 

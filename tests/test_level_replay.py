@@ -18,6 +18,13 @@ from coinrun_mg.agents.level_replay import (
     LevelReplay,
     replay_probabilities,
 )
+from coinrun_mg.replay_stats import (
+    REPLAY_PLOT,
+    aggregate_replay,
+    format_replay_table,
+    plot_replay,
+    run_replay_summary,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -335,6 +342,61 @@ def test_sweep_over_curricula_adds_the_dimension_and_dr_alone_stays_as_it_was(tm
     assert rows[0].keys() >= {"curriculum", "rand_fraction", "seed"}
     assert {r["curriculum"] for r in rows} == {"dr", "plr"}
     assert (out / "curve.png").stat().st_size > 0
+    # What level replay did, from the PLR runs' histories; nothing of it in a DR-only sweep.
+    assert "level_replay" not in dr_only
+    assert [e["rand_fraction"] for e in both["level_replay"]] == [0.0, 0.5]
+    half = both["level_replay"][1]
+    assert half["seeds"] == [0] and half["runs"]["0"]["new_episodes"] > 0
+    assert half["runs"]["0"] == run_replay_summary(out / "runs" / "plr_f0.5_s0")
+    assert (out / REPLAY_PLOT).stat().st_size > 0
+
+
+def _history(run_dir, rows):
+    """A level_replay.csv with the given (step, new, new moved share, replayed, replayed
+    moved share, buffer moved share, trained share) rows."""
+    run_dir.mkdir(parents=True)
+    lines = ["global_step,episodes_new,new_moved_share,episodes_replayed,"
+             "replayed_moved_share,buffer_moved_share,trained_share"]  # fmt: skip
+    for row in rows:
+        lines.append(",".join("" if v is None else str(v) for v in row))
+    (run_dir / HISTORY_CSV).write_text("\n".join(lines) + "\n")
+
+
+def test_replay_summaries_match_a_hand_computation(tmp_path):
+    out = tmp_path / "sweep"
+    _history(out / "runs" / "plr_f0.1_s0", [
+        (100, 10, 0.1, 0, None, 0.1, 0.0),  # the warm-up: nothing replayed yet
+        (200, 10, 0.0, 20, 0.5, 0.2, 0.4),
+        (300, 20, 0.05, 30, 0.2, 0.25, 0.6),
+    ])  # fmt: skip
+    _history(out / "runs" / "plr_f0.1_s1", [(100, 40, 0.1, 10, 0.4, 0.3, 0.5)])
+    one = run_replay_summary(out / "runs" / "plr_f0.1_s0")
+    # New: 40 episodes, 1 + 0 + 1 moved; replayed: 50, 10 + 6 moved; trained share after
+    # the first replay (step 200): the row at 300 only.
+    assert one == {
+        "steps": 300,
+        "first_replay_step": 200,
+        "new_episodes": 40,
+        "new_moved_share": pytest.approx(2 / 40),
+        "replayed_episodes": 50,
+        "replayed_moved_share": pytest.approx(16 / 50),
+        "buffer_moved_share": 0.25,
+        "trained_share": pytest.approx(0.6),
+    }
+    runs = [
+        {"rand_fraction": 0.1, "seed": seed, "status": "done", "curriculum": "plr"}
+        for seed in (0, 1)
+    ] + [{"rand_fraction": 0.1, "seed": 0, "status": "done"}]  # a DR run: no history
+    (entry,) = aggregate_replay(runs, out)
+    assert entry["seeds"] == [0, 1]
+    # Replayed moved shares 0.32 and 0.4: mean 0.36, std 0.0565685; t(1 df) 12.7062.
+    moved = entry["replayed_moved_share"]
+    assert moved["mean"] == pytest.approx(0.36) and moved["std"] == pytest.approx(0.0565685)
+    assert moved["ci"] == pytest.approx([0.0, 0.868249], abs=1e-6)
+    assert entry["trained_share"]["n"] == 1  # seed 1 has no row after its first replay
+    table = format_replay_table([entry])
+    assert "0.360 [0.000, 0.868]" in table and table.splitlines()[1].endswith("2")
+    assert plot_replay(runs, out) == out / REPLAY_PLOT
 
 
 def test_cli_train_and_sweep_take_the_curriculum(tmp_path, capsys):
