@@ -1,8 +1,8 @@
 #!/bin/bash
 # The sweeps published in docs/results.md, in the order they run on a 2-core CPU: the
 # CoinRun queue (fraction curve, budget curve, level replay; two runs at a time) and the
-# Maze queue (the fraction curve one run at a time, then level replay two at a time, so
-# that it takes the whole machine once the CoinRun queue is done), side by side. Every sweep
+# Maze queue (fraction curve, level replay; two runs at a time, so that it can take the
+# whole machine when the CoinRun queue is done or held back), side by side. Every sweep
 # goes on from the runs already in its folder, so the same command picks up where it
 # stopped. Run from anywhere, with coinrun-mg installed (the procgen extra too); the
 # folders are named from the repository root, as in README.md beside this script:
@@ -37,7 +37,7 @@ coinrun() {
 }
 
 maze() {
-  $coinrun_mg --env maze --fractions 0,0.01,0.02,0.05,0.1,0.2 --seeds 0,1,2 --workers 1 \
+  $coinrun_mg --env maze --fractions 0,0.01,0.02,0.05,0.1,0.2 --seeds 0,1,2 --workers 2 \
     --out $here/maze5m
   reuse_runs maze5m maze_plr f0_s{0,1,2} f0.01_s{0,1,2} f0.02_s{0,1,2}
   $coinrun_mg --env maze --fractions 0,0.001,0.01,0.02 --seeds 0,1,2 --workers 2 \
