@@ -23,13 +23,13 @@ from coinrun_mg.agents import PPOConfig
 from coinrun_mg.agents.level_replay import oracle_returns
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--levels", default="64", help="levels per batch, comma-separated sizes (default 64)"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     sizes = [int(size) for size in args.levels.split(",")]
     torch.set_num_threads(args.threads)
     for game in ("maze", "coinrun"):
@@ -47,7 +47,8 @@ def main() -> None:
                     f"{game:8} {mode:5} {size:5} levels: {1000 * seconds / size:8.2f} ms/level, "
                     f"{seconds:6.2f} s per batch, solved {solved:.2f}, mean R* {mean:.2f}"
                 )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

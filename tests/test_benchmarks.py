@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -243,6 +244,23 @@ def test_maze_by_size_reports_every_maze_side(tmp_path, capsys):
     assert "| maze side | levels | cheese rate |" in printed
     won = sum(r["cheese_rate"] * r["levels"] for r in rows) / 64
     assert f"all 64 levels: cheese rate {won:.3f}" in printed
+
+
+def test_oracle_cost_times_both_games_per_batch_size(capsys):
+    import oracle_cost
+
+    assert oracle_cost.main(["--levels", "2,3", "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    games = [(line.split()[0], line.split()[1], int(line.split()[2])) for line in lines]
+    assert games == [
+        (game, mode, size)
+        for game in ("maze", "coinrun")
+        for mode in ("easy", "hard")
+        for size in (2, 3)
+    ]
+    for line in lines:  # every level of these seeds is solvable, so R* is a discounted 10
+        solved, best = re.search(r"solved ([\d.]+), mean R\* ([\d.]+)", line).groups()
+        assert float(solved) == 1.0 and 0 < float(best) <= 10
 
 
 @pytest.mark.skipif(not procgen_available, reason="needs procgen")
