@@ -933,11 +933,23 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
     if args.report_only:
         pending = report["pending"]
         outputs = f"{len(report['runs'])} of {len(report['runs']) + len(pending)} runs finished"
-        outputs += f"; pending: {', '.join(pending)}" if pending else ""
+        if pending:
+            outputs += f"; pending: {', '.join(_progress_text(n, report) for n in pending)}"
         outputs += "; nothing written (--report-only)"
     print(outputs)
     print(f"wall time {time.time() - started:.1f} s")
     return 1 if report["failed"] else 0
+
+
+def _progress_text(name: str, report: dict) -> str:
+    """A pending run with how far it has trained: ``f0_s2 (15,007,744 of 20,000,000 steps)``."""
+    step = report.get("progress", {}).get(name)
+    total = report["settings"].get("total_steps")
+    if step is None:
+        return name
+    if isinstance(step, str):  # why its checkpoint cannot be read
+        return f"{name} ({step})"
+    return f"{name} ({step:,}{f' of {total:,}' if total else ''} steps)"
 
 
 def _check_eval_at_option(args: argparse.Namespace) -> None:

@@ -1280,7 +1280,7 @@ def _partial_report(
     plans: list[_Plan], fractions: list[float], seeds: list[int], settings: dict[str, Any]
 ) -> dict[str, Any]:
     """The report of the finished runs (read from their ``result.json``), not written."""
-    runs, pending = [], []
+    runs, pending, progress = [], [], {}
     for plan in plans:
         for seed in seeds:
             for fraction in fractions:
@@ -1288,14 +1288,30 @@ def _partial_report(
                 # Tested on all levels while a good-levels test is due: not finished yet.
                 awaiting_good_levels = 0.0 in fractions and not (done or {}).get("filtered")
                 if done is None or awaiting_good_levels:
-                    pending.append(run_name(fraction, seed, plan.curriculum))
+                    name = run_name(fraction, seed, plan.curriculum)
+                    pending.append(name)
+                    progress[name] = _trained_steps(plan.run_dir(fraction, seed))
                     continue
                 if len(plans) > 1:
                     done["curriculum"] = plan.curriculum
                 runs.append(done)
     report = _report(runs, settings, wall_seconds=None, out_dir=plans[0].out_dir)
     report["pending"] = pending
+    report["progress"] = progress
     return report
+
+
+def _trained_steps(run_dir: Path) -> int | str | None:
+    """How far a pending run has trained: its checkpoint's step, None before its first
+    checkpoint, or why the checkpoint cannot be read."""
+    from coinrun_mg.agents.checkpoint import CHECKPOINT_NAME, CheckpointError, read_checkpoint
+
+    if not (run_dir / CHECKPOINT_NAME).exists():
+        return None
+    try:
+        return int(read_checkpoint(run_dir / CHECKPOINT_NAME)["global_step"])
+    except (CheckpointError, OSError, KeyError) as exc:
+        return f"checkpoint unreadable: {exc}"
 
 
 def _report(

@@ -132,6 +132,7 @@ def test_report_only_reads_the_finished_runs_and_writes_nothing(tmp_path, capsys
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before  # nothing written
     assert [(r["rand_fraction"], r["seed"]) for r in partial["runs"]] == [(0.0, 0)]
     assert partial["pending"] == ["f0.5_s0"]
+    assert partial["progress"] == {"f0.5_s0": None}  # not started: no checkpoint
     out = capsys.readouterr().out
     assert "1 of 2 runs finished; pending: f0.5_s0; nothing written" in out
 
@@ -141,6 +142,15 @@ def test_report_only_reads_the_finished_runs_and_writes_nothing(tmp_path, capsys
     result = tmp_path / "runs" / "f0.5_s0" / "result.json"
     result.write_text(json.dumps({**json.loads(result.read_text()), "filtered": False}))
     assert _sweep(tmp_path, report_only=True)["pending"] == ["f0.5_s0"]
+    # A pending run says how far it has trained (its checkpoint's step), or why not.
+    result.unlink()
+    assert cli.main([*args, "--report-only"]) == 0
+    assert "pending: f0.5_s0 (512 of 512 steps)" in capsys.readouterr().out
+    (tmp_path / "runs" / "f0.5_s0" / "checkpoint.pt").write_bytes(b"")
+    assert _sweep(tmp_path, report_only=True)["progress"] == {
+        "f0.5_s0": f"checkpoint unreadable: {tmp_path / 'runs' / 'f0.5_s0' / 'checkpoint.pt'} "
+        "is empty (0 bytes): not a checkpoint"
+    }
 
 
 def test_a_failing_run_is_reported_and_the_others_kept(tmp_path, monkeypatch):
