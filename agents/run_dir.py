@@ -38,6 +38,7 @@ def prepare_run_dir(
     Raises :class:`RunDirInUse` (a ``ValueError``) for a used directory without
     ``resume`` or ``overwrite``.  ``overwrite`` moves the whole directory aside;
     ``resume`` without a checkpoint moves only the old run's files aside."""
+    check_run_dir(run_dir, checkpoint_name, resume=resume, overwrite=overwrite)
     found = run_files(run_dir, checkpoint_name)
     has_checkpoint = (run_dir / checkpoint_name).exists()
     moved = None
@@ -49,14 +50,20 @@ def prepare_run_dir(
         moved.mkdir()
         for path in found:
             os.replace(path, moved / path.name)
-    elif found and not resume:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return moved
+
+
+def check_run_dir(run_dir: Path, checkpoint_name: str, *, resume: bool, overwrite: bool) -> None:
+    """Raise :class:`RunDirInUse` where :func:`prepare_run_dir` would, changing nothing
+    (so that a command can refuse before it announces a run)."""
+    found = run_files(run_dir, checkpoint_name)
+    if found and not resume and not overwrite:
         names = ", ".join(sorted({_describe(p) for p in found}))
         raise RunDirInUse(
             f"run_dir {run_dir} already holds a run ({names}); use --resume (resume=True) to "
             "continue it or --overwrite (overwrite=True) to move it aside and start afresh"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return moved
 
 
 def _describe(path: Path) -> str:

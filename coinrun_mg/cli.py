@@ -252,7 +252,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
     from coinrun_mg.agents.checkpoint import CheckpointWriteError
     from coinrun_mg.agents.config import PPOConfig, field_names
-    from coinrun_mg.agents.ppo import TrainingInterrupted, read_run_config, train
+    from coinrun_mg.agents.ppo import CHECKPOINT_NAME, TrainingInterrupted, read_run_config, train
+    from coinrun_mg.agents.run_dir import check_run_dir
     from coinrun_mg.envs import resolve_device
 
     overrides = {name: getattr(args, name) for name in field_names() if hasattr(args, name)}
@@ -277,6 +278,7 @@ def _run_train(args: argparse.Namespace) -> int:
                 flush=True,
             )
         hooks = _train_hooks(config, args.eval_episodes)
+        check_run_dir(run_dir, CHECKPOINT_NAME, resume=args.resume, overwrite=args.overwrite)
         what = "resuming" if saved is not None else "training"
         print(
             f"{what} {run_dir}: {config.total_steps} steps, {config.obs_mode} observations, "

@@ -63,7 +63,9 @@ def test_train_refuses_a_used_run_dir_and_overwrite_moves_it_aside(tmp_path, cap
     capsys.readouterr()
 
     assert cli.main(tiny_args(run_dir)) == 2
-    err = capsys.readouterr().err.strip()
+    out, err = capsys.readouterr()
+    assert "training" not in out  # refused before the run is announced
+    err = err.strip()
     assert err.startswith("coinrun-mg train: error: run_dir") and len(err.splitlines()) == 1
     assert "--resume" in err and "--overwrite" in err
     assert (run_dir / CHECKPOINT_NAME).read_bytes() == old_checkpoint  # untouched
