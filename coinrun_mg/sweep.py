@@ -1197,6 +1197,7 @@ def run_sweep(
         raise ValueError(f"episodes={episodes!r} is invalid; it must be an int >= 1")
     retries = _check_count("retries", retries)
     torch_threads = _check_count("torch_threads", torch_threads)
+    hook_episodes = _check_count("hook_episodes", hook_episodes)
     overrides = dict(overrides or {})
     if total_steps is not None:
         overrides["total_steps"] = total_steps

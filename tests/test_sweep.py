@@ -219,20 +219,21 @@ def test_aggregate_mean_std_and_interval_across_seeds():
 
 
 @pytest.mark.parametrize(
-    "bad",
+    "bad, named",
     [
-        dict(fractions=(1.5,)),
-        dict(fractions=()),
-        dict(seeds=(-1,)),
-        dict(episodes=0),
-        dict(retries=-1),
-        dict(executor="dask"),
+        (dict(fractions=(1.5,)), "fraction 1.5"),
+        (dict(fractions=()), "fractions is empty"),
+        (dict(seeds=(-1,)), "seed -1"),
+        (dict(episodes=0), "episodes=0"),
+        (dict(retries=-1), "retries=-1"),
+        (dict(hook_episodes=-1), "hook_episodes=-1"),
+        (dict(executor="dask"), "dask"),
     ],
 )
-def test_run_sweep_rejects_bad_arguments(tmp_path, bad):
+def test_run_sweep_rejects_bad_arguments(tmp_path, bad, named):
     settings = dict(fractions=(0.0,), seeds=(0,), episodes=16)
     settings.update(bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=named):
         run_sweep(profile="quick", out_dir=tmp_path, **settings)
     assert not (tmp_path / "runs").exists()
 
