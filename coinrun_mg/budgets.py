@@ -281,10 +281,10 @@ def halving_budgets(
 def paired_ratios(runs: Sequence[dict[str, Any]]) -> dict[tuple[float, int], dict[str, Any]]:
     """Per ``(rand_fraction, budget)`` above fraction 0: each seed's good-level proxy rate
     over its own fraction-0 run's at that budget (seeds whose control rate is 0 or missing
-    are left out), as ``seeds``, ``values``, ``mean``, ``std`` and ``ci``: mean +-
-    Student's t times the standard error for two or more seeds (not clipped at 1: a ratio
-    can pass it), None for one."""
-    from coinrun_mg.eval import student_t95
+    are left out), as ``seeds`` and :func:`~coinrun_mg.eval.mean_interval`'s ``values``,
+    ``n``, ``mean``, ``std`` and ``ci`` (mean +- t standard errors, not clipped; None for
+    one seed)."""
+    from coinrun_mg.eval import mean_interval
 
     proxy = {
         (run["rand_fraction"], run["seed"], record["budget"]): record["test"].get("proxy_rate")
@@ -297,21 +297,10 @@ def paired_ratios(runs: Sequence[dict[str, Any]]) -> dict[tuple[float, int], dic
         control = proxy.get((0.0, seed, budget))
         if fraction and rate is not None and control:
             groups.setdefault((fraction, budget), []).append((seed, rate / control))
-    out = {}
-    for key, pairs in groups.items():
-        values = [v for _, v in pairs]
-        n = len(values)
-        mean = sum(values) / n
-        std = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
-        half = student_t95(n - 1) * std / n**0.5 if n > 1 else None
-        out[key] = {
-            "seeds": [seed for seed, _ in pairs],
-            "values": values,
-            "mean": mean,
-            "std": std,
-            "ci": None if half is None else [max(0.0, mean - half), mean + half],
-        }
-    return out
+    return {
+        key: {"seeds": [seed for seed, _ in pairs], **mean_interval([v for _, v in pairs])}
+        for key, pairs in groups.items()
+    }
 
 
 def format_halving(halving: Sequence[dict[str, Any]]) -> str:

@@ -926,6 +926,11 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
         print()
         print(format_transfer_table(report["transfer"]))
         outputs += f", {out}/{TRANSFER_CSV}"
+    if report.get("curriculum_contrast"):
+        from coinrun_mg.replay_stats import format_contrast
+
+        print()
+        print(format_contrast(report["curriculum_contrast"]))
     if report.get("level_replay"):
         from coinrun_mg.replay_stats import REPLAY_PLOT, format_replay_table
 

@@ -225,6 +225,21 @@ def student_t95(df: int) -> float:
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
+def mean_interval(values: Sequence[float]) -> dict[str, Any]:
+    """``values`` (one per seed, e.g. seed-paired differences or ratios), their ``n``,
+    ``mean``, ``std`` (ddof=1) and ``ci``: mean +- Student's t times the standard error,
+    unclipped (None below two values)."""
+    values = [float(v) for v in values]
+    n = len(values)
+    if n == 0:
+        return {"values": [], "n": 0, "mean": None, "std": None, "ci": None}
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    half = student_t95(n - 1) * std / math.sqrt(n) if n > 1 else None
+    ci = None if half is None else [mean - half, mean + half]
+    return {"values": values, "n": n, "mean": mean, "std": std, "ci": ci}
+
+
 # ======================================================================================
 # Reports
 # ======================================================================================

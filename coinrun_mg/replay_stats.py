@@ -16,7 +16,8 @@ policy is trained on a moved goal.  Per PLR run (:func:`run_replay_summary`):
 :func:`aggregate_replay` summarizes them per training fraction across seeds (the report's
 ``level_replay``), :func:`format_replay_table` prints them and :func:`plot_replay` draws
 the buffer's and the trained episodes' moved shares against training steps
-(``level_replay.png``).
+(``level_replay.png``).  :func:`contrast_curricula` compares each curriculum's agents with
+DR's seed by seed (the report's ``curriculum_contrast``).
 """
 
 from __future__ import annotations
@@ -112,6 +113,75 @@ def aggregate_replay(
         entry["runs"] = {str(seed): summary for seed, summary in group}
         out.append(entry)
     return out
+
+
+#: The rates compared between curricula: (name, section of a run, key in that section).
+CONTRAST_METRICS = (
+    ("test_goal_rate", "test", "goal_rate"),
+    ("test_proxy_rate", "test", "proxy_rate"),
+    ("train_coin_rate", "train", "coin_rate"),
+)
+
+
+def contrast_curricula(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per curriculum other than DR and training fraction: the seed-paired differences
+    (that curriculum's run minus DR's run of the same fraction and seed) of the test goal
+    and proxy rates (on the seed's good or decision levels, as in the table) and the
+    training coin rate, each as :func:`~coinrun_mg.eval.mean_interval` (mean and a 95%
+    interval across seeds): does the curriculum move the rates beyond the seeds' spread?"""
+    from coinrun_mg.eval import mean_interval
+    from coinrun_mg.sweep import curriculum_of
+
+    done = {
+        (curriculum_of(r), r["rand_fraction"], r["seed"]): r
+        for r in runs
+        if r.get("status") == "done"
+    }
+    out = []
+    for curriculum in sorted({c for c, _, _ in done} - {"dr"}):
+        for fraction in sorted({f for c, f, _ in done if c == curriculum}):
+            seeds = sorted(
+                s for c, f, s in done if (c, f) == (curriculum, fraction) and ("dr", f, s) in done
+            )
+            pairs = [(done[(curriculum, fraction, s)], done[("dr", fraction, s)]) for s in seeds]
+            entry: dict[str, Any] = {
+                "curriculum": curriculum,
+                "rand_fraction": fraction,
+                "seeds": seeds,
+            }
+            for name, section, key in CONTRAST_METRICS:
+                entry[name] = mean_interval(
+                    [
+                        mine[section][key] - dr[section][key]
+                        for mine, dr in pairs
+                        if mine[section].get(key) is not None and dr[section].get(key) is not None
+                    ]
+                )
+            out.append(entry)
+    return out
+
+
+def format_contrast(contrast: Sequence[dict[str, Any]]) -> str:
+    """One line per curriculum and fraction: its goal, proxy and training coin rates minus
+    DR's, paired by seed, as mean [95% interval]."""
+
+    def cell(summary: dict[str, Any]) -> str:
+        if summary["mean"] is None:
+            return "-"
+        if summary["ci"] is None:
+            return f"{summary['mean']:+.3f}"
+        return "{:+.3f} [{:+.3f}, {:+.3f}]".format(summary["mean"], *summary["ci"])
+
+    lines = []
+    for e in contrast:
+        lines.append(
+            f"{e['curriculum']} - dr, fraction {e['rand_fraction']:g}, paired by seed "
+            f"({len(e['seeds'])}): goal {cell(e['test_goal_rate'])}, proxy "
+            f"{cell(e['test_proxy_rate'])}, training coin rate {cell(e['train_coin_rate'])}"
+        )
+    if lines:
+        lines.append("(mean [95% interval across seeds] of the differences; test rates as above)")
+    return "\n".join(lines)
 
 
 def format_replay_table(replay: Sequence[dict[str, Any]]) -> str:
@@ -230,9 +300,12 @@ def _high(values: Sequence[float]) -> float:
 
 
 __all__ = [
+    "CONTRAST_METRICS",
     "REPLAY_METRICS",
     "REPLAY_PLOT",
     "aggregate_replay",
+    "contrast_curricula",
+    "format_contrast",
     "format_replay_table",
     "plot_replay",
     "read_history",

@@ -1359,6 +1359,7 @@ def _report(
         from coinrun_mg import replay_stats
 
         report["level_replay"] = replay_stats.aggregate_replay(runs, out_dir)
+        report["curriculum_contrast"] = replay_stats.contrast_curricula(runs)
         report["outputs"]["replay_plot"] = replay_stats.REPLAY_PLOT
     return report
 

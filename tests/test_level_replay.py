@@ -21,6 +21,8 @@ from coinrun_mg.agents.level_replay import (
 from coinrun_mg.replay_stats import (
     REPLAY_PLOT,
     aggregate_replay,
+    contrast_curricula,
+    format_contrast,
     format_replay_table,
     plot_replay,
     run_replay_summary,
@@ -349,6 +351,9 @@ def test_sweep_over_curricula_adds_the_dimension_and_dr_alone_stays_as_it_was(tm
     assert half["seeds"] == [0] and half["runs"]["0"]["new_episodes"] > 0
     assert half["runs"]["0"] == run_replay_summary(out / "runs" / "plr_f0.5_s0")
     assert (out / REPLAY_PLOT).stat().st_size > 0
+    contrast = both["curriculum_contrast"]
+    assert [(c["rand_fraction"], c["seeds"]) for c in contrast] == [(0.0, [0]), (0.5, [0])]
+    assert contrast == contrast_curricula(both["runs"])
 
 
 def _history(run_dir, rows):
@@ -420,3 +425,36 @@ def test_cli_train_and_sweep_take_the_curriculum(tmp_path, capsys):
     assert len(err) == 1 and "plr_buffer_size=0" in err[0]
     with pytest.raises(SystemExit):
         cli.main(["sweep", "--curricula", "dr,prl", "--out", str(tmp_path / "t")])
+
+
+def test_curricula_are_contrasted_seed_by_seed():
+    def run(curriculum, fraction, seed, goal, proxy, coin=0.9, status="done"):
+        entry = {"rand_fraction": fraction, "seed": seed, "status": status}
+        entry.update(test={"goal_rate": goal, "proxy_rate": proxy}, train={"coin_rate": coin})
+        return {**entry, "curriculum": curriculum} if curriculum != "dr" else entry
+
+    runs = [
+        run("dr", 0.01, 0, 0.5, 0.4),
+        run("dr", 0.01, 1, 0.4, 0.5),
+        run("dr", 0.01, 2, 0.3, 0.6),
+        run("plr", 0.01, 0, 0.6, 0.2),  # proxy -0.2
+        run("plr", 0.01, 1, 0.4, 0.4),  # proxy -0.1
+        run("plr", 0.01, 2, 0.3, 0.3),  # proxy -0.3
+        run("plr", 0.01, 3, 0.9, 0.0),  # no DR run of seed 3: left out
+        run("plr", 0.0, 0, 0.2, 0.7),  # no DR run at fraction 0 at all
+        run("dr", 0.02, 0, 0.5, 0.4),
+        run("plr", 0.02, 0, 0.5, 0.4, status="failed"),  # not done: left out
+    ]
+    zero, one = contrast_curricula(runs)
+    assert (zero["rand_fraction"], zero["seeds"], zero["test_proxy_rate"]["n"]) == (0.0, [], 0)
+    assert one["curriculum"] == "plr" and one["seeds"] == [0, 1, 2]
+    proxy = one["test_proxy_rate"]
+    # -0.2, -0.1, -0.3: mean -0.2, std 0.1, t(2 df) 4.3027 * 0.1 / sqrt(3) = 0.248417.
+    assert proxy["values"] == pytest.approx([-0.2, -0.1, -0.3])
+    assert proxy["mean"] == pytest.approx(-0.2) and proxy["std"] == pytest.approx(0.1)
+    assert proxy["ci"] == pytest.approx([-0.448417, 0.048417], abs=1e-6)
+    assert one["test_goal_rate"]["mean"] == pytest.approx(0.1 / 3)
+    assert one["train_coin_rate"]["values"] == pytest.approx([0.0, 0.0, 0.0])
+    text = format_contrast([one])
+    assert "plr - dr, fraction 0.01, paired by seed (3): goal +0.033" in text
+    assert "proxy -0.200 [-0.448, +0.048]" in text

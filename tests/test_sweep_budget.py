@@ -380,18 +380,18 @@ def test_paired_ratios_seed_by_seed_match_a_hand_computation():
     assert first["seeds"] == [0, 1, 2] and first["values"] == pytest.approx([0.5, 0.5, 1.2])
     assert first["mean"] == pytest.approx(0.733333, abs=1e-6)
     assert first["std"] == pytest.approx(0.404145, abs=1e-6)
-    assert first["ci"] == pytest.approx([0.0, 1.737297], abs=1e-6)
+    assert first["ci"] == pytest.approx([-0.270630, 1.737297], abs=1e-6)  # not clipped
     second = paired[(0.02, 2000)]
     assert second["seeds"] == [0, 2] and second["values"] == pytest.approx([0.25, 0.5])
     # Two seeds: 0.375 +- 12.7062 * 0.176777 / sqrt(2) = 0.375 +- 1.588275.
-    assert second["ci"] == pytest.approx([0.0, 1.963275], abs=1e-6)
+    assert second["ci"] == pytest.approx([-1.213275, 1.963275], abs=1e-6)
     single = paired_ratios([run(0.0, 0, [0.8]), run(0.02, 0, [0.2])])[(0.02, 1000)]
     assert (single["mean"], single["ci"]) == (pytest.approx(0.25), None)
 
     halving = halving_budgets(aggregate_budgets(runs), runs)
     assert halving[0]["ratios"][0]["paired"] == first  # beside the ratio of the means
     assert format_halving(halving).splitlines()[1] == (
-        "  paired by seed, mean [95% interval]: 0.73 [0.00, 1.74] (1k), 0.38 [0.00, 1.96] (2k)"
+        "  paired by seed, mean [95% interval]: 0.73 [-0.27, 1.74] (1k), 0.38 [-1.21, 1.96] (2k)"
     )
 
 
