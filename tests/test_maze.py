@@ -224,6 +224,17 @@ def test_pixels_draw_the_whole_world_with_y_up():
     assert torch.equal(image[58, 6], colours["open"])  # the start, bottom left
 
 
+def test_pixel_tables_given_by_the_core_or_made_draw_the_same():
+    # The core hands pixel_obs its tables (so that a compiled render need not make them);
+    # tables of another world side are made afresh, not misused.
+    core = MazeCore(4, MazeConfig(obs_mode="pixels", distribution_mode="easy"), device="cpu")
+    core.reset(0)
+    made = render.pixel_obs(core.state)
+    assert torch.equal(core.observe(), made)
+    assert torch.equal(render.pixel_obs(core.state, render.word_tables(15, "cpu")), made)
+    assert torch.equal(render.pixel_obs(core.state, render.word_tables(25, "cpu")), made)
+
+
 def test_agent_centred_view_is_the_world_window_around_the_agent():
     # On the CROSS maze (a 5 x 5 world, the agent in its middle) a 3-cell view shows the
     # cells around the agent; a 9-cell one (2 * 5 - 1) all of the world, walls outside.

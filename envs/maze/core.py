@@ -121,6 +121,7 @@ class MazeCore(NativeCore):
             self._view = {"view_size": self.config.view_size}
         if self.config.obs_mode == "pixels":
             render = observation.pixel_obs
+            self._view = {"tables": observation.word_tables(self.config.world_dim, self.device)}
         self._moves = CompiledOrEager(maze_step, self.device) if self.compiled else maze_step
         self._render = CompiledOrEager(render, self.device) if self.compiled else render
         self._render_eager = render

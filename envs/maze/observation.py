@@ -134,7 +134,7 @@ def picture(state: MazeState, size: int = PIXEL_SIZE, mark_corner: bool = False)
     return colours.index_select(1, cells).index_select(2, cells)
 
 
-def pixel_obs(state: MazeState) -> torch.Tensor:
+def pixel_obs(state: MazeState, tables: tuple | None = None) -> torch.Tensor:
     """uint8 ``[N, 64, 64, 3]``: procgen's 64 x 64 observation of the whole world, the
     same image as ``picture(state, 64)`` drawn with fewer, larger operations.
 
@@ -143,14 +143,24 @@ def pixel_obs(state: MazeState) -> torch.Tensor:
     cells' codes.  One matrix product turns every image row's cell codes into each word's
     combination number, a table lookup gives the words, and the pixel rows are copied
     from the cell rows under them.  Integer codes below 2**24 are exact in float32.
+    ``tables``: :func:`word_tables` of the world side, given by a caller that compiles
+    this function (torch.compile does not see through the cache that makes them once);
+    tables of another side (a hand-built state's) are made afresh.
     """
     n, d = state.num_envs, state.world_dim
-    weights, offsets, table, rows = _word_tables(d, len(CELL_COLOURS), state.device)
+    if tables is None or tables[0].shape[0] != d:
+        tables = word_tables(d, state.device)
+    weights, offsets, table, rows = tables
     codes = cell_codes(state).to(torch.float32)  # [N, x, y]
     combos = torch.matmul(codes.transpose(1, 2), weights)  # [N, y, words]
     words = table.index_select(0, (combos.to(torch.int64) + offsets).reshape(-1))
     cell_rows = words.view(n, d, -1).view(torch.uint8)  # [N, y, 3 * PIXEL_SIZE]
     return cell_rows.index_select(1, rows).view(n, PIXEL_SIZE, PIXEL_SIZE, 3)
+
+
+def word_tables(world_dim: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The tables of :func:`pixel_obs` for a world side on ``device`` (made once each)."""
+    return _word_tables(world_dim, len(CELL_COLOURS), torch.device(device))
 
 
 @cache
