@@ -32,7 +32,10 @@ def atomic_write(
     # Unique per process and call; O_EXCL never reuses a stranger's file.  Mode 0o666
     # lets the umask decide the permissions, as a plain open() would.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:  # name the file asked for, not the temporary one
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     how = {"mode": "w", "encoding": "utf-8", "newline": ""} if text else {"mode": "wb"}
     try:
         with os.fdopen(fd, **how) as f:

@@ -79,7 +79,6 @@ import contextlib
 import csv
 import datetime
 import json
-import math
 import numbers
 import os
 import socket
@@ -97,7 +96,7 @@ from coinrun_mg.eval import (
     all_levels,
     evaluate,
     goal_proxy_rates,
-    student_t95,
+    mean_interval,
 )
 from coinrun_mg.executors import Executor, RunJob, failed_entry, make_executor
 from coinrun_mg.files import atomic_write, atomic_write_text
@@ -280,18 +279,18 @@ def _check_seeds(seeds: Iterable[int]) -> list[int]:
 
 
 def _summary(values: list[float], single_ci: list[float] | None) -> dict[str, Any]:
-    """Mean, std (ddof=1; 0 for one value) and a 95% interval of per-seed values."""
-    n = len(values)
-    if n == 0:
+    """Mean, std (ddof=1; 0 for one value) and a 95% interval of per-seed rates:
+    :func:`~coinrun_mg.eval.mean_interval`'s, clipped to [0, 1]; for one seed its run's
+    ``single_ci`` (or the value itself)."""
+    summary = mean_interval(values)
+    mean, ci = summary["mean"], summary["ci"]
+    if summary["n"] == 0:
         return {"mean": None, "std": None, "ci": None, "n": 0}
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    if n > 1:
-        half = student_t95(n - 1) * std / math.sqrt(n)
-        ci = [max(0.0, mean - half), min(1.0, mean + half)]
+    if ci is not None:
+        ci = [max(0.0, ci[0]), min(1.0, ci[1])]
     else:
         ci = list(single_ci) if single_ci is not None else [mean, mean]
-    return {"mean": mean, "std": std, "ci": ci, "n": n}
+    return {"mean": mean, "std": summary["std"], "ci": ci, "n": summary["n"]}
 
 
 def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -320,6 +320,10 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     atomic_write(path, lambda f: json.dump({"coin": "ü"}, f), text=True)  # a text file
     assert json.loads(path.read_text(encoding="utf-8")) == {"coin": "ü"}
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+    # A folder that is not there: the error names the file asked for, not the temporary.
+    with pytest.raises(FileNotFoundError) as caught:
+        atomic_write_text(tmp_path / "missing" / "report.json", "x")
+    assert caught.value.filename == str(tmp_path / "missing" / "report.json")
 
 
 def test_no_warning_for_a_good_checkpoint(trained):
