@@ -31,6 +31,14 @@ from typing import Any
 
 from coinrun_mg.eval import COLUMNS
 from coinrun_mg.files import atomic_write
+from coinrun_mg.sweep_report import (
+    game_of_runs,
+    interval_label,
+    levels_label,
+    levels_label_of,
+    run_name,
+    summary,
+)
 
 BUDGET_CSV = "budget_episodes.csv"  # per run and per sweep
 BUDGET_PLOT = "budget_curve.png"
@@ -186,7 +194,6 @@ def _write_rows(path: Path, rows: Iterable[dict[str, Any]], columns: Sequence[st
 def write_budget_episodes(runs: Sequence[dict[str, Any]], out_dir: Path) -> Path:
     """``out_dir/budget_episodes.csv``: every budget episode of every finished run, from
     the runs' own files, with its ``rand_fraction`` and ``seed``."""
-    from coinrun_mg.sweep import run_name
 
     def rows() -> Iterable[dict[str, Any]]:
         for run in runs:
@@ -198,8 +205,6 @@ def write_budget_episodes(runs: Sequence[dict[str, Any]], out_dir: Path) -> Path
             with open(source, newline="") as f:
                 for row in csv.DictReader(f):
                     yield {**row, "rand_fraction": run["rand_fraction"], "seed": run["seed"]}
-
-    from coinrun_mg.sweep import game_of_runs
 
     path = out_dir / BUDGET_CSV
     _write_rows(path, rows(), budget_columns(game_of_runs(runs).columns))
@@ -214,11 +219,9 @@ def write_budget_episodes(runs: Sequence[dict[str, Any]], out_dir: Path) -> Path
 def aggregate_budgets(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per ``(rand_fraction, budget)``: the finished runs' seeds and the across-seed mean,
     std and 95% interval of the good-level test goal and proxy rates (``test_goal_rate``,
-    ``test_proxy_rate``), as :func:`coinrun_mg.sweep.aggregate` does it: mean +- Student's
-    t times the standard error across two or more seeds (``"interval": "seeds"``), the
-    run's Wilson interval over episodes for one (``"interval": "episodes"``)."""
-    from coinrun_mg.sweep import _levels_label, _summary, game_of_runs
-
+    ``test_proxy_rate``), as :func:`coinrun_mg.sweep_report.aggregate` does it: mean +-
+    Student's t times the standard error across two or more seeds (``"interval": "seeds"``),
+    the run's Wilson interval over episodes for one (``"interval": "episodes"``)."""
     done = [r for r in runs if r.get("status") == "done" and r.get("budgets")]
     groups: dict[tuple[float, int], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for run in done:
@@ -232,7 +235,7 @@ def aggregate_budgets(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "step": max(record["step"] for _, record in group),
             "seeds": [run["seed"] for run, _ in group],
             "interval": "episodes" if len(group) == 1 else "seeds",
-            "test_levels": _levels_label(
+            "test_levels": levels_label_of(
                 [bool(record["filtered"]) for _, record in group],
                 game_of_runs([run for run, _ in group]).filter_label,
             ),
@@ -244,7 +247,7 @@ def aggregate_budgets(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 if rec["test"].get(f"{key}_rate") is not None
             ]
             single = group[0][1]["test"].get(f"{key}_ci") if len(group) == 1 else None
-            entry[name] = _summary(values, single)
+            entry[name] = summary(values, single)
         out.append(entry)
     return out
 
@@ -365,8 +368,6 @@ def plot_budget_curve(budget_aggregate: Sequence[dict[str, Any]], path: str | os
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
-
-    from coinrun_mg.sweep import interval_label, levels_label
 
     fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.2), sharey=True)
     try:

@@ -840,7 +840,9 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
     import time
 
     from coinrun_mg.executors import make_executor
-    from coinrun_mg.sweep import SweepError, format_table, run_sweep, table_note
+    from coinrun_mg.sweep import run_sweep
+    from coinrun_mg.sweep_lock import SweepError
+    from coinrun_mg.sweep_report import format_table, table_note
 
     out = args.out or default_out
     started = time.time()
@@ -910,7 +912,7 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
     outputs = f"wrote {out}/report.json, {out}/episodes.csv, {out}/curve.png"
     if report.get("budget_aggregate") is not None:
         from coinrun_mg.budgets import format_budget_table, format_halving
-        from coinrun_mg.sweep import levels_label
+        from coinrun_mg.sweep_report import levels_label
 
         levels = levels_label(report["budget_aggregate"])
         print()
@@ -921,7 +923,7 @@ def _run_sweep_command(args: argparse.Namespace, name: str, default_out: str) ->
             print(halving)
         outputs += f", {out}/budget_episodes.csv, {out}/budget_curve.png"
     if report.get("transfer") is not None:
-        from coinrun_mg.sweep import TRANSFER_CSV, format_transfer_table
+        from coinrun_mg.transfer import TRANSFER_CSV, format_transfer_table
 
         print()
         print(format_transfer_table(report["transfer"]))

@@ -96,7 +96,7 @@ class RunJob:
     fail_kind: str = "crash"
     action: str = "training"
     eval_at: tuple[int, ...] = ()  # step budgets kept and evaluated (coinrun_mg.budgets)
-    eval_backends: tuple[str, ...] = ()  # the transfer section's backends (coinrun_mg.sweep)
+    eval_backends: tuple[str, ...] = ()  # the transfer section's backends (coinrun_mg.transfer)
 
     @property
     def name(self) -> str:

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from coinrun_mg.sweep_report import curriculum_of, run_name, summary
+
 REPLAY_PLOT = "level_replay.png"
 #: The per-run figures, in table order, with their column titles.
 REPLAY_METRICS = {
@@ -94,23 +96,21 @@ def aggregate_replay(
     """Per training fraction of the finished PLR runs (``runs/plr_f*_s*`` under
     ``out_dir``): the seeds and, for each of :data:`REPLAY_METRICS`, the mean, std and 95%
     interval across seeds (Student's t; one seed: no interval)."""
-    from coinrun_mg.sweep import _summary, curriculum_of, run_name
-
     groups: dict[float, list[tuple[int, dict[str, Any]]]] = {}
     for run in runs:
         if run.get("status") != "done" or curriculum_of(run) != "plr":
             continue
         name = run_name(run["rand_fraction"], run["seed"], "plr")
-        summary = run_replay_summary(Path(out_dir) / "runs" / name)
-        if summary is not None:
-            groups.setdefault(run["rand_fraction"], []).append((run["seed"], summary))
+        replay = run_replay_summary(Path(out_dir) / "runs" / name)
+        if replay is not None:
+            groups.setdefault(run["rand_fraction"], []).append((run["seed"], replay))
     out = []
     for fraction, group in sorted(groups.items()):
         entry: dict[str, Any] = {"rand_fraction": fraction, "seeds": [s for s, _ in group]}
         for key in REPLAY_METRICS:
-            values = [summary[key] for _, summary in group if summary[key] is not None]
-            entry[key] = _summary(values, None)
-        entry["runs"] = {str(seed): summary for seed, summary in group}
+            values = [replay[key] for _, replay in group if replay[key] is not None]
+            entry[key] = summary(values, None)
+        entry["runs"] = {str(seed): replay for seed, replay in group}
         out.append(entry)
     return out
 
@@ -130,7 +130,6 @@ def contrast_curricula(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     training coin rate, each as :func:`~coinrun_mg.eval.mean_interval` (mean and a 95%
     interval across seeds): does the curriculum move the rates beyond the seeds' spread?"""
     from coinrun_mg.eval import mean_interval
-    from coinrun_mg.sweep import curriculum_of
 
     done = {
         (curriculum_of(r), r["rand_fraction"], r["seed"]): r
@@ -218,7 +217,6 @@ def plot_replay(runs: Sequence[dict[str, Any]], out_dir: str | os.PathLike) -> P
     import matplotlib.pyplot as plt
 
     from coinrun_mg.budgets import _steps_text
-    from coinrun_mg.sweep import curriculum_of, run_name
 
     curves: dict[float, list[tuple[list[float], list[float], list[float]]]] = {}
     for run in runs:

@@ -40,33 +40,22 @@ error); a bad setting or damaged checkpoint (``ValueError``), a missing package 
 file-system refusal (no permission, read-only, disk full) is recorded at once, with
 ``"not_retried"`` saying why (see :mod:`coinrun_mg.executors`).
 
-One sweep at a time per output folder: ``run_sweep`` holds an exclusive lock on
-``out_dir/.sweep.lock`` (``fcntl.flock``, which the system drops when the process ends,
-however it ends) from before the first run until the outputs are written; the file
-names the holder (pid, host, start time, command).  A second sweep into the same folder
-raises :class:`SweepError` at once, naming the holder; a lock file left by a sweep that
-was killed is not locked any more and is taken over.  Before any run starts the folder is
-also checked for writing (``out_dir/runs`` created, a probe file written and removed), so
-an unwritable folder fails once, with :class:`SweepError`, instead of failing every run.
+One sweep at a time per output folder: ``run_sweep`` holds ``out_dir/.sweep.lock`` from
+before the first run until the outputs are written, and checks the folder for writing
+before any run starts; a second sweep into the same folder, or an unwritable folder,
+raises :class:`SweepError` at once (see :mod:`coinrun_mg.sweep_lock`).
 
-Outputs in ``out_dir``: ``report.json`` (runs, per-fraction aggregates across seeds,
-the sweep's settings), ``episodes.csv`` (every test episode of every run, with its
-``rand_fraction``, ``seed`` and ``good_level``) and ``curve.png`` (the misgeneralization
-curve: test goal and proxy rates and the training coin rate against the training
-fraction).  Aggregates: mean and standard deviation (``ddof=1``; 0 for one seed) across
-seeds, and a 95% interval: mean +- t standard errors for two or more seeds (t: Student's
-95% quantile with seeds - 1 degrees of freedom, 4.30 for three seeds)
-(``"interval": "seeds"``), the run's Wilson interval over its test episodes for one
-(``"interval": "episodes"``).  Each aggregate and the report say on which levels the
-test rates are (``"test_levels"``): the good levels, or all levels when there is no
-fraction-0 reference; :func:`table_note` puts both into words under the table.  With
-``eval_at`` (step budgets), each run also keeps and evaluates a checkpoint per budget, and
-the report gains ``budgets`` per run and ``budget_aggregate``, next to
-``budget_episodes.csv`` and ``budget_curve.png`` (see :mod:`coinrun_mg.budgets`).  With
-``eval_backends`` (e.g. native and procgen), each run's agent is also tested on those
-backends of its game (same level seeds, good levels from the reference run there): runs
-gain ``transfer``, the report a ``transfer`` section (:func:`aggregate_transfer`) next to
-``transfer_episodes.csv``.
+Outputs in ``out_dir``: ``report.json`` (runs, per-fraction aggregates across seeds, the
+sweep's settings), ``episodes.csv`` (every test episode of every run) and ``curve.png``
+(the misgeneralization curve); the aggregates, their intervals and levels, the table and
+the curve are made by :mod:`coinrun_mg.sweep_report`.  With ``eval_at`` (step budgets),
+each run also keeps and evaluates a checkpoint per budget, and the report gains
+``budgets`` per run and ``budget_aggregate``, next to ``budget_episodes.csv`` and
+``budget_curve.png`` (see :mod:`coinrun_mg.budgets`).  With ``eval_backends`` (e.g.
+native and procgen), each run's agent is also tested on those backends of its game (same
+level seeds, good levels from the reference run there): runs gain ``transfer``, the
+report a ``transfer`` section next to ``transfer_episodes.csv`` (see
+:mod:`coinrun_mg.transfer`).
 
 :class:`GoalProxyHook` is the training hook that logs ``eval/goal_rate``,
 ``eval/proxy_rate``, ``eval/died_rate``, ``eval/timeout_rate`` (test configuration) and
@@ -75,38 +64,46 @@ gain ``transfer``, the report a ``transfer`` section (:func:`aggregate_transfer`
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import datetime
 import json
 import numbers
 import os
-import socket
-import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from coinrun_mg.agents.ppo import CHECKPOINT_NAME, TrainingHook
-from coinrun_mg.eval import (
-    GOAL_PROXY_KEYS,
-    all_levels,
-    evaluate,
-    goal_proxy_rates,
-    mean_interval,
-)
+from coinrun_mg.eval import GOAL_PROXY_KEYS, all_levels, evaluate, goal_proxy_rates
 from coinrun_mg.executors import Executor, RunJob, failed_entry, make_executor
-from coinrun_mg.files import atomic_write, atomic_write_text
+from coinrun_mg.files import atomic_write_text
+from coinrun_mg.sweep_lock import SweepError, check_writable, locked
+from coinrun_mg.sweep_report import (
+    CSV_NAME,
+    EPISODES_CSV,
+    PLOT_NAME,
+    RESULT_NAME,
+    aggregate,
+    format_table,
+    interval_label,
+    levels_label,
+    plot_curve,
+    read_json,
+    recorded_good_levels,
+    run_name,
+    table_note,
+    write_episodes_csv,
+)
+from coinrun_mg.transfer import (
+    TRANSFER_CSV,
+    _transfer,
+    aggregate_transfer,
+    check_eval_backends,
+    write_transfer_episodes,
+)
 
-RESULT_NAME = "result.json"
 REPORT_NAME = "report.json"
-CSV_NAME = "episodes.csv"
-PLOT_NAME = "curve.png"
-LOCK_NAME = ".sweep.lock"
-EPISODES_CSV = "test_episodes.csv"  # per-run file
 
 #: Default first seed key of evaluations (episode i uses key eval_seed + i).
 EVAL_SEED = 1_000_000
@@ -118,22 +115,6 @@ EVAL_SEED = 1_000_000
 #: and Ray nodes.
 FAIL_ENV = "COINRUN_MG_SWEEP_FAIL"
 FAIL_KINDS = {"crash": RuntimeError, "value": ValueError}
-
-#: What the test rates are measured on (``"test_levels"`` of an aggregate and the report).
-GOOD_LEVELS = "good levels"
-ALL_LEVELS = "all levels (no fraction-0 reference)"
-MIXED_LEVELS = "good levels where the seed's fraction-0 run finished, else all levels"
-
-#: Scalars of the aggregate table: (name, section of a run, key in that section).
-METRICS = (
-    ("train_coin_rate", "train", "coin_rate"),
-    ("test_goal_rate", "test", "goal_rate"),
-    ("test_proxy_rate", "test", "proxy_rate"),
-    ("test_died_rate", "test", "died_rate"),
-    ("test_timeout_rate", "test", "timeout_rate"),
-    ("test_all_goal_rate", "test_all", "goal_rate"),
-    ("test_all_proxy_rate", "test_all", "proxy_rate"),
-)
 
 
 # ======================================================================================
@@ -183,23 +164,6 @@ class GoalProxyHook(TrainingHook):
 # ======================================================================================
 
 
-def run_name(fraction: float, seed: int, curriculum: str = "dr") -> str:
-    """The directory name of a run: ``f{fraction:g}_s{seed}``, prefixed by its curriculum
-    when that is not 'dr' (``plr_f0.01_s0``)."""
-    name = f"f{fraction:g}_s{seed}"
-    return name if curriculum == "dr" else f"{curriculum}_{name}"
-
-
-def curriculum_of(run: dict[str, Any]) -> str:
-    """A run entry's curriculum ('dr' for entries written before curricula existed)."""
-    return run.get("curriculum") or (run.get("config") or {}).get("curriculum", "dr")
-
-
-def _curricula(runs: Sequence[dict[str, Any]]) -> list[str]:
-    """The curricula of ``runs`` in order of appearance."""
-    return list(dict.fromkeys(curriculum_of(r) for r in runs))
-
-
 def _check_curricula(curricula: Iterable[str]) -> list[str]:
     """Known and distinct, 'dr' first (its fraction-0 runs are every curriculum's
     reference for the good levels)."""
@@ -220,21 +184,13 @@ def _atomic_write_json(data: Any, path: Path) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
 def _why_redone(run_dir: Path) -> str:
     """Why a run with no usable ``result.json`` is (re)done: nothing there, a marker that
     does not parse (its checkpoint, if any, is resumed), or one from other settings."""
     marker = run_dir / RESULT_NAME
     if not marker.exists():
         return ""
-    if _read_json(marker) is None:
+    if read_json(marker) is None:
         return f"; {marker} is not readable JSON, so the run is done again"
     return ", settings changed"
 
@@ -276,255 +232,6 @@ def _check_seeds(seeds: Iterable[int]) -> list[int]:
     if not out:
         raise ValueError("seeds is empty; give at least one seed")
     return out
-
-
-def _summary(values: list[float], single_ci: list[float] | None) -> dict[str, Any]:
-    """Mean, std (ddof=1; 0 for one value) and a 95% interval of per-seed rates:
-    :func:`~coinrun_mg.eval.mean_interval`'s, clipped to [0, 1]; for one seed its run's
-    ``single_ci`` (or the value itself)."""
-    summary = mean_interval(values)
-    mean, ci = summary["mean"], summary["ci"]
-    if summary["n"] == 0:
-        return {"mean": None, "std": None, "ci": None, "n": 0}
-    if ci is not None:
-        ci = [max(0.0, ci[0]), min(1.0, ci[1])]
-    else:
-        ci = list(single_ci) if single_ci is not None else [mean, mean]
-    return {"mean": mean, "std": summary["std"], "ci": ci, "n": summary["n"]}
-
-
-def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per training fraction (per curriculum, then fraction, when the runs have another
-    curriculum than 'dr': the entries then name it): the finished runs' seeds and a
-    :func:`_summary` of each of :data:`METRICS` across them."""
-    curricula = _curricula(runs)
-    out = []
-    for curriculum in curricula:
-        mine = [r for r in runs if curriculum_of(r) == curriculum]
-        for fraction in sorted({r["rand_fraction"] for r in mine}):
-            entry = _aggregate_entry([r for r in mine if r["rand_fraction"] == fraction], runs)
-            if curricula != ["dr"]:  # a sweep over DR alone reports what it always did
-                entry = {"curriculum": curriculum, **entry}
-            out.append(entry)
-    return out
-
-
-def _aggregate_entry(
-    runs: list[dict[str, Any]], every_run: Sequence[dict[str, Any]]
-) -> dict[str, Any]:
-    """The aggregate of the runs of one fraction (and curriculum)."""
-    group = [r for r in runs if r.get("status") == "done"]
-    game = game_of_runs(every_run)
-    entry: dict[str, Any] = {
-        "rand_fraction": runs[0]["rand_fraction"],
-        "seeds": [r["seed"] for r in group],
-        "failed_seeds": [r["seed"] for r in runs if r not in group],
-        # The 95% intervals: across seeds, or the one run's Wilson interval.
-        "interval": None if not group else "episodes" if len(group) == 1 else "seeds",
-        "test_levels": _levels_label([bool(r.get("filtered")) for r in group], game.filter_label),
-        "game": game.name,
-    }
-    for name, section, key in METRICS:
-        values = [r[section][key] for r in group if r[section].get(key) is not None]
-        single = None
-        if len(group) == 1:
-            ci_key = key.replace("_rate", "_ci")
-            single = group[0][section].get(ci_key)
-        entry[name] = _summary(values, single)
-    return entry
-
-
-def _levels_label(filtered: Sequence[bool], label: str = GOOD_LEVELS) -> str | None:
-    """The ``test_levels`` label of runs whose tests were (not) on the filtered levels
-    (``label``: CoinRun's good levels, Maze's decision levels)."""
-    if not filtered:
-        return None
-    if all(filtered):
-        return label
-    return ALL_LEVELS if not any(filtered) else MIXED_LEVELS
-
-
-def game_of_runs(runs: Sequence[dict[str, Any]]):
-    """The game (:class:`coinrun_mg.games.Game`) the runs trained on (CoinRun for runs
-    saved before the game was recorded)."""
-    from coinrun_mg.games import GAMES
-
-    names = {(r.get("config") or {}).get("game", "coinrun") for r in runs}
-    return GAMES[names.pop()] if len(names) == 1 else GAMES["coinrun"]
-
-
-def levels_label(aggregates: Sequence[dict[str, Any]]) -> str:
-    """On which levels the test rates of ``aggregates`` are (:data:`GOOD_LEVELS`,
-    :data:`ALL_LEVELS` or :data:`MIXED_LEVELS`)."""
-    labels = {a.get("test_levels") for a in aggregates} - {None}
-    if len(labels) == 1:
-        return labels.pop()
-    return MIXED_LEVELS if labels else GOOD_LEVELS
-
-
-def interval_label(aggregates: Sequence[dict[str, Any]]) -> str:
-    """What the 95% intervals of ``aggregates`` are over, in words."""
-    kinds = {a.get("interval") for a in aggregates} - {None}
-    if kinds == {"episodes"}:
-        return "95% Wilson interval over episodes (one seed)"
-    if kinds == {"seeds"} or not kinds:
-        return "95% interval across seeds"
-    return "95% interval across seeds, or over episodes where a fraction has one seed"
-
-
-def table_note(aggregates: Sequence[dict[str, Any]]) -> str:
-    """The line under :func:`format_table`: what the intervals are and which levels."""
-    levels = levels_label(aggregates)
-    seeds = any(len(a["seeds"]) > 1 for a in aggregates)
-    rows = "; seed rows: that run's Wilson interval over episodes" if seeds else ""
-    goal = _goal_noun(aggregates)
-    return f"(mean [{interval_label(aggregates)}]{rows}; test: {levels}, every {goal} moved)"
-
-
-def _goal_noun(aggregates: Sequence[dict[str, Any]]) -> str:
-    return "cheese" if any(a.get("game") == "maze" for a in aggregates) else "coin"
-
-
-def format_table(aggregates: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]] = ()) -> str:
-    """A printable table: fraction, training coin (cheese) rate, test goal and proxy rates, each
-    as mean [95% interval], and the number of seeds; :func:`table_note` says which
-    levels and intervals.  Given the ``runs``, a fraction with several finished seeds
-    also gets one row per seed (that run's rates, Wilson intervals over its episodes)
-    under its across-seed mean."""
-
-    def cell(summary: dict[str, Any] | None) -> str:
-        if summary is None or summary["mean"] is None:
-            return f"{'-':<21}"
-        lo, hi = summary["ci"]
-        return f"{summary['mean']:.3f} [{lo:.3f}, {hi:.3f}]"
-
-    per_seed = any(len(a["seeds"]) > 1 for a in aggregates) and bool(runs)
-    # A curriculum column only when the sweep has one (several, or not 'dr').
-    by_curriculum = any("curriculum" in a for a in aggregates)
-    label = f"{'':>6}  " if per_seed else ""
-    head = (
-        f"{'fraction':>8}  {label}{f'train {_goal_noun(aggregates)} rate':<21}  "
-        f"{'test goal rate':<21}  "
-        f"{'test proxy rate':<21}  seeds"
-    )
-    lines = [f"{'curriculum':<10}  {head}" if by_curriculum else head]
-    for a in aggregates:
-        curriculum = a.get("curriculum", "dr")
-        first = f"{curriculum:<10}  " if by_curriculum else ""
-        seeds = str(len(a["seeds"]))
-        if a["failed_seeds"]:
-            seeds += f" ({len(a['failed_seeds'])} failed)"
-        label = f"{'mean':>6}  " if per_seed else ""
-        names = ("train_coin_rate", "test_goal_rate", "test_proxy_rate")
-        cells = "  ".join(cell(a[name]) for name in names)
-        lines.append(f"{first}{a['rand_fraction']:>8g}  {label}{cells}  {seeds}")
-        if per_seed and len(a["seeds"]) > 1:
-            for run in runs:
-                if (
-                    run.get("status") == "done"
-                    and run["rand_fraction"] == a["rand_fraction"]
-                    and curriculum_of(run) == curriculum
-                ):
-                    cells = "  ".join(cell(_run_summary(run, name)) for name in names)
-                    pad = " " * len(first)
-                    lines.append(f"{pad}{'':>8}  {'s' + str(run['seed']):>6}  {cells}")
-    return "\n".join(lines)
-
-
-def _run_summary(run: dict[str, Any], metric: str) -> dict[str, Any] | None:
-    """One run's value of a :data:`METRICS` entry, with its Wilson interval."""
-    section, key = next((sec, k) for name, sec, k in METRICS if name == metric)
-    value = run[section].get(key)
-    if value is None:
-        return None
-    return {"mean": value, "ci": run[section].get(key.replace("_rate", "_ci"))}
-
-
-def plot_curve(aggregates: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
-    """The misgeneralization curve as a PNG: test goal and proxy rates (on the levels
-    :func:`test_levels` names) and the training coin rate against the training fraction,
-    with 95% intervals; the labels say which levels and intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    levels = levels_label(aggregates)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    try:
-        series = (
-            ("test_goal_rate", f"test goal rate (coin), {levels}", "tab:green", "-"),
-            ("test_proxy_rate", f"test proxy rate (end), {levels}", "tab:red", "-"),
-            ("train_coin_rate", "training coin rate", "tab:gray", "--"),
-        )
-        # One line per curriculum and rate: colour for the rate, marker and dashes for
-        # the curriculum (DR alone: the plot as it always was).
-        curricula = list(dict.fromkeys(a.get("curriculum", "dr") for a in aggregates))
-        looks = {"dr": ("o", None), "plr": ("s", (0, (1, 1)))}
-        for curriculum in curricula:
-            marker, dashes = looks.get(curriculum, ("^", (0, (3, 1, 1, 1))))
-            mine = [a for a in aggregates if a.get("curriculum", "dr") == curriculum]
-            for name, label, color, style in series:
-                points = [(a["rand_fraction"], a[name]) for a in mine]
-                points = [(x, v) for x, v in points if v["mean"] is not None]
-                if not points:
-                    continue
-                xs = [x for x, _ in points]
-                ys = [s["mean"] for _, s in points]
-                lower = [max(0.0, s["mean"] - s["ci"][0]) for _, s in points]
-                upper = [max(0.0, s["ci"][1] - s["mean"]) for _, s in points]
-                ax.errorbar(
-                    xs,
-                    ys,
-                    yerr=[lower, upper],
-                    label=label if len(curricula) == 1 else f"{curriculum}: {label}",
-                    color=color,
-                    linestyle=style if dashes is None else dashes,
-                    marker=marker,
-                    capsize=3,
-                )
-        positive = sorted({a["rand_fraction"] for a in aggregates if a["rand_fraction"] > 0})
-        if positive:
-            ax.set_xscale("symlog", linthresh=positive[0])
-        ax.set_xlabel("training fraction of levels with a moved coin (rand_fraction)")
-        ax.set_ylabel(f"rate ({interval_label(aggregates)})")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title("Goal misgeneralization in CoinRun")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:  # nothing to show when every run failed
-            ax.legend(loc="best", fontsize="small")
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-    finally:
-        plt.close(fig)
-
-
-def _write_episodes_csv(runs: Sequence[dict[str, Any]], out_dir: Path) -> Path:
-    """Every test episode of every finished run, from the runs' own CSV files."""
-    path = out_dir / CSV_NAME
-    columns = ["rand_fraction", "seed", *game_of_runs(runs).columns, "good_level"]
-    if _curricula(runs) != ["dr"]:  # DR alone: the columns it always had
-        columns.insert(0, "curriculum")
-
-    def write_rows(f) -> None:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for run in runs:
-            if run.get("status") != "done":
-                continue
-            curriculum = curriculum_of(run)
-            name = run_name(run["rand_fraction"], run["seed"], curriculum)
-            source = out_dir / "runs" / name / EPISODES_CSV
-            if not source.exists():  # deleted by hand: the run's summary still stands
-                continue
-            with open(source, newline="") as g:
-                for row in csv.DictReader(g):
-                    row.setdefault("good_level", "")
-                    row.update(rand_fraction=run["rand_fraction"], seed=run["seed"])
-                    writer.writerow({**row, "curriculum": curriculum})
-
-    atomic_write(path, write_rows, text=True)
-    return path
 
 
 # ======================================================================================
@@ -617,85 +324,6 @@ def _train_and_evaluate(
     }
 
 
-def _transfer(policy, backends, own, ref, common, run_dir: Path) -> dict[str, Any]:
-    """The run's test on each of ``backends`` (same level seeds, goal moved on every
-    level): its own backend's is ``own`` (test, test_all, filtered); another backend's is
-    evaluated there on the good levels the reference run recorded there, else with the
-    reference agent run on that backend too; its episodes go to
-    ``test_episodes_<backend>.csv``.  ``ref``: (reference policy or None, reference
-    checkpoint or None, the run's evaluation settings, the run's fraction)."""
-    from coinrun_mg.agents import load_policy
-    from coinrun_mg.eval import FilteredEvalReport
-    from coinrun_mg.games import NATIVE_ALIAS, backend_env_id, game_of_env
-
-    trained = policy.env_id
-    game = game_of_env(trained)
-    own_id = game.native_id if trained in (NATIVE_ALIAS, game.native_id) else trained
-    out: dict[str, Any] = {}
-    for backend in backends:
-        env_id = backend_env_id(backend, trained)
-        if env_id == own_id:
-            test, test_all, filtered = own
-        else:
-            report = _backend_test(policy, env_id, backend, ref, common, load_policy)
-            if isinstance(report, FilteredEvalReport):
-                test, test_all, filtered = report.filtered, report.all, True
-            else:
-                test, test_all, filtered = report, report, False
-            report.write_csv(run_dir / transfer_csv_name(backend))
-        out[backend] = {
-            "env_id": env_id,
-            "filtered": filtered,
-            "test": test.to_dict(),
-            "test_all": test_all.to_dict(),
-        }
-    return out
-
-
-def _backend_test(policy, env_id: str, backend: str, ref, common, load_policy):
-    """The run's test on another backend, filtered as :func:`_transfer` says."""
-    ref_policy, reference, evaluation, fraction = ref
-    if reference is None:
-        return evaluate(policy, env_id=env_id, **common)
-    csv_name = transfer_csv_name(backend)
-    recorded = recorded_good_levels(reference.parent, evaluation, fraction, csv_name)
-    if recorded is not None:
-        return evaluate(policy, env_id=env_id, **common, good_levels=recorded)
-    if ref_policy is None:
-        ref_policy = load_policy(reference, device=common["device"])
-    return evaluate(policy, env_id=env_id, **common, reference_policy=ref_policy)
-
-
-def recorded_good_levels(
-    reference_run: Path, evaluation: dict[str, Any], fraction: float, csv_name: str = EPISODES_CSV
-) -> list[int] | None:
-    """The good levels that a seed's finished fraction-0 run recorded in its episodes
-    (``good_level`` column of ``csv_name``), for the other runs of that seed: the same
-    levels its agent would give again, without its checkpoint (a sweep whose checkpoints
-    were not kept resumes from its ``result.json`` and CSV files).  None where there is
-    no such record: the run is the reference itself, the reference has not finished with
-    these evaluation settings, or the file is missing or incomplete."""
-    if fraction == 0:
-        return None
-    done = _read_json(reference_run / RESULT_NAME)
-    if done is None or not done.get("filtered") or done.get("evaluation") != evaluation:
-        return None
-    try:
-        with open(reference_run / csv_name, newline="") as f:
-            rows = list(csv.DictReader(f))
-        levels = {int(row["level_seed"]): row["good_level"] in ("1", "True") for row in rows}
-    except (OSError, KeyError, ValueError):
-        return None
-    if len(levels) != evaluation["episodes"]:
-        return None
-    return sorted(seed for seed, good in levels.items() if good)
-
-
-def transfer_csv_name(backend: str) -> str:
-    """A run's episodes on a backend it was not trained on."""
-    return f"test_episodes_{backend}.csv"
-
-
 def _evaluation(
     episodes: int, eval_seed: int, eval_at: Sequence[int], eval_backends: Sequence[str] = ()
 ) -> dict[str, Any]:
@@ -763,119 +391,6 @@ def _check_count(name: str, value: Any) -> int:
     return value
 
 
-# ======================================================================================
-# The output folder: one sweep at a time, and writable
-# ======================================================================================
-
-
-class SweepError(Exception):
-    """A sweep that cannot start: its output folder is held by another sweep, or cannot be
-    written.  The message is one line for the user."""
-
-
-def _check_writable(out_dir: Path) -> None:
-    """Create ``out_dir/runs`` and write and remove a probe file in it and in ``out_dir``:
-    an unwritable folder fails here, once, before any training."""
-    try:
-        runs = out_dir / "runs"
-        runs.mkdir(parents=True, exist_ok=True)
-        for folder in (out_dir, runs):
-            probe = folder / f".write-probe-{os.getpid()}"
-            with open(probe, "w") as f:
-                f.write("probe\n")
-                f.flush()
-                os.fsync(f.fileno())
-            probe.unlink()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        if exc.filename is not None:
-            reason += f" ({exc.filename})"
-        raise SweepError(f"cannot write to {out_dir}: {reason}") from exc
-
-
-def _holder_text(holder: dict[str, Any] | None) -> str:
-    """The lock holder in words: ``pid 123 on host, since 2026-01-02 10:00:00 UTC``."""
-    if not holder:
-        return "holder not yet recorded"
-    since = holder.get("since")
-    when = ""
-    if isinstance(since, (int, float)):
-        stamp = datetime.datetime.fromtimestamp(since, datetime.timezone.utc)
-        when = f", since {stamp:%Y-%m-%d %H:%M:%S} UTC"
-    command = holder.get("command")
-    said = f": {command}" if command else ""
-    return f"pid {holder.get('pid')} on {holder.get('host')}{when}{said}"
-
-
-def _read_holder(fd: int) -> dict[str, Any] | None:
-    try:
-        data = json.loads(os.pread(fd, 1 << 16, 0).decode() or "null")
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _acquire_lock(out_dir: Path, say: Callable[[str], None]) -> int:
-    """Lock ``out_dir`` for this sweep (see the module docstring); the open lock file's
-    descriptor, kept open while it holds the lock.  :class:`SweepError` if it is held."""
-    import fcntl
-
-    path = out_dir / LOCK_NAME
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise SweepError(
-                f"{out_dir} is in use by another sweep ({_holder_text(holder)}); wait for it "
-                "to end or choose another output folder"
-            ) from None
-        except OSError as exc:  # a file system without locks
-            os.close(fd)
-            raise SweepError(
-                f"cannot lock {path}: {exc.strerror or exc}; use an output folder on a file "
-                "system that supports locks"
-            ) from exc
-        # The holder may have removed the file between our open and our flock: the lock
-        # counts only on the file that is at the path now.
-        try:
-            current = os.path.samestat(os.fstat(fd), os.stat(path))
-        except FileNotFoundError:
-            current = False
-        if current:
-            break
-        os.close(fd)
-    stale = _read_holder(fd)
-    if stale:  # its sweep was killed without releasing it: the system dropped its flock
-        say(f"sweep: taking over the lock of a sweep that is gone ({_holder_text(stale)})")
-    holder = {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "since": time.time(),
-        "command": " ".join(sys.argv),
-    }
-    data = (json.dumps(holder) + "\n").encode()
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, data, 0)
-    os.fsync(fd)
-    return fd
-
-
-@contextlib.contextmanager
-def _locked(out_dir: Path, say: Callable[[str], None]) -> Iterator[None]:
-    """Hold the lock of ``out_dir`` (:func:`_acquire_lock`) for the block; on the way out
-    remove the lock file while still holding it, then let go."""
-    fd = _acquire_lock(out_dir, say)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(out_dir / LOCK_NAME)
-        os.close(fd)  # drops the flock
-
-
 def _executor_settings(executor: Any) -> dict[str, Any]:
     """What the executor runs with (its ``settings()``), for the report."""
     describe = getattr(executor, "settings", None)
@@ -924,7 +439,7 @@ class _Plan:
 
     def finished_entry(self, fraction: float, seed: int, config) -> dict[str, Any] | None:
         """The run's ``result.json`` if it was written with these settings."""
-        done = _read_json(self.run_dir(fraction, seed) / RESULT_NAME)
+        done = read_json(self.run_dir(fraction, seed) / RESULT_NAME)
         if done is None or not _same_config(done.get("config"), config):
             return None
         return done if done.get("evaluation") == self.evaluation else None
@@ -1269,8 +784,8 @@ def run_sweep(
     if report_only:  # what has finished so far: no lock, no runs, nothing written
         return _partial_report(plans, fractions, seeds, settings)
     say = log or (lambda _msg: None)
-    _check_writable(out_dir)
-    with _locked(out_dir, say):
+    check_writable(out_dir)
+    with locked(out_dir, say):
         sweep_start = time.time()
         runs = _Scheduler(plans, executor, retries, say).run(fractions, seeds)
         return _write_outputs(runs, settings, out_dir, time.time() - sweep_start)
@@ -1369,7 +884,7 @@ def _write_outputs(
     """``report.json``, ``episodes.csv`` and ``curve.png`` (and the budget and transfer
     files when swept); returns the report."""
     report = _report(runs, settings, wall_seconds, out_dir)
-    _write_episodes_csv(runs, out_dir)
+    write_episodes_csv(runs, out_dir)
     plot_curve(report["aggregate"], out_dir / PLOT_NAME)
     if settings.get("eval_at"):
         from coinrun_mg import budgets
@@ -1377,7 +892,7 @@ def _write_outputs(
         budgets.write_budget_episodes(runs, out_dir)
         budgets.plot_budget_curve(report["budget_aggregate"], out_dir / budgets.BUDGET_PLOT)
     if settings.get("eval_backends"):
-        _write_transfer_episodes(runs, settings["eval_backends"], out_dir)
+        write_transfer_episodes(runs, settings["eval_backends"], out_dir)
     if "level_replay" in report:
         from coinrun_mg.replay_stats import plot_replay
 
@@ -1386,143 +901,14 @@ def _write_outputs(
     return report
 
 
-# ======================================================================================
-# The transfer section: the same agents tested on several backends
-# ======================================================================================
-
-TRANSFER_CSV = "transfer_episodes.csv"
-#: The outcome rates of the transfer section, per backend.
-TRANSFER_RATES = ("goal_rate", "proxy_rate", "died_rate", "timeout_rate")
-
-
-def check_eval_backends(backends: Iterable[str]) -> tuple[str, ...]:
-    """``backends`` as a tuple without repeats, each one of :data:`~coinrun_mg.games.BACKENDS`;
-    procgen must be importable when asked for (ImportError saying how to install it)."""
-    from coinrun_mg.games import BACKENDS
-
-    if isinstance(backends, str):
-        backends = [b for b in backends.split(",") if b.strip()]
-    out: list[str] = []
-    for backend in backends:
-        if backend not in BACKENDS:
-            raise ValueError(
-                f"eval_backends entry {backend!r} is invalid; accepted values are {BACKENDS}"
-            )
-        if backend not in out:
-            out.append(backend)
-    if "procgen" in out:
-        from coinrun_mg.envs.coinrun.procgen_env import _import_procgen
-
-        _import_procgen()
-    return tuple(out)
-
-
-def aggregate_transfer(runs: Sequence[dict[str, Any]], backends: Sequence[str]) -> dict[str, Any]:
-    """The report's ``transfer`` section: per training fraction and backend, a
-    :func:`_summary` of each test rate (:data:`TRANSFER_RATES`) across the finished
-    runs' seeds (one seed: its Wilson interval over episodes), on the filtered levels
-    where the run has them."""
-    done = [r for r in runs if r.get("status") == "done" and r.get("transfer")]
-    rows = []
-    for fraction in sorted({r["rand_fraction"] for r in runs}):
-        group = [r for r in done if r["rand_fraction"] == fraction]
-        entry: dict[str, Any] = {
-            "rand_fraction": fraction,
-            "seeds": [r["seed"] for r in group],
-            "interval": None if not group else "episodes" if len(group) == 1 else "seeds",
-        }
-        for backend in backends:
-            sides = [r["transfer"][backend] for r in group if backend in r["transfer"]]
-            side: dict[str, Any] = {
-                "env_id": sides[0]["env_id"] if sides else None,
-                "test_levels": _levels_label(
-                    [s["filtered"] for s in sides], game_of_runs(runs).filter_label
-                ),
-            }
-            for key in TRANSFER_RATES:
-                values = [s["test"][key] for s in sides if s["test"].get(key) is not None]
-                single = (
-                    sides[0]["test"].get(key.replace("_rate", "_ci")) if len(sides) == 1 else None
-                )
-                side[key] = _summary(values, single)
-            entry[backend] = side
-        rows.append(entry)
-    return {"backends": list(backends), "game": game_of_runs(runs).name, "aggregate": rows}
-
-
-def format_transfer_table(transfer: dict[str, Any]) -> str:
-    """The transfer section as a table: per fraction, one row per backend, the goal,
-    proxy, died and timeout rates as mean [95% interval]; a note says which levels."""
-
-    def cell(summary: dict[str, Any]) -> str:
-        if summary["mean"] is None:
-            return f"{'-':<21}"
-        lo, hi = summary["ci"]
-        return f"{summary['mean']:.3f} [{lo:.3f}, {hi:.3f}]"
-
-    backends = transfer["backends"]
-    width = max(len("backend"), *(len(b) for b in backends))
-    names = "  ".join(f"{'test ' + k.replace('_', ' '):<21}" for k in TRANSFER_RATES)
-    lines = [f"{'fraction':>8}  {'backend':<{width}}  {names}  seeds"]
-    levels = set()
-    for a in transfer["aggregate"]:
-        for i, backend in enumerate(backends):
-            side = a[backend]
-            levels.add(side["test_levels"])
-            cells = "  ".join(cell(side[k]) for k in TRANSFER_RATES)
-            fraction = f"{a['rand_fraction']:>8g}" if i == 0 else " " * 8
-            lines.append(f"{fraction}  {backend:<{width}}  {cells}  {len(a['seeds'])}")
-    levels.discard(None)
-    where = levels.pop() if len(levels) == 1 else MIXED_LEVELS if levels else GOOD_LEVELS
-    intervals = interval_label(transfer["aggregate"])
-    goal = "cheese" if transfer.get("game") == "maze" else "coin"
-    lines.append(
-        f"(mean [{intervals}]; test: {where} of each backend, the same level seeds, every "
-        f"{goal} moved)"
-    )
-    return "\n".join(lines)
-
-
-def _write_transfer_episodes(runs, backends: Sequence[str], out_dir: Path) -> Path:
-    """Every transfer test episode of every finished run, with its ``backend``."""
-    path = out_dir / TRANSFER_CSV
-    columns = ["backend", "rand_fraction", "seed", *game_of_runs(runs).columns, "good_level"]
-
-    def write_rows(f) -> None:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for run in runs:
-            sides = run.get("transfer") if run.get("status") == "done" else None
-            for backend in backends if sides else ():
-                run_dir = out_dir / "runs" / run_name(run["rand_fraction"], run["seed"])
-                source = run_dir / transfer_csv_name(backend)
-                if not source.exists():
-                    source = run_dir / EPISODES_CSV  # the backend it was trained on
-                if backend not in sides or not source.exists():
-                    continue
-                with open(source, newline="") as g:
-                    for row in csv.DictReader(g):
-                        row.setdefault("good_level", "")
-                        extra = {"backend": backend, "rand_fraction": run["rand_fraction"]}
-                        writer.writerow({**row, **extra, "seed": run["seed"]})
-
-    atomic_write(path, write_rows, text=True)
-    return path
-
-
+# This module's own public names, and those re-exported for code that used them from here
+# before the split: aggregate, format_table and table_note (coinrun_mg.sweep_report) and
+# SweepError (coinrun_mg.sweep_lock).
 __all__ = [
     "GoalProxyHook",
-    "curriculum_of",
     "SweepError",
     "aggregate",
-    "aggregate_transfer",
-    "check_eval_backends",
     "format_table",
-    "format_transfer_table",
-    "interval_label",
-    "levels_label",
-    "plot_curve",
-    "run_name",
     "run_sweep",
     "table_note",
 ]

@@ -17,7 +17,8 @@ import coinrun_mg  # noqa: F401 - registers the env ids
 from coinrun_mg import cli, executors, sweep
 from coinrun_mg.agents import PROFILES, PPOConfig, train
 from coinrun_mg.executors import LocalExecutor
-from coinrun_mg.sweep import GoalProxyHook, aggregate, format_table, run_sweep, table_note
+from coinrun_mg.sweep import GoalProxyHook, run_sweep
+from coinrun_mg.sweep_report import aggregate, format_table, table_note
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import coinrun_mg  # noqa: F401 - registers the env ids
-from coinrun_mg import cli, sweep
+from coinrun_mg import cli, sweep, sweep_report
 from coinrun_mg.agents import PPOConfig, TrainingHook, train
 from coinrun_mg.agents.checkpoint import CHECKPOINT_NAME, read_checkpoint
 from coinrun_mg.agents.ppo import budget_path, budget_step
@@ -27,7 +27,8 @@ from coinrun_mg.budgets import (
     parse_eval_at,
     parse_steps,
 )
-from coinrun_mg.sweep import aggregate, run_sweep
+from coinrun_mg.sweep import run_sweep
+from coinrun_mg.sweep_report import aggregate
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -228,7 +229,7 @@ def test_sweep_with_eval_at_evaluates_each_budget_on_the_final_good_levels(tmp_p
     assert len(rows) == 2 * 2 * 16  # runs x budgets x episodes
     finals = {}
     for r in report["runs"]:
-        name = sweep.run_name(r["rand_fraction"], r["seed"])
+        name = sweep_report.run_name(r["rand_fraction"], r["seed"])
         finals[r["rand_fraction"]] = _rows(tmp_path / "runs" / name / "test_episodes.csv")
     for row in rows:  # every budget on the final evaluation's levels and good-level flags
         final = finals[float(row["rand_fraction"])][int(row["episode"])]

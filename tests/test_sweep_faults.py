@@ -23,17 +23,9 @@ import coinrun_mg  # noqa: F401 - registers the env ids
 from coinrun_mg import cli, sweep
 from coinrun_mg.agents import PROFILES
 from coinrun_mg.executors import _retryable
-from coinrun_mg.sweep import (
-    ALL_LEVELS,
-    FAIL_ENV,
-    GOOD_LEVELS,
-    LOCK_NAME,
-    MIXED_LEVELS,
-    SweepError,
-    aggregate,
-    run_sweep,
-    table_note,
-)
+from coinrun_mg.sweep import FAIL_ENV, run_sweep
+from coinrun_mg.sweep_lock import LOCK_NAME, SweepError
+from coinrun_mg.sweep_report import ALL_LEVELS, GOOD_LEVELS, MIXED_LEVELS, aggregate, table_note
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -72,9 +64,9 @@ HOLDER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from coinrun_mg.sweep import _locked
+    from coinrun_mg.sweep_lock import locked
 
-    with _locked(Path(sys.argv[1]), print):
+    with locked(Path(sys.argv[1]), print):
         print("locked", flush=True)
         sys.stdin.read()  # hold it until the test closes our stdin
     """

@@ -11,7 +11,8 @@ import pytest
 from coinrun_mg import cli
 from coinrun_mg.agents.config import GAME_PROFILES
 from coinrun_mg.eval import MAZE_COLUMNS
-from coinrun_mg.sweep import format_table, run_sweep, table_note
+from coinrun_mg.sweep import run_sweep
+from coinrun_mg.sweep_report import format_table, table_note
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

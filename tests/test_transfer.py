@@ -103,7 +103,8 @@ def test_procgen_good_levels_with_the_same_deterministic_policy():
 @pytest.mark.procgen
 def test_sweep_eval_backends_adds_a_transfer_section(tmp_path, capsys, monkeypatch):
     _procgen()
-    from coinrun_mg.sweep import TRANSFER_CSV, TRANSFER_RATES, format_transfer_table, run_sweep
+    from coinrun_mg.sweep import run_sweep
+    from coinrun_mg.transfer import TRANSFER_CSV, TRANSFER_RATES, format_transfer_table
 
     settings = dict(
         total_steps=256, episodes=6, device="cpu", overrides=TINY, hook_episodes=0, log=None
